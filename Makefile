@@ -1,0 +1,50 @@
+# One documented way to run things, used by people and by .ci/run alike.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.stamp-deps
+
+.PHONY: run test lint bench venv servers-deps env build-dashboards policy-eval clean help
+
+help:
+	@echo "make run    - start the whole system locally (broker, simulator, ingest, alerts)"
+	@echo "make test   - install everything needed and run the full test suite"
+	@echo "make lint   - ruff + mypy (strict on common/ and services/)"
+	@echo "make bench  - benchmarks (figures and ratios printed; see docs/benchmarks.md)"
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+servers-deps:
+	./scripts/install-servers.sh
+
+run: venv
+	$(BIN)/python -m scripts.run
+
+test: venv servers-deps
+	$(BIN)/python -m pytest -q -ra
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy common services devices grafana scripts tests
+
+bench: venv servers-deps
+	$(BIN)/python -m scripts.bench
+
+env:
+	./scripts/make-env.sh
+
+build-dashboards: venv
+	$(BIN)/facility-grafana build
+
+policy-eval: venv
+	$(BIN)/python -m scripts.policy_eval
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
