@@ -1,0 +1,170 @@
+"""The one place that builds paho-mqtt 2.x clients the way every program needs them.
+
+MQTT v5 by default (3.1.1 with ``MQTT_PROTOCOL=3.1.1``), TLS for ``mqtts://``, credentials,
+Last Will, reconnect backoff, and persistent sessions (fixed client id, no clean start,
+session expiry, Receive Maximum) for services that must not lose messages.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from common.settings import CommonSettings
+
+log = logging.getLogger(__name__)
+
+RECONNECT_MIN_S = 1
+RECONNECT_MAX_S = 30
+
+
+class MqttError(Exception):
+    """The broker could not be reached or refused us."""
+
+
+@dataclass(frozen=True, slots=True)
+class Will:
+    """Last Will: what the broker publishes for us when we vanish without a goodbye."""
+
+    topic: str
+    payload: bytes = b"offline"
+    qos: int = 1
+    retain: bool = True
+
+
+OnConnect = Callable[[mqtt.Client, bool], None]
+
+
+class MqttLink:
+    """A paho client plus its connection policy; ``start()`` runs paho's network thread.
+
+    ``on_connect`` hooks get ``(client, session_present)`` after every (re)connect so callers
+    can (re)subscribe; paho reconnects by itself with exponential backoff.
+    """
+
+    def __init__(
+        self,
+        settings: CommonSettings,
+        client_id: str,
+        *,
+        will: Will | None = None,
+        persistent: bool = False,
+        receive_maximum: int | None = None,
+        manual_ack: bool = False,
+        max_inflight: int = 100,
+        max_queued: int = 0,
+    ) -> None:
+        self.settings = settings
+        self.client_id = settings.mqtt_client_id or client_id
+        self.persistent = persistent
+        self.receive_maximum = receive_maximum
+        self.v5 = settings.mqtt_protocol == "5"
+        self.connected = threading.Event()
+        self.last_error: str | None = None
+        self._hooks: list[OnConnect] = []
+        protocol = MQTTProtocolVersion.MQTTv5 if self.v5 else MQTTProtocolVersion.MQTTv311
+        self.client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=self.client_id,
+            protocol=protocol,
+            # v3.1.1 expresses persistence at construction; v5 at connect (clean_start).
+            clean_session=None if self.v5 else not persistent,
+            manual_ack=manual_ack,
+        )
+        user, password = settings.mqtt_credentials()
+        if user is not None:
+            self.client.username_pw_set(user, password)
+        if settings.mqtt_tls:
+            ca = str(settings.mqtt_ca_file) if settings.mqtt_ca_file else None
+            self.client.tls_set(ca_certs=ca, cert_reqs=ssl.CERT_REQUIRED)
+            if settings.mqtt_tls_insecure:
+                self.client.tls_insecure_set(True)
+        if will is not None:
+            self.client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
+        self.client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
+        self.client.max_inflight_messages_set(max_inflight)
+        self.client.max_queued_messages_set(max_queued)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+
+    def add_on_connect(self, hook: OnConnect) -> None:
+        self._hooks.append(hook)
+
+    def _connect_properties(self) -> Properties | None:
+        if not self.v5:
+            return None
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        if self.persistent:
+            props.SessionExpiryInterval = self.settings.mqtt_session_expiry_s
+        if self.receive_maximum:
+            props.ReceiveMaximum = self.receive_maximum
+        return props
+
+    def start(self) -> None:
+        """Connect in the background; paho retries with backoff until the broker answers."""
+        kwargs: dict[str, Any] = {}
+        if self.v5:
+            kwargs["clean_start"] = not self.persistent
+            kwargs["properties"] = self._connect_properties()
+        self.client.connect_async(
+            self.settings.mqtt_host,
+            self.settings.mqtt_port,
+            keepalive=self.settings.mqtt_keepalive_s,
+            **kwargs,
+        )
+        self.client.loop_start()
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self.connected.wait(timeout)
+
+    def stop(self) -> None:
+        """Graceful disconnect (no Last Will) and stop the network thread."""
+        try:
+            self.client.disconnect()
+        finally:
+            self.client.loop_stop()
+            self.connected.clear()
+
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        _userdata: object,
+        flags: mqtt.ConnectFlags,
+        reason: ReasonCode,
+        _props: Properties | None,
+    ) -> None:
+        if reason.is_failure:
+            self.last_error = f"broker refused connection: {reason}"
+            log.error("mqtt connect refused", extra={"reason": str(reason)})
+            return
+        self.last_error = None
+        log.info(
+            "mqtt connected",
+            extra={"client_id": self.client_id, "session_present": flags.session_present},
+        )
+        for hook in self._hooks:
+            hook(client, flags.session_present)
+        self.connected.set()
+
+    def _on_disconnect(
+        self,
+        _client: mqtt.Client,
+        _userdata: object,
+        _flags: mqtt.DisconnectFlags,
+        reason: ReasonCode,
+        _props: Properties | None,
+    ) -> None:
+        self.connected.clear()
+        if reason.is_failure:
+            self.last_error = f"disconnected: {reason}"
+            log.warning("mqtt disconnected", extra={"reason": str(reason)})

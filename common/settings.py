@@ -1,0 +1,153 @@
+"""Settings every program shares (the contract's environment variables), via pydantic-settings.
+
+Each program subclasses :class:`CommonSettings` with fields named after their variables
+(``ingest_spool_dir`` reads ``INGEST_SPOOL_DIR``). Values come from the environment, a ``.env``
+file, and a secrets directory (``SECRETS_DIR``, default ``/run/secrets``) for tokens/passwords.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+from urllib.parse import unquote, urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from common.topics import TopicError, check_prefix
+
+DEFAULT_SECRETS_DIR = "/run/secrets"
+
+
+class ConfigError(Exception):
+    """Invalid configuration: the message names the variable and what is wrong."""
+
+
+class CommonSettings(BaseSettings):
+    """The shared variables of the contract. Field name upper-cased = variable name."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        validate_default=True,
+    )
+
+    mqtt_url: str = "mqtt://localhost:1883"
+    mqtt_username: str | None = None
+    mqtt_password: SecretStr | None = None
+    mqtt_client_id: str | None = None
+    mqtt_topic_prefix: str = "facility"
+    # Extension: "5" (default) or "3.1.1" for brokers without MQTT v5 (e.g. amqtt).
+    mqtt_protocol: Literal["5", "3.1.1"] = "5"
+    mqtt_keepalive_s: int = Field(default=30, ge=5, le=3600)
+    mqtt_ca_file: Path | None = None
+    mqtt_tls_insecure: bool = False
+    mqtt_session_expiry_s: int = Field(default=7 * 24 * 3600, ge=0)
+
+    influx_url: str = "http://localhost:8086"
+    influx_api_version: Literal["1", "2"] = "2"
+    influx_token: SecretStr | None = None
+    influx_org: str = "facility"
+    influx_bucket: str = "facility"
+
+    devices_file: Path = Path("config/devices.yaml")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_format: Literal["json", "console"] = "json"
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _mqtt_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
+            raise ValueError("must start with mqtt:// or mqtts://")
+        if not parts.hostname:
+            raise ValueError("has no host")
+        try:
+            _ = parts.port
+        except ValueError as exc:
+            raise ValueError(f"bad port: {exc}") from None
+        return value
+
+    @field_validator("influx_url")
+    @classmethod
+    def _influx_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host")
+        return value.rstrip("/")
+
+    @field_validator("mqtt_topic_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        try:
+            return check_prefix(value)
+        except TopicError as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    # -- derived values ------------------------------------------------------------------
+    @property
+    def mqtt_host(self) -> str:
+        return urlsplit(self.mqtt_url).hostname or "localhost"
+
+    @property
+    def mqtt_port(self) -> int:
+        parts = urlsplit(self.mqtt_url)
+        return parts.port or (8883 if self.mqtt_tls else 1883)
+
+    @property
+    def mqtt_tls(self) -> bool:
+        return urlsplit(self.mqtt_url).scheme in ("mqtts", "ssl")
+
+    def mqtt_credentials(self) -> tuple[str | None, str | None]:
+        """``MQTT_USERNAME``/``MQTT_PASSWORD`` override the URL's ``user:password``."""
+        parts = urlsplit(self.mqtt_url)
+        user = self.mqtt_username or (unquote(parts.username) if parts.username else None)
+        if self.mqtt_password is not None:
+            password: str | None = self.mqtt_password.get_secret_value()
+        else:
+            password = unquote(parts.password) if parts.password else None
+        return user, password
+
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+def load_settings(cls: type[S], **overrides: object) -> S:
+    """Build settings or raise :class:`ConfigError` with a one-line message naming the variable."""
+    secrets_dir = os.environ.get("SECRETS_DIR", DEFAULT_SECRETS_DIR)
+    kwargs: dict[str, Any] = dict(overrides)
+    if Path(secrets_dir).is_dir():
+        kwargs["_secrets_dir"] = secrets_dir
+    try:
+        return cls(**kwargs)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors(include_url=False):
+            name = str(err["loc"][0]).upper() if err["loc"] else cls.__name__
+            problems.append(f"{name}: {err['msg']} (got {_redact(name, err.get('input'))})")
+        raise ConfigError("invalid setting " + "; ".join(problems)) from None
+
+
+def load_or_exit(cls: type[S], program: str, **overrides: object) -> S:
+    """For entry points: print the one-line error and exit 2 on invalid configuration."""
+    try:
+        return load_settings(cls, **overrides)
+    except ConfigError as exc:
+        print(f"{program}: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _redact(name: str, value: object) -> str:
+    if any(word in name for word in ("PASSWORD", "TOKEN", "SECRET", "KEY")):
+        return "<redacted>"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
