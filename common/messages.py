@@ -1,0 +1,122 @@
+"""JSON messages programs exchange besides telemetry: alerts, dispatches, dead letters.
+
+The alerts service writes alerts and dispatch requests, the simulator's trucks read dispatch
+requests and write dispatch status, the ingest writes dead letters; all of them use these models.
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+AlertState = Literal["pending", "firing", "resolved"]
+Severity = Literal["info", "warning", "critical"]
+DispatchState = Literal["planned", "en_route", "completed", "cancelled"]
+
+
+def utc_now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def ms_to_iso(ts_ms: int) -> str:
+    """Epoch milliseconds -> RFC 3339 UTC with milliseconds (``...Z``)."""
+    stamp = datetime.fromtimestamp(ts_ms / 1000, UTC).isoformat(timespec="milliseconds")
+    return stamp.replace("+00:00", "Z")
+
+
+class _Message(BaseModel):
+    # Readers ignore fields they do not know, so writers may add fields without breaking them.
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class AlertEvent(_Message):
+    """Published on ``P/alerts/{rule}/{site}/{device_id}`` at every transition, and retained
+    on ``P/alerts/active/...`` while firing."""
+
+    rule: str
+    severity: Severity
+    site: str
+    device_id: str
+    kind: str | None = None
+    state: AlertState
+    value: float | None = None
+    threshold: float | None = None
+    message: str
+    ts: str = Field(description="event time of the transition, RFC 3339")
+    started_at: str | None = Field(default=None, description="when the alert began firing")
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class DispatchStop(_Message):
+    device_id: str
+    site: str = "ewaste"
+    latitude: float
+    longitude: float
+    fill_pct: float | None = None
+    est_weight_kg: float = 0.0
+
+
+class DispatchRequest(_Message):
+    """Published on ``P/dispatch/requests``: one truck, one zone, stops in driving order."""
+
+    dispatch_id: str
+    truck_id: str
+    zone: str
+    stops: list[DispatchStop]
+    est_load_kg: float
+    route_km: float
+    reason: str = ""
+    created_at: str = Field(default_factory=utc_now_iso)
+    depot_latitude: float | None = None
+    depot_longitude: float | None = None
+
+
+class DispatchStatus(_Message):
+    """Retained on ``P/dispatch/{dispatch_id}/status``."""
+
+    dispatch_id: str
+    state: DispatchState
+    truck_id: str | None = None
+    zone: str | None = None
+    ts: str = Field(default_factory=utc_now_iso)
+    collected_kg: float | None = None
+    stops_done: list[str] = Field(default_factory=list)
+    message: str = ""
+
+
+class DeadLetter(_Message):
+    """Published on ``P/deadletter/{program}``: the rejected message and why."""
+
+    topic: str
+    payload: str
+    payload_encoding: Literal["utf-8", "base64"] = "utf-8"
+    reason: str
+    code: str
+    received_at: str
+    program: str
+
+    @classmethod
+    def build(
+        cls, program: str, topic: str, raw: bytes, code: str, reason: str, received_at: str
+    ) -> DeadLetter:
+        try:
+            text, encoding = raw.decode("utf-8"), "utf-8"
+        except UnicodeDecodeError:
+            text, encoding = base64.b64encode(raw).decode("ascii"), "base64"
+        return cls(
+            topic=topic,
+            payload=text,
+            payload_encoding=encoding,  # type: ignore[arg-type]
+            reason=reason,
+            code=code,
+            received_at=received_at,
+            program=program,
+        )
+
+    def raw_payload(self) -> bytes:
+        if self.payload_encoding == "base64":
+            return base64.b64decode(self.payload)
+        return self.payload.encode("utf-8")
