@@ -1,0 +1,436 @@
+"""Device registry: sites, devices, e-waste bins, depot and trucks loaded from YAML.
+
+Validated with pydantic (frozen models, unknown keys rejected); see config/devices.yaml.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime, time, timedelta, timezone, tzinfo
+from pathlib import Path
+from typing import Annotated, Any, Final, Literal, get_args
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+__all__ = [
+    "DEFAULT_DEVICES_FILE",
+    "DEFAULT_INTERVAL_S",
+    "DEVICE_KINDS",
+    "ID_PATTERN",
+    "ID_RE",
+    "RESIDENTIAL_TYPES",
+    "Depot",
+    "Device",
+    "DeviceKind",
+    "OpeningHours",
+    "Registry",
+    "RegistryError",
+    "ResidentialType",
+    "Site",
+    "Truck",
+    "Weekday",
+    "haversine_km",
+    "load_registry",
+]
+
+ID_PATTERN: Final = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+ID_RE: Final = re.compile(ID_PATTERN)
+
+DeviceKind = Literal["energy_meter", "visitor_counter", "ewaste_bin"]
+ResidentialType = Literal["apartment", "row_house", "detached"]
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+DEVICE_KINDS: Final[tuple[str, ...]] = get_args(DeviceKind)
+RESIDENTIAL_TYPES: Final[tuple[str, ...]] = get_args(ResidentialType)
+WEEKDAYS: Final[tuple[str, ...]] = get_args(Weekday)
+
+DEFAULT_DEVICES_FILE: Final = Path("config/devices.yaml")
+DEFAULT_INTERVAL_S: Final[Mapping[str, int]] = {
+    "energy_meter": 60,
+    "visitor_counter": 60,
+    "ewaste_bin": 300,
+}
+
+EARTH_RADIUS_KM: Final = 6371.0088
+
+# Fields that only make sense for one kind of device; setting them on another kind is an error.
+_KIND_FIELDS: Final[Mapping[str, frozenset[str]]] = {
+    "energy_meter": frozenset(
+        {"pv_peak_w", "battery_kwh", "battery_power_w", "base_load_w", "peak_load_w"}
+    ),
+    "visitor_counter": frozenset({"capacity_people"}),
+    "ewaste_bin": frozenset({"zone", "residential_type", "capacity_kg", "volume_l"}),
+}
+_BIN_REQUIRED: Final = ("zone", "residential_type", "latitude", "longitude", "capacity_kg")
+
+Id = Annotated[str, Field(strict=True, pattern=ID_PATTERN)]
+Latitude = Annotated[float, Field(strict=True, ge=-90.0, le=90.0)]
+Longitude = Annotated[float, Field(strict=True, ge=-180.0, le=180.0)]
+PositiveFloat = Annotated[float, Field(strict=True, gt=0)]
+NonNegativeFloat = Annotated[float, Field(strict=True, ge=0)]
+PositiveInt = Annotated[int, Field(strict=True, ge=1)]
+Text = Annotated[str, Field(strict=True, min_length=1, max_length=200)]
+
+_MODEL_CONFIG: Final = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+
+class RegistryError(ValueError):
+    """The device registry file is missing, unreadable or invalid."""
+
+
+def _custom_error(message: str) -> PydanticCustomError:
+    return PydanticCustomError("registry", message)
+
+
+def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Great-circle distance in kilometres between two WGS84 points (degrees)."""
+    phi1, phi2 = math.radians(lat1), math.radians(lat2)
+    dphi = phi2 - phi1
+    dlmb = math.radians(lon2 - lon1)
+    a = math.sin(dphi / 2) ** 2 + math.cos(phi1) * math.cos(phi2) * math.sin(dlmb / 2) ** 2
+    return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(a)))
+
+
+def _tz(name: str) -> tzinfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        # Minimal images may lack tzdata; Korea has had no DST since 1988.
+        if name == "Asia/Seoul":
+            return timezone(timedelta(hours=9), "KST")
+        if name in {"UTC", "Etc/UTC"}:
+            return UTC
+        raise
+
+
+class OpeningHours(BaseModel):
+    """Daily opening hours in the site's local time; `closed_days` e.g. ["mon"]."""
+
+    model_config = _MODEL_CONFIG
+
+    opens: time
+    closes: time
+    closed_days: tuple[Weekday, ...] = ()
+
+    @field_validator("opens", "closes", mode="before")
+    @classmethod
+    def _hh_mm(cls, value: Any) -> Any:
+        # Unquoted 10:00 is the integer 600 in YAML 1.1; insist on a quoted "HH:MM" string.
+        if not isinstance(value, str | time):
+            raise _custom_error('write times as quoted "HH:MM" strings, e.g. "10:00"')
+        return value
+
+    @model_validator(mode="after")
+    def _order(self) -> OpeningHours:
+        if self.opens >= self.closes:
+            raise _custom_error("opens must be earlier than closes")
+        return self
+
+    def is_open(self, local: datetime) -> bool:
+        """Whether the site is open at `local` (a wall-clock time in the site's zone)."""
+        if WEEKDAYS[local.weekday()] in self.closed_days:
+            return False
+        return self.opens <= local.time() < self.closes
+
+
+class Site(BaseModel):
+    """A facility (or a distributed network such as the e-waste bins)."""
+
+    model_config = _MODEL_CONFIG
+
+    id: Id
+    name: Text
+    address: Text | None = None
+    latitude: Latitude | None = None
+    longitude: Longitude | None = None
+    timezone: str = "Asia/Seoul"
+    capacity_people: PositiveInt | None = None
+    opening_hours: OpeningHours | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            _tz(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise _custom_error(f"unknown time zone {value!r}") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _both_coordinates(self) -> Site:
+        if (self.latitude is None) != (self.longitude is None):
+            raise _custom_error("latitude and longitude must be given together")
+        return self
+
+    @property
+    def tzinfo(self) -> tzinfo:
+        return _tz(self.timezone)
+
+    def local_time(self, at: datetime) -> datetime:
+        """`at` (timezone-aware) converted to the site's local time."""
+        if at.tzinfo is None:
+            raise ValueError("datetime must be timezone-aware")
+        return at.astimezone(self.tzinfo)
+
+    def is_open(self, at: datetime) -> bool:
+        """Whether the site is open at the aware datetime `at`; always True without hours."""
+        if self.opening_hours is None:
+            return True
+        return self.opening_hours.is_open(self.local_time(at))
+
+
+class Device(BaseModel):
+    """One device; kind-specific fields are None unless they apply to its kind."""
+
+    model_config = _MODEL_CONFIG
+
+    id: Id
+    site: Id
+    kind: DeviceKind
+    interval_s: Annotated[int, Field(strict=True, ge=1, le=86_400)]
+    name: Text | None = None
+    latitude: Latitude | None = None
+    longitude: Longitude | None = None
+    # ewaste_bin
+    zone: Id | None = None
+    residential_type: ResidentialType | None = None
+    capacity_kg: PositiveFloat | None = None
+    volume_l: PositiveFloat | None = None
+    # energy_meter
+    pv_peak_w: PositiveFloat | None = None
+    battery_kwh: NonNegativeFloat | None = None
+    battery_power_w: PositiveFloat | None = None
+    base_load_w: NonNegativeFloat | None = None
+    peak_load_w: PositiveFloat | None = None
+    # visitor_counter
+    capacity_people: PositiveInt | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_interval(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and "interval_s" not in data:
+            default = DEFAULT_INTERVAL_S.get(str(data.get("kind")))
+            if default is not None:
+                return {**data, "interval_s": default}
+        return data
+
+    @model_validator(mode="after")
+    def _kind_rules(self) -> Device:
+        own = _KIND_FIELDS[self.kind]
+        for kind, fields in _KIND_FIELDS.items():
+            misplaced = sorted(f for f in fields - own if getattr(self, f) is not None)
+            if misplaced:
+                raise _custom_error(
+                    f"{kind} field(s) {', '.join(misplaced)} not allowed on a {self.kind} device"
+                )
+        if self.kind == "ewaste_bin":
+            missing = [f for f in _BIN_REQUIRED if getattr(self, f) is None]
+            if missing:
+                raise _custom_error(f"ewaste_bin requires {', '.join(missing)}")
+        if (self.latitude is None) != (self.longitude is None):
+            raise _custom_error("latitude and longitude must be given together")
+        if (
+            self.base_load_w is not None
+            and self.peak_load_w is not None
+            and self.base_load_w > self.peak_load_w
+        ):
+            raise _custom_error("base_load_w must not exceed peak_load_w")
+        return self
+
+    @property
+    def is_bin(self) -> bool:
+        return self.kind == "ewaste_bin"
+
+
+class Depot(BaseModel):
+    """Where collection trucks start and end their runs."""
+
+    model_config = _MODEL_CONFIG
+
+    id: Id = "depot"
+    name: Text
+    latitude: Latitude
+    longitude: Longitude
+
+
+class Truck(BaseModel):
+    """An e-waste collection truck."""
+
+    model_config = _MODEL_CONFIG
+
+    id: Id
+    name: Text | None = None
+    capacity_kg: PositiveFloat
+    speed_kmh: Annotated[float, Field(strict=True, gt=0, le=120)]
+    stop_service_s: Annotated[int, Field(strict=True, ge=0, le=3600)] = 240
+
+
+class Registry(BaseModel):
+    """All sites, devices, the depot and trucks, with precomputed look-ups."""
+
+    model_config = _MODEL_CONFIG
+
+    sites: tuple[Site, ...]
+    devices: tuple[Device, ...]
+    depot: Depot
+    trucks: tuple[Truck, ...] = ()
+
+    _devices_by_id: dict[str, Device] = PrivateAttr(default_factory=dict)
+    _sites_by_id: dict[str, Site] = PrivateAttr(default_factory=dict)
+    _trucks_by_id: dict[str, Truck] = PrivateAttr(default_factory=dict)
+    _by_kind: dict[str, tuple[Device, ...]] = PrivateAttr(default_factory=dict)
+    _by_zone: dict[str, tuple[Device, ...]] = PrivateAttr(default_factory=dict)
+    _tags: dict[tuple[str, str], dict[str, str]] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Registry:
+        for field, ids in (
+            ("sites", [s.id for s in self.sites]),
+            ("trucks", [t.id for t in self.trucks]),
+        ):
+            first: dict[str, int] = {}
+            for i, item_id in enumerate(ids):
+                if item_id in first:
+                    raise _custom_error(
+                        f"{field}[{i}].id: duplicate id {item_id!r}"
+                        f" (first at {field}[{first[item_id]}])"
+                    )
+                first[item_id] = i
+        site_ids = {s.id for s in self.sites}
+        first_device: dict[str, int] = {}
+        for i, device in enumerate(self.devices):
+            if device.id in first_device:
+                raise _custom_error(
+                    f"devices[{i}].id: duplicate device id {device.id!r}"
+                    f" (first at devices[{first_device[device.id]}])"
+                )
+            first_device[device.id] = i
+            if device.site not in site_ids:
+                raise _custom_error(
+                    f"devices[{i}].site: device {device.id!r} names unknown site {device.site!r}"
+                    f" (known: {', '.join(sorted(site_ids))})"
+                )
+        return self
+
+    def model_post_init(self, context: Any, /) -> None:
+        self._devices_by_id = {d.id: d for d in self.devices}
+        self._sites_by_id = {s.id: s for s in self.sites}
+        self._trucks_by_id = {t.id: t for t in self.trucks}
+        by_kind: dict[str, list[Device]] = {}
+        by_zone: dict[str, list[Device]] = {}
+        tags: dict[tuple[str, str], dict[str, str]] = {}
+        for d in self.devices:
+            by_kind.setdefault(d.kind, []).append(d)
+            if d.kind == "ewaste_bin" and d.zone is not None and d.residential_type is not None:
+                by_zone.setdefault(d.zone, []).append(d)
+                tags[(d.site, d.id)] = {"zone": d.zone, "residential_type": d.residential_type}
+        self._by_kind = {k: tuple(v) for k, v in by_kind.items()}
+        self._by_zone = {z: tuple(by_zone[z]) for z in sorted(by_zone)}
+        self._tags = tags
+
+    def device(self, device_id: str) -> Device | None:
+        return self._devices_by_id.get(device_id)
+
+    def site(self, site_id: str) -> Site | None:
+        return self._sites_by_id.get(site_id)
+
+    def truck(self, truck_id: str) -> Truck | None:
+        return self._trucks_by_id.get(truck_id)
+
+    def devices_of_kind(self, kind: str) -> tuple[Device, ...]:
+        return self._by_kind.get(kind, ())
+
+    def bins(self) -> tuple[Device, ...]:
+        return self.devices_of_kind("ewaste_bin")
+
+    def bins_in_zone(self, zone: str) -> tuple[Device, ...]:
+        return self._by_zone.get(zone, ())
+
+    def zones(self) -> tuple[str, ...]:
+        """Collection zones that have at least one bin, sorted."""
+        return tuple(self._by_zone)
+
+    def tags_for(self, site: str, device_id: str) -> dict[str, str]:
+        """Extra InfluxDB tags for a device: zone and residential_type for known bins, else {}."""
+        tags = self._tags.get((site, device_id))
+        return dict(tags) if tags is not None else {}
+
+
+def _format_loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _entry_name(data: Mapping[str, Any], loc: tuple[int | str, ...]) -> str:
+    """' (device 'bin-004')' for an error under devices[3], when that entry has an id."""
+    labels = {"devices": "device", "sites": "site", "trucks": "truck"}
+    if len(loc) < 2 or loc[0] not in labels or not isinstance(loc[1], int):
+        return ""
+    items = data.get(str(loc[0]))
+    if not isinstance(items, list) or not 0 <= loc[1] < len(items):
+        return ""
+    item = items[loc[1]]
+    if not isinstance(item, Mapping) or not isinstance(item.get("id"), str):
+        return ""
+    return f" ({labels[str(loc[0])]} {item['id']!r})"
+
+
+def _format_errors(source: str, data: Mapping[str, Any], exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(err["loc"])
+        where = _format_loc(loc)
+        msg = str(err["msg"])
+        value = err.get("input")
+        if err["type"] not in {"missing", "registry"} and isinstance(
+            value, str | int | float | bool
+        ):
+            msg += f" (got {value!r})"
+        parts.append(f"{where + ': ' if where else ''}{msg}{_entry_name(data, loc)}")
+    shown = parts[:5]
+    if len(parts) > len(shown):
+        shown.append(f"... and {len(parts) - len(shown)} more")
+    return f"{source}: " + "; ".join(shown)
+
+
+def load_registry(path: str | Path = DEFAULT_DEVICES_FILE) -> Registry:
+    """Load and validate the registry YAML; raises RegistryError naming the file and entry.
+
+    Top-level keys starting with "x-" are ignored (they hold YAML anchors for templates).
+    """
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RegistryError(f"{source}: cannot read device registry: {exc}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or " ".join(str(exc).split())
+        raise RegistryError(f"{source}: invalid YAML{where}: {problem}") from exc
+    if not isinstance(data, dict):
+        raise RegistryError(
+            f"{source}: expected a mapping with sites, devices, depot and trucks at top level"
+        )
+    data = {k: v for k, v in data.items() if not (isinstance(k, str) and k.startswith("x-"))}
+    try:
+        return Registry.model_validate(data)
+    except ValidationError as exc:
+        raise RegistryError(_format_errors(source, data, exc)) from None
