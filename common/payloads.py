@@ -305,7 +305,7 @@ def _rejection_from(exc: ValidationError) -> Rejection:
     message = str(first["msg"])
     if first["type"] == "model_type" and not first["loc"]:
         code = NOT_OBJECT
-    elif loc == "ts":
+    elif loc == "ts" and first["type"] != "missing":
         code = TS_IN_FUTURE if "in the future" in message else INVALID_TS
     elif message.startswith("Value error, no_fields"):
         code = NO_FIELDS
