@@ -19,7 +19,7 @@ if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
     own_policy=1
   fi
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  [ "$own_policy" -eq 1 ] && rm -f /usr/sbin/policy-rc.d
+  if [ "$own_policy" -eq 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
 else
   echo "missing servers: ${missing[*]} (install with: sudo apt-get install ${missing[*]})" >&2
 fi
