@@ -1,0 +1,191 @@
+"""The compose stack's broker config and ACL, enforced by the real mosquitto binary.
+
+Unauthorised QoS 1 publishes are acknowledged with reason code 0x87 (Not authorized) under
+MQTT v5 and silently dropped; each "nobody receives it" assertion is closed by a sentinel
+message published after it, so the wait is bounded and needs no sleep.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.deploy_broker import (
+    PASSWORDS,
+    Client,
+    DeployBroker,
+    client,
+    deploy_env,
+    run_entrypoint,
+    running_broker,
+)
+
+NOT_AUTHORIZED = 0x87
+BIN1_TELEMETRY = "facility/ewaste/ewaste_bin/bin-001/telemetry"
+BIN2_TELEMETRY = "facility/ewaste/ewaste_bin/bin-002/telemetry"
+BIN2_STATUS = "facility/ewaste/ewaste_bin/bin-002/status"
+METER_TELEMETRY = "facility/nzc/energy_meter/nzc-meter-1/telemetry"
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DeployBroker]:
+    with running_broker(tmp_path_factory.mktemp("deploy-mosquitto")) as running:
+        yield running
+
+
+def test_anonymous_connection_is_refused(broker: DeployBroker) -> None:
+    anonymous = Client(broker.port, None)
+    rc = anonymous.connect()
+    anonymous.close()
+    assert rc.is_failure
+    assert rc.value in (0x86, 0x87)  # bad user name or password / not authorised
+
+
+def test_wrong_password_is_refused(broker: DeployBroker) -> None:
+    intruder = Client(broker.port, "bin-001", "guessed")
+    rc = intruder.connect()
+    intruder.close()
+    assert rc.is_failure
+
+
+def test_device_publishes_its_own_topics_only(broker: DeployBroker) -> None:
+    with client(broker.port, "svc.operator") as watcher, client(broker.port, "bin-001") as bin1:
+        assert not watcher.subscribe("facility/#").is_failure
+        # Another device's telemetry and status, and the other kinds' topics: refused.
+        assert bin1.publish(BIN2_TELEMETRY, b'{"forged": 1}').value == NOT_AUTHORIZED
+        assert bin1.publish(BIN2_STATUS, b"offline", retain=True).value == NOT_AUTHORIZED
+        assert bin1.publish("facility/alerts/bin_full/ewaste/bin-002").value == NOT_AUTHORIZED
+        assert bin1.publish("facility/dispatch/requests").value == NOT_AUTHORIZED
+        # Its own topics: accepted and delivered.
+        assert not bin1.publish("facility/ewaste/ewaste_bin/bin-001/status", b"online").is_failure
+        assert not bin1.publish(BIN1_TELEMETRY, b'{"sentinel": 1}').is_failure
+        received = watcher.wait_for(BIN1_TELEMETRY)
+    topics = {topic for topic, _ in received}
+    assert BIN2_TELEMETRY not in topics
+    assert BIN2_STATUS not in topics
+    assert "facility/ewaste/ewaste_bin/bin-001/status" in topics
+
+
+def test_device_cannot_read_other_devices(broker: DeployBroker) -> None:
+    with client(broker.port, "bin-002") as bin2, client(broker.port, "nzc-meter-1") as meter:
+        # Subscriptions outside its own status are refused or deliver nothing.
+        for topic_filter in ("facility/#", "facility/+/+/+/telemetry", METER_TELEMETRY):
+            bin2.subscribe(topic_filter)
+        assert not bin2.subscribe(BIN2_STATUS).is_failure
+        assert not meter.publish(METER_TELEMETRY, b'{"pv_power_w": 1}').is_failure
+        assert not bin2.publish(BIN2_STATUS, b"online").is_failure  # sentinel
+        received = bin2.wait_for(BIN2_STATUS)
+    # (Its own status may arrive twice: once per matching subscription.)
+    assert {topic for topic, _ in received} == {BIN2_STATUS}
+
+
+def test_ingest_reads_telemetry_and_writes_dead_letters_only(broker: DeployBroker) -> None:
+    with (
+        client(broker.port, "svc.operator") as watcher,
+        client(broker.port, "svc.ingest") as ingest,
+        client(broker.port, "bin-001") as bin1,
+    ):
+        assert not watcher.subscribe("facility/#").is_failure
+        assert not ingest.subscribe("facility/+/+/+/telemetry").is_failure
+        assert not bin1.publish(BIN1_TELEMETRY, b'{"weight_kg": 3}').is_failure
+        assert ingest.wait_for(BIN1_TELEMETRY)[0] == (BIN1_TELEMETRY, b'{"weight_kg": 3}')
+
+        forbidden = [
+            BIN1_TELEMETRY,  # posing as a device
+            "facility/alerts/bin_full/ewaste/bin-001",
+            "facility/alerts/active/bin_full/ewaste/bin-001",
+            "facility/dispatch/requests",
+            "facility/deadletter/alerts",
+        ]
+        for topic in forbidden:
+            assert ingest.publish(topic, b"x").value == NOT_AUTHORIZED, topic
+        assert not ingest.publish("facility/deadletter/ingest", b"{}").is_failure  # sentinel
+        seen = [topic for topic, _ in watcher.wait_for("facility/deadletter/ingest")]
+    assert seen == [BIN1_TELEMETRY, "facility/deadletter/ingest"]
+
+
+def test_alerts_and_simulator_get_what_their_flows_need(broker: DeployBroker) -> None:
+    with (
+        client(broker.port, "svc.alerts") as alerts,
+        client(broker.port, "svc.simulator") as simulator,
+    ):
+        assert not alerts.subscribe("facility/dispatch/+/status").is_failure
+        assert not simulator.subscribe("facility/dispatch/requests").is_failure
+        # Alerts: alert events, retained active alerts, dispatch requests.
+        for topic in (
+            "facility/alerts/bin_full/ewaste/bin-001",
+            "facility/alerts/active/bin_full/ewaste/bin-001",
+            "facility/dispatch/requests",
+            "facility/deadletter/alerts",
+        ):
+            assert not alerts.publish(topic, b"{}").is_failure, topic
+        assert alerts.publish(BIN1_TELEMETRY).value == NOT_AUTHORIZED
+        assert alerts.publish("facility/deadletter/ingest").value == NOT_AUTHORIZED
+        simulator.wait_for("facility/dispatch/requests")
+        # Simulator: any device's topics (it simulates them all) and dispatch progress.
+        assert not simulator.publish(METER_TELEMETRY).is_failure
+        assert not simulator.publish(BIN2_STATUS, b"online").is_failure
+        assert not simulator.publish("facility/dispatch/d-1/status", b"{}").is_failure
+        assert simulator.publish("facility/dispatch/requests").value == NOT_AUTHORIZED
+        assert simulator.publish("facility/alerts/x/ewaste/bin-001").value == NOT_AUTHORIZED
+        alerts.wait_for("facility/dispatch/d-1/status")
+
+
+def test_ingest_session_survives_broker_restart(tmp_path: Path) -> None:
+    """Persistence: telemetry queued for the offline ingest session outlives a broker restart."""
+    with running_broker(tmp_path) as broker:
+        ingest = Client(
+            broker.port, "svc.ingest", PASSWORDS["svc.ingest"], client_id="ingest", persistent=True
+        )
+        assert not ingest.connect().is_failure
+        assert not ingest.subscribe("facility/+/+/+/telemetry").is_failure
+        ingest.close()
+        with client(broker.port, "bin-001") as bin1:
+            for seq in range(5):
+                assert not bin1.publish(BIN1_TELEMETRY, f'{{"seq": {seq}}}'.encode()).is_failure
+        broker.stop()
+        broker.start()
+        again = Client(
+            broker.port, "svc.ingest", PASSWORDS["svc.ingest"], client_id="ingest", persistent=True
+        )
+        assert not again.connect().is_failure
+        try:
+            with again.got_message:
+                assert again.got_message.wait_for(lambda: len(again.messages) >= 5, 15.0)
+            payloads = [payload for _, payload in again.messages]
+        finally:
+            again.close()
+    assert payloads == [f'{{"seq": {seq}}}'.encode() for seq in range(5)]
+
+
+def test_entrypoint_refuses_to_start_without_service_passwords(tmp_path: Path) -> None:
+    env = deploy_env()
+    del env["MQTT_ALERTS_PASSWORD"]
+    result = run_entrypoint(tmp_path / "run", env)
+    assert result.returncode == 2
+    assert "MQTT_ALERTS_PASSWORD" in result.stderr
+    assert not (tmp_path / "run" / "passwd").exists()
+
+
+def test_entrypoint_rejects_device_usernames_that_could_escape_the_acl(tmp_path: Path) -> None:
+    env = {**deploy_env(), "MQTT_DEVICE_CREDENTIALS": "bin-001:ok,evil/+:pw"}
+    result = run_entrypoint(tmp_path / "run", env)
+    assert result.returncode == 2
+    assert "invalid device id" in result.stderr
+
+
+def test_entrypoint_rewrites_the_acl_for_another_topic_prefix(tmp_path: Path) -> None:
+    env = {**deploy_env(), "MQTT_TOPIC_PREFIX": "gm/climate"}
+    result = run_entrypoint(tmp_path / "run", env)
+    assert result.returncode == 0, result.stderr
+    acl = (tmp_path / "run" / "acl").read_text()
+    rules = [line for line in acl.splitlines() if line.startswith(("topic", "pattern"))]
+    assert rules
+    assert all(" gm/climate/" in line for line in rules)
+    assert "pattern write gm/climate/+/+/%u/telemetry" in rules
+    passwd = (tmp_path / "run" / "passwd").read_text()
+    # Hashed, never the plain secret.
+    assert "svc.ingest:$7$" in passwd
+    assert PASSWORDS["svc.ingest"] not in passwd
