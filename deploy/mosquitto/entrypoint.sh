@@ -42,6 +42,11 @@ add_user svc.ingest "$MQTT_INGEST_PASSWORD" MQTT_INGEST_PASSWORD
 add_user svc.alerts "$MQTT_ALERTS_PASSWORD" MQTT_ALERTS_PASSWORD
 [ -z "${MQTT_SIMULATOR_PASSWORD:-}" ] || add_user svc.simulator "$MQTT_SIMULATOR_PASSWORD" MQTT_SIMULATOR_PASSWORD
 [ -z "${MQTT_OPERATOR_PASSWORD:-}" ] || add_user svc.operator "$MQTT_OPERATOR_PASSWORD" MQTT_OPERATOR_PASSWORD
+# The container healthcheck (healthcheck.sh) logs in with a throwaway password made here.
+health_password="$(tr -dc 'A-Za-z0-9' < /dev/urandom | head -c 32)"
+add_user svc.health "$health_password" health
+printf '%s\n' "$health_password" > "$run_dir/health.pw.new"
+printf '%s\n' "$prefix" > "$run_dir/prefix.new"
 
 add_device() {  # add_device "id:password" SOURCE
   id="${1%%:*}"
@@ -71,6 +76,8 @@ sed -e "s|^\(topic [a-z]* \)facility/|\1$prefix/|" -e "s|^\(pattern [a-z]* \)fac
 
 mv "$passwd_file.new" "$passwd_file"
 mv "$run_dir/acl.new" "$run_dir/acl"
+mv "$run_dir/health.pw.new" "$run_dir/health.pw"
+mv "$run_dir/prefix.new" "$run_dir/prefix"
 # mosquitto drops root privileges before reading these files.
 if [ "$(id -u)" = 0 ] && id mosquitto >/dev/null 2>&1; then
   chown -R mosquitto:mosquitto "$run_dir"

@@ -7,12 +7,15 @@ message published after it, so the wait is bounded and needs no sleep.
 
 from __future__ import annotations
 
+import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.integration.deploy_broker import (
+    DEPLOY,
     PASSWORDS,
     Client,
     DeployBroker,
@@ -189,3 +192,37 @@ def test_entrypoint_rewrites_the_acl_for_another_topic_prefix(tmp_path: Path) ->
     # Hashed, never the plain secret.
     assert "svc.ingest:$7$" in passwd
     assert PASSWORDS["svc.ingest"] not in passwd
+
+
+def run_healthcheck(broker: DeployBroker) -> subprocess.CompletedProcess[str]:
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "MOSQUITTO_RUN_DIR": str(broker.run_dir),
+        "MOSQUITTO_HEALTH_PORT": str(broker.port),
+    }
+    script = DEPLOY / "healthcheck.sh"
+    return subprocess.run(
+        ["sh", str(script)], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def test_container_healthcheck_needs_a_live_authenticating_broker(tmp_path: Path) -> None:
+    with running_broker(tmp_path) as broker:
+        healthy = run_healthcheck(broker)
+        health_password = (broker.run_dir / "health.pw").read_text().strip()
+        with client(broker.port, "svc.operator") as watcher:
+            assert not watcher.subscribe("facility/#").is_failure
+            prober = Client(broker.port, "svc.health", health_password)
+            assert not prober.connect().is_failure
+            try:
+                # The health user can publish its probe topic and nothing else.
+                assert prober.publish(BIN1_TELEMETRY).value == NOT_AUTHORIZED
+                assert not prober.publish("facility/health/broker", b"ok").is_failure
+            finally:
+                prober.close()
+            seen = {topic for topic, _ in watcher.wait_for("facility/health/broker")}
+        broker.stop()
+        stopped = run_healthcheck(broker)
+    assert healthy.returncode == 0, healthy.stderr
+    assert seen == {"facility/health/broker"}
+    assert stopped.returncode != 0
