@@ -1,0 +1,305 @@
+"""The rules file (``config/rules.yaml``): pydantic models and a loader whose errors name the
+file, the line, the rule and the key."""
+
+from __future__ import annotations
+
+import operator
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import time
+from pathlib import Path
+from typing import Annotated, Any, Final, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+from common.messages import Severity
+
+ID_PATTERN: Final = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?$")
+_UNIT_MS: Final = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+_UNIT_MS["w"] = 7 * _UNIT_MS["d"]
+_CONDITION = re.compile(r"^\s*(>=|<=|==|!=|>|<)\s*(-?\d+(?:\.\d+)?|true|false)\s*$")
+_OPS: Final[dict[str, Callable[[float, float], bool]]] = {
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
+_NEGATION: Final = {">": "<=", ">=": "<", "<": ">=", "<=": ">", "==": "!=", "!=": "=="}
+
+
+class RulesError(ValueError):
+    """The rules file is missing, unreadable or invalid; the message says where and why."""
+
+
+def duration_ms(value: object) -> int:
+    """``90s``, ``2m``, ``12h``, ``1d``, ``500ms`` or a number of seconds -> milliseconds."""
+    if isinstance(value, bool):
+        raise ValueError("a duration is a number of seconds or a string like 2m, 12h, 1d")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError("a duration must not be negative")
+        return int(value * 1000)
+    if isinstance(value, str):
+        match = _DURATION.fullmatch(value.strip().lower())
+        if match:
+            return int(float(match.group(1)) * _UNIT_MS[match.group(2) or "s"])
+    raise ValueError(f"{value!r} is not a duration like 30s, 2m, 12h or 1d")
+
+
+Duration = Annotated[int, BeforeValidator(duration_ms)]
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    """A comparison with a constant, written ``">= 90"`` in the rules file."""
+
+    op: str
+    value: float
+
+    def holds(self, x: float) -> bool:
+        return _OPS[self.op](x, self.value)
+
+    def negated(self) -> Condition:
+        return Condition(_NEGATION[self.op], self.value)
+
+    def __str__(self) -> str:
+        return f"{self.op} {self.value:g}"
+
+
+def _condition(value: object) -> Condition:
+    if isinstance(value, Condition):
+        return value
+    match = _CONDITION.fullmatch(str(value)) if isinstance(value, str) else None
+    if match is None:
+        raise ValueError(f"{value!r} is not a condition like '>= 90' or '< 60'")
+    number = {"true": 1.0, "false": 0.0}.get(match.group(2))
+    return Condition(match.group(1), float(match.group(2)) if number is None else number)
+
+
+ConditionText = Annotated[Condition, BeforeValidator(_condition)]
+
+
+def _clock(value: object) -> time:
+    if isinstance(value, str) and re.fullmatch(r"\d{1,2}:\d{2}", value.strip()):
+        hours, minutes = (int(p) for p in value.split(":"))
+        if hours < 24 and minutes < 60:
+            return time(hours, minutes)
+    raise ValueError(f'{value!r} is not a quoted "HH:MM" time')
+
+
+Clock = Annotated[time, BeforeValidator(_clock)]
+
+
+def _as_list(value: object) -> object:
+    return [value] if isinstance(value, str) else value
+
+
+Names = Annotated[tuple[str, ...] | None, BeforeValidator(_as_list)]
+
+
+class Selector(BaseModel):
+    """Which devices a rule looks at; every given key must match (each may list values)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    site: Names = None
+    kind: Names = None
+    device: Names = None
+    zone: Names = None
+
+    def matches(self, site: str, kind: str, device_id: str, zone: str | None) -> bool:
+        return (
+            (self.site is None or site in self.site)
+            and (self.kind is None or kind in self.kind)
+            and (self.device is None or device_id in self.device)
+            and (self.zone is None or (zone is not None and zone in self.zone))
+        )
+
+
+class RuleSpec(BaseModel):
+    """What every rule has: name, severity, ``for``, ``keep_firing_for``, ``repeat``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    name: Annotated[str, Field(pattern=ID_PATTERN)]
+    severity: Severity = "warning"
+    description: str = ""
+    for_ms: Duration = Field(default=0, alias="for")
+    keep_firing_for_ms: Duration = Field(default=0, alias="keep_firing_for")
+    repeat_ms: Duration = Field(default=0, alias="repeat")
+    select: Selector = Selector()
+    dispatch: bool = Field(default=False, description="a firing alert asks for a collection")
+
+    @model_validator(mode="after")
+    def _not_active(self) -> RuleSpec:
+        if self.name == "active":
+            raise ValueError("'active' is a reserved topic level, choose another rule name")
+        return self
+
+
+class ThresholdSpec(RuleSpec):
+    type: Literal["threshold"]
+    field: str
+    when: ConditionText
+    clear: ConditionText | None = None
+
+
+class AbsenceSpec(RuleSpec):
+    type: Literal["absence"]
+    after_ms: Duration = Field(alias="after", gt=0)
+    offline_status: bool = True
+
+
+class ForecastSpec(RuleSpec):
+    type: Literal["forecast"]
+    field: str = "fill_pct"
+    full_at: float = 100.0
+    within_ms: Duration = Field(alias="within", gt=0)
+    clear_within_ms: Duration | None = Field(default=None, alias="clear_within")
+    window_ms: Duration = Field(default=48 * 3_600_000, alias="window", gt=0)
+    min_points: int = Field(default=4, ge=2)
+    min_span_ms: Duration = Field(default=3_600_000, alias="min_span")
+    reset_drop: float = Field(default=20.0, gt=0, description="a fall this big is a collection")
+
+
+class RateSpec(RuleSpec):
+    type: Literal["rate"]
+    counter: str
+    when: ConditionText
+    clear: ConditionText | None = None
+    window_ms: Duration = Field(default=15 * 60_000, alias="window", gt=0)
+    require: dict[str, ConditionText] = Field(default_factory=dict)
+    hours: tuple[Clock, Clock] | None = None
+
+
+class DailyBalanceSpec(RuleSpec):
+    type: Literal["daily_balance"]
+    produced: str
+    consumed: str
+    when: ConditionText = Condition("<", 0.0)
+    clear: ConditionText | None = None
+
+
+class OccupancySpec(RuleSpec):
+    type: Literal["occupancy"]
+    capacity: int | None = Field(default=None, gt=0)
+    over_pct: float = Field(default=100.0, gt=0)
+    clear_pct: float = Field(default=90.0, gt=0)
+    reset_at: Clock | None = None
+
+    @model_validator(mode="after")
+    def _hysteresis(self) -> OccupancySpec:
+        if self.clear_pct > self.over_pct:
+            raise ValueError("clear_pct must not be above over_pct")
+        return self
+
+
+AnyRuleSpec = Annotated[
+    ThresholdSpec | AbsenceSpec | ForecastSpec | RateSpec | DailyBalanceSpec | OccupancySpec,
+    Field(discriminator="type"),
+]
+RULE_TYPES: Final = ("threshold", "absence", "forecast", "rate", "daily_balance", "occupancy")
+
+
+class RulesFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rules: list[AnyRuleSpec]
+
+    @model_validator(mode="after")
+    def _unique(self) -> RulesFile:
+        seen: set[str] = set()
+        for rule in self.rules:
+            if rule.name in seen:
+                raise ValueError(f"duplicate rule name {rule.name!r}")
+            seen.add(rule.name)
+        return self
+
+
+class _LineDict(dict[Any, Any]):
+    """A YAML mapping that remembers the line of itself and of each key (1-based)."""
+
+    line: int = 0
+    key_lines: dict[Any, int]
+
+
+class _LineLoader(yaml.SafeLoader):
+    pass
+
+
+def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> _LineDict:
+    loader.flatten_mapping(node)
+    out = _LineDict()
+    out.line = node.start_mark.line + 1
+    out.key_lines = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        out[key] = loader.construct_object(value_node, deep=True)
+        out.key_lines[key] = key_node.start_mark.line + 1
+    return out
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _where(data: Any, loc: tuple[int | str, ...]) -> tuple[int | None, str]:
+    """Line and readable path (``rule 'bin_full' key for``) of a validation error location."""
+    line: int | None = getattr(data, "line", None)
+    node = data
+    path: list[str] = []
+    rule_name = ""
+    for part in loc:
+        if isinstance(node, _LineDict) and part in node:
+            line = node.key_lines.get(part, line)
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+            line = getattr(node, "line", line)
+            if isinstance(node, Mapping) and isinstance(node.get("name"), str):
+                rule_name = node["name"]
+        elif isinstance(part, str) and part in RULE_TYPES:
+            continue  # the discriminator's branch, not a key of the file
+        path.append(f"[{part}]" if isinstance(part, int) else f".{part}")
+    text = "".join(path).lstrip(".")
+    if rule_name:
+        text = f"rule {rule_name!r} ({text})"
+    return line, text
+
+
+def parse_rules(text: str, source: str = "<rules>") -> RulesFile:
+    """Validate rules YAML text; raise RulesError with ``source: line N: rule 'x' (...): why``."""
+    try:
+        data = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}:" if mark else ""
+        problem = getattr(exc, "problem", None) or " ".join(str(exc).split())
+        raise RulesError(f"{source}:{where} invalid YAML: {problem}") from None
+    if not isinstance(data, Mapping) or "rules" not in data:
+        raise RulesError(f"{source}: expected a mapping with a 'rules' list at top level")
+    try:
+        return RulesFile.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors(include_url=False)[:5]:
+            line, path = _where(data, tuple(err["loc"]))
+            message = str(err["msg"]).removeprefix("Value error, ")
+            value = err.get("input")
+            if err["type"] != "missing" and isinstance(value, str | int | float):
+                message += f" (got {value!r})"
+            at = f"line {line}: " if line else ""
+            problems.append(f"{at}{path + ': ' if path else ''}{message}")
+        raise RulesError(f"{source}: " + "; ".join(problems)) from None
+
+
+def load_rules(path: str | Path) -> RulesFile:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RulesError(f"{path}: cannot read rules file: {exc}") from None
+    return parse_rules(text, str(path))

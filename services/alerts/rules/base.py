@@ -1,0 +1,98 @@
+"""The ``Rule`` protocol every rule type implements, and the verdict a rule returns."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, tzinfo
+from typing import Literal, Protocol
+
+from common.devices import Registry
+from common.payloads import Reading, StatusReading
+from services.alerts.config import RuleSpec
+
+Verdict = Literal["fire", "clear", "hold"]
+"""``fire``: the firing condition holds; ``clear``: the clear condition holds; ``hold``: neither
+(between the two thresholds of a hysteresis, or not enough data) so the alert stays as it is."""
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """One rule's verdict about one device at one event time."""
+
+    site: str
+    device_id: str
+    kind: str | None
+    ts_ms: int
+    verdict: Verdict
+    value: float | None = None
+    threshold: float | None = None
+    message: str = ""
+
+
+class Rule(Protocol):
+    """A rule watches readings (and status, and time) and returns verdicts per device."""
+
+    spec: RuleSpec
+
+    def wants(self, site: str, kind: str, device_id: str) -> bool: ...
+
+    def observe(self, reading: Reading) -> Iterable[Signal]: ...
+
+    def on_status(self, status: StatusReading) -> Iterable[Signal]: ...
+
+    def tick(self, now_ms: int) -> Iterable[Signal]: ...
+
+    def forget(self, site: str, device_id: str) -> None:
+        """Drop what the rule learnt about a device (e.g. its bin was just emptied)."""
+
+
+class BaseRule:
+    """Selector matching and no-op defaults; rule types override what they need."""
+
+    def __init__(self, spec: RuleSpec, registry: Registry | None) -> None:
+        self.spec = spec
+        self.registry = registry
+
+    def zone_of(self, device_id: str) -> str | None:
+        device = self.registry.device(device_id) if self.registry else None
+        return device.zone if device else None
+
+    def wants(self, site: str, kind: str, device_id: str) -> bool:
+        return self.spec.select.matches(site, kind, device_id, self.zone_of(device_id))
+
+    def observe(self, reading: Reading) -> Iterable[Signal]:
+        return ()
+
+    def on_status(self, status: StatusReading) -> Iterable[Signal]:
+        return ()
+
+    def tick(self, now_ms: int) -> Iterable[Signal]:
+        return ()
+
+    def forget(self, site: str, device_id: str) -> None:
+        return None
+
+    def site_tz(self, site: str) -> tzinfo:
+        found = self.registry.site(site) if self.registry else None
+        return found.tzinfo if found else UTC
+
+    def local_time(self, site: str, ts_ms: int) -> datetime:
+        return datetime.fromtimestamp(ts_ms / 1000, self.site_tz(site))
+
+
+class CounterTrack:
+    """A cumulative counter made monotonic across device resets (a drop means it restarted
+    from zero, so everything counted before the drop is kept as an offset)."""
+
+    __slots__ = ("last_raw", "offset")
+
+    def __init__(self) -> None:
+        self.last_raw: float | None = None
+        self.offset = 0.0
+
+    def update(self, raw: float) -> float:
+        if self.last_raw is not None and raw < self.last_raw:
+            self.offset += self.last_raw
+        self.last_raw = raw
+        return self.offset + raw

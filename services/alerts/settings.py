@@ -1,0 +1,82 @@
+"""Settings of facility-alerts: the shared variables plus every ``ALERTS_*`` variable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+
+from common.settings import CommonSettings
+
+
+class AlertsSettings(CommonSettings):
+    """Environment of facility-alerts (field name upper-cased = variable name)."""
+
+    alerts_rules_file: Path = Field(
+        default=Path("config/rules.yaml"), description="Rules as code, validated at start."
+    )
+    alerts_http_host: str = Field(
+        default="127.0.0.1", description="Address of the /healthz and /metrics server."
+    )
+    alerts_http_port: int = Field(
+        default=9102, ge=0, le=65535, description="Port of /healthz and /metrics (0 = any free)."
+    )
+    alerts_influx_enabled: bool = Field(
+        default=True, description="Write alert and dispatch points to InfluxDB (INFLUX_*)."
+    )
+    alerts_webhook_url: str | None = Field(
+        default=None, description="POST every firing/resolved alert here as JSON."
+    )
+    alerts_webhook_secret: SecretStr | None = Field(
+        default=None, description="HMAC-SHA256 key for the X-Facility-Signature header."
+    )
+    alerts_dispatch_webhook_url: str | None = Field(
+        default=None, description="Also POST every dispatch request here as JSON."
+    )
+    alerts_apprise_urls: str | None = Field(
+        default=None, description="Apprise URLs (comma or space separated) for people."
+    )
+    alerts_apprise_group_s: float = Field(
+        default=30.0,
+        ge=0,
+        le=3600,
+        description="Alerts within this window go out as one grouped message.",
+    )
+    alerts_retry_base_s: float = Field(
+        default=1.0, gt=0, le=600, description="First retry delay of a failed delivery."
+    )
+    alerts_retry_max_s: float = Field(
+        default=300.0, gt=0, le=86400, description="Longest delay between delivery retries."
+    )
+    alerts_queue_max: int = Field(
+        default=10_000, ge=10, description="Pending deliveries kept per notifier."
+    )
+    alerts_opportunistic_pct: float = Field(
+        default=70.0, ge=0, le=100, description="Bins of the same zone above this ride along."
+    )
+    alerts_dispatch_timeout_s: int = Field(
+        default=8 * 3600, ge=60, description="An open dispatch older than this re-opens its bins."
+    )
+    alerts_live_lag_s: int = Field(
+        default=300,
+        ge=1,
+        description="A stream whose readings are this fresh is live: absence also uses the clock.",
+    )
+    alerts_tick_s: float = Field(
+        default=1.0, gt=0, le=60, description="How often live absence rules look at the clock."
+    )
+    alerts_sync_timeout_s: float = Field(
+        default=10.0, gt=0, description="How long to wait for retained state at start."
+    )
+
+    @field_validator("alerts_webhook_url", "alerts_dispatch_webhook_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value or None
+
+    @property
+    def apprise_urls(self) -> list[str]:
+        text = self.alerts_apprise_urls or ""
+        return [url for url in text.replace(",", " ").split() if url]
