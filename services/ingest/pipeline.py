@@ -1,0 +1,279 @@
+"""The ingest pipeline: MQTT hand-over -> validate/encode/batch -> store -> acknowledge.
+
+Three threads joined by bounded queues. paho's network thread only enqueues; the ``encode``
+thread judges, enriches, encodes and batches; the ``store`` thread writes (or spools) each batch
+and only then acknowledges its messages, in the order they arrived. When the database is slow
+the queues fill, acknowledgements stop, and Receive Maximum makes the broker hold the rest.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import paho.mqtt.client as mqtt
+
+from common.devices import Registry
+from common.lineproto import LineProtocolError, encode_point
+from common.messages import DeadLetter, ms_to_iso
+from common.payloads import Reading, Rejection, StatusReading, parse_message
+from common.schema import reading_point, status_point
+from common.topics import Topics
+from services.ingest.batcher import Batch, Batcher, Origin
+from services.ingest.metrics import IngestMetrics
+from services.ingest.writer import SINK_REJECTED, Abandoned, Writer
+
+log = logging.getLogger(__name__)
+
+PROGRAM = "ingest"
+UNENCODABLE = "unencodable"
+"""Dead-letter reason for a valid reading line protocol cannot carry (should never happen)."""
+
+Publish = Callable[[str, bytes], None]
+AckFn = Callable[[int, int], None]
+Inbound = tuple[int, int, str, bytes, float, int]
+"""``(mid, qos, topic, payload, received_at_s, generation)`` as the network thread hands it over."""
+
+_STOP: Any = object()  # end-of-stream marker in the inbox
+_PROBE_EVERY_S = 5.0
+
+
+class Pipeline:
+    """Owns the encode and store threads; ``on_message`` is paho's callback."""
+
+    def __init__(
+        self,
+        topics: Topics,
+        registry: Registry | None,
+        writer: Writer,
+        metrics: IngestMetrics,
+        publish: Publish,
+        ack: AckFn,
+        batch_size: int,
+        flush_interval_s: float,
+        inbox_size: int,
+    ) -> None:
+        self.topics = topics
+        self.registry = registry
+        self.writer = writer
+        self.metrics = metrics
+        self.publish = publish
+        self.ack = ack
+        self.batch_size = batch_size
+        self.flush_interval_s = flush_interval_s
+        self.deadletter_topic = topics.deadletter(PROGRAM)
+        self.accepting = True
+        self._inbox: queue.Queue[Inbound] = queue.Queue(maxsize=inbox_size)
+        # Two batches may wait while one is written: enough to overlap encoding and writing.
+        self._batches: queue.Queue[Batch | None] = queue.Queue(maxsize=2)  # None: end
+        self._generation = 0
+        self._generation_lock = threading.Lock()
+        self._tags: dict[tuple[str, str], dict[str, str]] = {}
+        self._encode_thread = threading.Thread(target=self._encode_loop, name="encode", daemon=True)
+        self._store_thread = threading.Thread(target=self._store_loop, name="store", daemon=True)
+        self.finished = threading.Event()
+
+    # -- network thread --------------------------------------------------------------------
+    def on_message(self, _client: mqtt.Client, _userdata: object, msg: mqtt.MQTTMessage) -> None:
+        if not self.accepting:
+            return  # shutting down: left unacknowledged, the broker redelivers it later
+        # Blocking here only happens if the broker ignores Receive Maximum (MQTT 3.1.1).
+        self._inbox.put(
+            (msg.mid, msg.qos, msg.topic, bytes(msg.payload), time.time(), self._generation)
+        )
+
+    def new_connection(self) -> None:
+        """A (re)connect: packet ids of the old connection mean nothing now. Their messages are
+        redelivered by the broker, so acknowledging them by id could ack a different message."""
+        with self._generation_lock:
+            self._generation += 1
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> None:
+        self._encode_thread.start()
+        self._store_thread.start()
+
+    def stop(self, timeout_s: float) -> bool:
+        """Stop taking messages, store or spool what is in flight, acknowledge; True if done."""
+        self.accepting = False
+        self.writer.stopping.set()
+        deadline = time.monotonic() + timeout_s
+        try:
+            self._inbox.put(_STOP, timeout=timeout_s)
+        except queue.Full:
+            return False
+        return self.finished.wait(max(0.0, deadline - time.monotonic()))
+
+    # -- encode thread -----------------------------------------------------------------------
+    def _encode_loop(self) -> None:
+        batcher = Batcher(self.batch_size, self.flush_interval_s)
+        stats = _Stats()
+        inbox = self._inbox
+        while True:
+            wait = batcher.wait_s(time.monotonic())
+            item: Inbound | None
+            try:
+                item = inbox.get(timeout=0.5 if wait is None else wait)
+            except queue.Empty:
+                item = None
+            if item is _STOP:
+                self._hand_over(batcher.take(), stats)
+                self._batches.put(None)
+                return
+            if item is not None:
+                self._judge(item, batcher, stats)
+            now = time.monotonic()
+            if batcher.due(now):
+                self._hand_over(batcher.take(), stats)
+
+    def _judge(self, item: Inbound, batcher: Batcher, stats: _Stats) -> None:
+        mid, qos, topic, payload, received_s, generation = item
+        received_ms = int(received_s * 1000)
+        result = parse_message(topic, payload, self.topics, now_ms=received_ms)
+        ack = (mid, qos, generation)
+        now = time.monotonic()
+        if isinstance(result, Reading):
+            stats.telemetry += 1
+            point = reading_point(result, self._registry_tags(result.site, result.device_id))
+        elif isinstance(result, StatusReading):
+            stats.status += 1
+            point = status_point(result)
+        else:
+            stats.rejected_message(topic)
+            self._dead_letter(topic, payload, result, received_ms, stats)
+            batcher.add_ack(ack, now)
+            return
+        try:
+            line = encode_point(*point)
+        except LineProtocolError as exc:
+            self._dead_letter(topic, payload, Rejection(UNENCODABLE, str(exc)), received_ms, stats)
+            batcher.add_ack(ack, now)
+            return
+        batcher.add_point(line, (topic, payload), point[3], ack, now)
+
+    def _registry_tags(self, site: str, device_id: str) -> Mapping[str, str] | None:
+        if self.registry is None:
+            return None
+        key = (site, device_id)
+        tags = self._tags.get(key)
+        if tags is None:
+            if len(self._tags) > 100_000:  # bound memory against a flood of unknown ids
+                self._tags.clear()
+            tags = self._tags[key] = self.registry.tags_for(site, device_id)
+        return tags
+
+    def _dead_letter(
+        self, topic: str, payload: bytes, why: Rejection, received_ms: int, stats: _Stats
+    ) -> None:
+        stats.rejected[why.code] += 1
+        letter = DeadLetter.build(
+            PROGRAM, topic, payload, why.code, why.reason, ms_to_iso(received_ms)
+        )
+        self.publish(self.deadletter_topic, letter.model_dump_json().encode())
+        if stats.rejected[why.code] <= 3 or log.isEnabledFor(logging.DEBUG):
+            log.info(
+                "message rejected",
+                extra={"topic": topic[:200], "code": why.code, "reason": why.reason[:300]},
+            )
+
+    def _hand_over(self, batch: Batch, stats: _Stats) -> None:
+        stats.flush(self.metrics)
+        if batch.acks:
+            self._batches.put(batch)  # blocks while two batches wait: back-pressure
+
+    # -- store thread ------------------------------------------------------------------------
+    def _store_loop(self) -> None:
+        writer = self.writer
+        last_probe = time.monotonic()
+        try:
+            while True:
+                until_replay = writer.seconds_until_replay()
+                timeout = 0.5 if until_replay is None else min(0.5, until_replay)
+                idle = False
+                try:
+                    batch = self._batches.get(timeout=timeout)
+                except queue.Empty:
+                    batch, idle = None, True
+                if batch is None and not idle:
+                    return
+                if batch is not None:
+                    try:
+                        writer.store(batch.body(), batch.origins)
+                    except Abandoned:
+                        log.warning("stopping with a batch stored nowhere; left unacknowledged")
+                        return
+                    self._acknowledge(batch)
+                if writer.replay_due():
+                    writer.replay()
+                elif (
+                    idle
+                    and writer.status.state in ("unreachable", "unknown")
+                    and time.monotonic() - last_probe >= _PROBE_EVERY_S
+                ):
+                    # Idle and unhealthy: probe, so /healthz recovers without traffic.
+                    last_probe = time.monotonic()
+                    writer.probe()
+        except Exception:
+            log.exception("store thread crashed; exiting so the service restarts")
+            raise
+        finally:
+            self.finished.set()
+
+    def _acknowledge(self, batch: Batch) -> None:
+        with self._generation_lock:
+            generation = self._generation
+            for mid, qos, arrived_on in batch.acks:
+                if qos and arrived_on == generation:
+                    self.ack(mid, qos)
+        now = time.time()
+        self.metrics.acked.inc(len(batch.acks))
+        self.metrics.pipeline_lag.observe(time.monotonic() - batch.first_received_s)
+        lag = self.metrics.lag
+        for event_ms in batch.event_ms:
+            lag.observe(now - event_ms / 1000)
+
+    def on_bad_line(self, origin: Origin | None, line: bytes, reason: str) -> None:
+        """The database refused a line on its own (400): dead-letter what it came from."""
+        topic, payload = origin if origin is not None else ("", line)
+        letter = DeadLetter.build(
+            PROGRAM, topic, payload, SINK_REJECTED, reason, ms_to_iso(int(time.time() * 1000))
+        )
+        self.metrics.rejected.labels(SINK_REJECTED).inc()
+        self.publish(self.deadletter_topic, letter.model_dump_json().encode())
+        log.warning(
+            "database refused a line; dead-lettered",
+            extra={"topic": topic, "reason": reason[:300], "line": line[:200].decode("replace")},
+        )
+
+
+class _Stats:
+    """Per-batch tallies, pushed to Prometheus once per batch instead of once per message."""
+
+    __slots__ = ("rejected", "status", "telemetry", "unparsed_status")
+
+    def __init__(self) -> None:
+        self.telemetry = 0
+        self.status = 0
+        self.unparsed_status = 0
+        self.rejected: Counter[str] = Counter()
+
+    def rejected_message(self, topic: str) -> None:
+        if topic.endswith("/status"):
+            self.unparsed_status += 1
+        else:
+            self.telemetry += 1
+
+    def flush(self, metrics: IngestMetrics) -> None:
+        if self.telemetry:
+            metrics.received.labels("telemetry").inc(self.telemetry)
+        if self.status or self.unparsed_status:
+            metrics.received.labels("status").inc(self.status + self.unparsed_status)
+        for reason, count in self.rejected.items():
+            metrics.rejected.labels(reason).inc(count)
+        self.telemetry = self.status = self.unparsed_status = 0
+        self.rejected.clear()

@@ -1,0 +1,137 @@
+"""Settings of facility-ingest: the shared variables plus every ``INGEST_*`` variable."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from common.settings import CommonSettings
+
+_DURATION = re.compile(r"^(\d+)([smhdw]?)$")
+_UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration_s(text: str) -> int:
+    """``30d``, ``12h``, ``90m``, ``3600`` (seconds) or ``0``/``inf`` (keep forever) -> seconds."""
+    value = text.strip().lower()
+    if value in ("", "0", "inf", "infinite", "forever"):
+        return 0
+    match = _DURATION.fullmatch(value)
+    if match is None:
+        raise ValueError(f"{text!r} is not a duration like 30d, 12h, 90m or 0 (forever)")
+    return int(match.group(1)) * _UNIT_S[match.group(2)]
+
+
+class IngestSettings(CommonSettings):
+    """Environment of facility-ingest (field name upper-cased = variable name)."""
+
+    ingest_sink: Literal["influx", "file"] = Field(
+        default="influx",
+        description="Where points go: `influx` (INFLUX_URL, per INFLUX_API_VERSION) or `file` "
+        "(line protocol appended to INGEST_FILE_PATH, loadable with `influx write`).",
+    )
+    ingest_file_path: Path = Field(
+        default=Path("data/ingest/points.lp"),
+        description="Output of the file sink: line protocol, precision ms, one point a line.",
+    )
+    ingest_batch_size: int = Field(
+        default=5000,
+        ge=1,
+        le=50_000,
+        description="Points per write: a batch is written when it holds this many points ...",
+    )
+    ingest_flush_interval_ms: int = Field(
+        default=200,
+        ge=1,
+        le=60_000,
+        description="... or when its oldest message has waited this long (bounds the lag).",
+    )
+    ingest_receive_maximum: int = Field(
+        default=0,
+        ge=0,
+        le=65_535,
+        description="MQTT v5 Receive Maximum: unacknowledged messages the broker may send us; "
+        "0 = 3 x INGEST_BATCH_SIZE (capped at 65535). This is the pipeline's memory bound.",
+    )
+    ingest_spool_dir: Path = Field(
+        default=Path("data/ingest/spool"),
+        description="Durable spool: batches the database did not take are appended and fsynced "
+        "here before their messages are acknowledged, then replayed in order.",
+    )
+    ingest_spool_max_bytes: int = Field(
+        default=1024**3,
+        ge=64 * 1024,
+        description="Spool size cap; when reached, ingest stops acknowledging (the broker keeps "
+        "the messages) instead of dropping anything.",
+    )
+    ingest_spool_segment_bytes: int = Field(
+        default=8 * 1024**2,
+        ge=4096,
+        description="Spool segment size; a fully replayed segment file is deleted.",
+    )
+    ingest_write_attempts: int = Field(
+        default=3,
+        ge=1,
+        le=20,
+        description="Attempts per batch on 429/5xx/connection errors before it is spooled.",
+    )
+    ingest_retry_base_ms: int = Field(
+        default=200, ge=1, description="First retry delay; doubles per attempt, with jitter."
+    )
+    ingest_retry_max_ms: int = Field(
+        default=10_000,
+        ge=1,
+        description="Longest delay between retries, and between replay attempts of the spool.",
+    )
+    ingest_write_timeout_ms: int = Field(
+        default=10_000, ge=100, description="HTTP timeout of one write to the database."
+    )
+    ingest_create_bucket: bool = Field(
+        default=True,
+        description="Create the bucket (v2) or database (v1) at start when it is missing.",
+    )
+    ingest_retention: str = Field(
+        default="0",
+        description="Retention of a bucket/database created at start: e.g. 30d, 52w, 0 = forever.",
+    )
+    ingest_shared_group: str | None = Field(
+        default=None,
+        description="Join this MQTT v5 shared-subscription group ($share/<group>/...) so "
+        "several replicas split the load.",
+    )
+    ingest_http_host: str = Field(
+        default="127.0.0.1", description="Address of the /healthz and /metrics server."
+    )
+    ingest_http_port: int = Field(
+        default=9101, ge=0, le=65535, description="Port of /healthz and /metrics (0 = any free)."
+    )
+    ingest_shutdown_timeout_s: float = Field(
+        default=8.0,
+        gt=0,
+        le=60,
+        description="On SIGTERM, how long to flush before spooling what is left and exiting.",
+    )
+
+    @field_validator("ingest_retention")
+    @classmethod
+    def _retention(cls, value: str) -> str:
+        parse_duration_s(value)
+        return value
+
+    @field_validator("ingest_shared_group")
+    @classmethod
+    def _group(cls, value: str | None) -> str | None:
+        if value is not None and (not value or any(ch in value for ch in "/+#")):
+            raise ValueError("must be a non-empty name without '/', '+' or '#'")
+        return value or None
+
+    @property
+    def retention_s(self) -> int:
+        return parse_duration_s(self.ingest_retention)
+
+    @property
+    def receive_maximum(self) -> int:
+        return self.ingest_receive_maximum or min(65_535, 3 * self.ingest_batch_size)

@@ -1,0 +1,219 @@
+"""The last stage: gets a batch durably stored (database, else spool) and replays the spool.
+
+Policy per answer: stored -> done; 429/5xx/connection -> retry with backoff, then spool;
+400 -> bisect, dead-letter the bad lines, keep the good; 401/403/404 -> spool at once, loud
+error, unhealthy until a write succeeds again. A full spool blocks (back-pressure), never drops.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from services.ingest.batcher import Origin
+from services.ingest.metrics import IngestMetrics
+from services.ingest.retry import RetryPolicy
+from services.ingest.salvage import Salvage, write_salvaging
+from services.ingest.sinks.base import Outcome, Sink, WriteResult
+from services.ingest.spool import Spool, SpoolFull
+
+log = logging.getLogger(__name__)
+
+SINK_REJECTED = "sink_rejected"
+"""Dead-letter reason for a line the database itself refused (400), e.g. a field type clash."""
+
+OnBadLine = Callable[[Origin | None, bytes, str], None]
+
+
+class Abandoned(Exception):
+    """Shutting down while the batch could be stored nowhere: leave it unacknowledged."""
+
+
+@dataclass(slots=True)
+class SinkState:
+    state: str = "unknown"  # ok | unreachable | refused | unknown
+    last_error: str | None = None
+    last_status: int | None = None
+    spool_full: bool = False
+
+
+class Writer:
+    """Owned by one thread. ``store`` returns once the batch is in the database or the spool."""
+
+    def __init__(
+        self,
+        sink: Sink,
+        spool: Spool,
+        policy: RetryPolicy,
+        metrics: IngestMetrics,
+        on_bad_line: OnBadLine,
+        stopping: threading.Event | None = None,
+        replay_budget_s: float = 1.0,
+    ) -> None:
+        self.sink = sink
+        self.spool = spool
+        self.policy = policy
+        self.metrics = metrics
+        self.on_bad_line = on_bad_line
+        self.stopping = stopping or threading.Event()
+        self.replay_budget_s = replay_budget_s
+        self.status = SinkState()
+        self._replay_failures = 0
+        self._next_replay_s = 0.0
+        metrics.spool_max_bytes.set(spool.max_bytes)
+        self._spool_gauges()
+
+    # -- storing -----------------------------------------------------------------------------
+    def store(self, body: bytes, origins: list[Origin] | None = None) -> bool:
+        """Store one batch: True if in the database, False if spooled.
+
+        Raises Abandoned only when stopping with nowhere to put it.
+        """
+        if not body:
+            return True
+        if self.spool.empty:
+            attempts = 1 if self.stopping.is_set() else self.policy.attempts
+            salvage = self._write_with_retries(body, origins, attempts)
+            if salvage.result.stored:
+                return True
+            body = salvage.remaining(body)
+        # Once anything is spooled, new batches queue behind it so replay keeps their order.
+        self._append_to_spool(body)
+        return False
+
+    def _write_with_retries(
+        self, body: bytes, origins: list[Origin] | None, attempts: int
+    ) -> Salvage:
+        failures = 0
+        while True:
+            salvage = self._write_once(body, origins)
+            if salvage.result.stored or salvage.result.outcome is Outcome.REFUSED:
+                return salvage
+            failures += 1
+            if failures >= attempts:
+                return salvage
+            self.metrics.retries.inc()
+            body = salvage.remaining(body)
+            origins = _without(origins, salvage)
+            delay = self.policy.delay(failures, salvage.result.retry_after_s)
+            if self.stopping.wait(delay):
+                return salvage
+
+    def _write_once(self, body: bytes, origins: list[Origin] | None) -> Salvage:
+        started = time.perf_counter()
+        salvage = write_salvaging(self.sink, body)
+        self.metrics.write_seconds.labels(salvage.result.outcome.value).observe(
+            time.perf_counter() - started
+        )
+        for index, line, reason in salvage.bad:
+            origin = origins[index] if origins is not None else None
+            self.on_bad_line(origin, line, reason)
+        self._note(salvage.result)
+        if salvage.result.stored:
+            points = body.count(b"\n") - len(salvage.bad)
+            self.metrics.stored.inc(points)
+            self.metrics.batch_points.observe(points)
+        return salvage
+
+    def _note(self, result: WriteResult) -> None:
+        """Track sink health; log loudly once per change, not once per batch."""
+        if result.stored:
+            if self.status.state != "ok":
+                log.info("database accepting writes", extra={"sink": self.sink.name})
+            self.status.state, self.status.last_error = "ok", None
+            self.metrics.sink_up.set(1)
+            return
+        state = "refused" if result.outcome is Outcome.REFUSED else "unreachable"
+        if state != self.status.state or result.detail != self.status.last_error:
+            level = logging.ERROR if state == "refused" else logging.WARNING
+            hint = (
+                "check INFLUX_TOKEN and that INFLUX_BUCKET exists (INGEST_CREATE_BUCKET)"
+                if state == "refused"
+                else "retrying; batches go to the spool meanwhile"
+            )
+            log.log(
+                level,
+                f"database {state} the write: {hint}",
+                extra={"sink": self.sink.name, "status": result.status, "error": result.detail},
+            )
+        self.status.state, self.status.last_error = state, result.detail
+        self.status.last_status = result.status
+        self.metrics.sink_up.set(0)
+
+    def _append_to_spool(self, body: bytes) -> None:
+        if not body:
+            return
+        points = body.count(b"\n")
+        while True:
+            try:
+                self.spool.append(body)
+            except SpoolFull as exc:
+                if not self.status.spool_full:
+                    log.error(
+                        "spool full: holding acknowledgements until the database drains it",
+                        extra={"spool_bytes": self.spool.size_bytes, "error": str(exc)},
+                    )
+                self.status.spool_full = True
+                # Drain if we can; otherwise wait, holding this batch's acks (back-pressure).
+                if not self.replay(force=True) and self.stopping.wait(self._replay_wait()):
+                    raise Abandoned from exc
+                continue
+            self.status.spool_full = False
+            self.metrics.spooled.inc(points)
+            self._spool_gauges()
+            return
+
+    def probe(self) -> None:
+        """Ask the sink whether it answers again (after an outage, without traffic)."""
+        self._note(self.sink.check())
+
+    # -- replaying ---------------------------------------------------------------------------
+    def replay_due(self) -> bool:
+        return not self.spool.empty and time.monotonic() >= self._next_replay_s
+
+    def seconds_until_replay(self) -> float | None:
+        if self.spool.empty:
+            return None
+        return max(0.0, self._next_replay_s - time.monotonic())
+
+    def _replay_wait(self) -> float:
+        return max(0.05, self._next_replay_s - time.monotonic())
+
+    def replay(self, force: bool = False) -> bool:
+        """Replay spooled batches oldest first for up to the budget; True if any was stored."""
+        if self.spool.empty or (not force and not self.replay_due()):
+            return False
+        deadline = time.monotonic() + self.replay_budget_s
+        progressed = False
+        while time.monotonic() < deadline:
+            record = self.spool.peek()
+            if record is None:
+                break
+            salvage = self._write_once(record.data, None)
+            if not salvage.result.stored:
+                self._replay_failures += 1
+                delay = self.policy.delay(self._replay_failures, salvage.result.retry_after_s)
+                self._next_replay_s = time.monotonic() + delay
+                break
+            self._replay_failures = 0
+            self.spool.pop(record)
+            self.metrics.replayed.inc(record.data.count(b"\n") - len(salvage.bad))
+            progressed = True
+            if self.spool.empty:
+                log.info("spool replayed completely")
+        self._spool_gauges()
+        return progressed
+
+    def _spool_gauges(self) -> None:
+        self.metrics.spool_bytes.set(self.spool.size_bytes)
+        self.metrics.spool_batches.set(self.spool.records)
+
+
+def _without(origins: list[Origin] | None, salvage: Salvage) -> list[Origin] | None:
+    if origins is None or not salvage.bad:
+        return origins
+    drop = {index for index, _, _ in salvage.bad}
+    return [o for i, o in enumerate(origins) if i not in drop]
