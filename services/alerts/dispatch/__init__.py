@@ -1,0 +1,1 @@
+"""Collection dispatch: the planner (batching, capacity, routes) and the desk (open dispatches)."""

@@ -1,0 +1,251 @@
+"""The dispatch desk: turns firing bin alerts into dispatch requests, follows them to
+collection (truck status or the bins' weight drop) or timeout. Plain object, event time."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from common.devices import Registry
+from common.messages import DispatchRequest, DispatchStatus, DispatchStop, ms_to_iso
+from common.payloads import Reading
+from common.schema import DISPATCH_MEASUREMENT, Point
+from services.alerts.dispatch.planner import Candidate, TruckSlot, plan_zone
+
+MIN_DROP_KG = 5.0
+DROP_SHARE = 0.3  # a bin that lost 30 % of its weight in one reading was emptied
+
+
+@dataclass(slots=True)
+class OpenDispatch:
+    request: DispatchRequest
+    created_ms: int
+    state: str = "planned"
+    collected: dict[str, float] = field(default_factory=dict)  # device -> kg seen dropping
+
+    @property
+    def bins(self) -> set[str]:
+        return {stop.device_id for stop in self.request.stops}
+
+
+@dataclass(slots=True)
+class DeskOutput:
+    """What the service must do after a step of the desk."""
+
+    requests: list[DispatchRequest] = field(default_factory=list)
+    statuses: list[DispatchStatus] = field(default_factory=list)
+    points: list[Point] = field(default_factory=list)
+    collected_bins: list[tuple[str, str]] = field(default_factory=list)  # (bin, dispatch)
+    closed: list[str] = field(default_factory=list)
+
+    def extend(self, other: DeskOutput) -> None:
+        self.requests += other.requests
+        self.statuses += other.statuses
+        self.points += other.points
+        self.collected_bins += other.collected_bins
+        self.closed += other.closed
+
+
+@dataclass(slots=True)
+class _Bin:
+    fill_pct: float | None = None
+    weight_kg: float | None = None
+
+
+class DispatchDesk:
+    def __init__(
+        self, registry: Registry, opportunistic_pct: float = 70.0, timeout_ms: int = 8 * 3_600_000
+    ) -> None:
+        self.registry = registry
+        self.opportunistic_pct = opportunistic_pct
+        self.timeout_ms = timeout_ms
+        self.depot = (registry.depot.latitude, registry.depot.longitude)
+        self.bins: dict[str, _Bin] = {}
+        self.wanted: set[str] = set()  # bins whose own alert asks for a collection
+        self.open: dict[str, OpenDispatch] = {}
+
+    # -- inputs --------------------------------------------------------------------------
+    def busy_bins(self) -> set[str]:
+        return {b for d in self.open.values() for b in d.bins}
+
+    def want(self, device_id: str) -> None:
+        if self.registry.device(device_id) is not None:
+            self.wanted.add(device_id)
+
+    def unwant(self, device_id: str) -> None:
+        self.wanted.discard(device_id)
+
+    def observe(self, reading: Reading) -> DeskOutput:
+        """Remember the bin's level; a big weight drop on an open dispatch is a collection."""
+        out = DeskOutput()
+        if reading.kind != "ewaste_bin":
+            return out
+        state = self.bins.setdefault(reading.device_id, _Bin())
+        weight = reading.fields.get("weight_kg")
+        fill = reading.fields.get("fill_pct")
+        before = state.weight_kg
+        state.weight_kg = float(weight) if weight is not None else state.weight_kg
+        state.fill_pct = float(fill) if fill is not None else state.fill_pct
+        if before is None or state.weight_kg is None:
+            return out
+        drop = before - state.weight_kg
+        if drop < max(MIN_DROP_KG, DROP_SHARE * before):
+            return out
+        for dispatch in list(self.open.values()):
+            if reading.device_id in dispatch.bins and reading.device_id not in dispatch.collected:
+                dispatch.collected[reading.device_id] = drop
+                out.collected_bins.append((reading.device_id, dispatch.request.dispatch_id))
+                if dispatch.collected.keys() >= dispatch.bins:
+                    out.extend(self._close(dispatch, "completed", reading.ts_ms, None))
+        return out
+
+    def on_status(self, status: DispatchStatus, now_ms: int) -> DeskOutput:
+        dispatch = self.open.get(status.dispatch_id)
+        if dispatch is None or status.state == "planned":
+            return DeskOutput()
+        if status.state == "en_route":
+            dispatch.state = "en_route"
+            return DeskOutput(points=[self._point(dispatch, "en_route", now_ms, None)])
+        if status.state == "completed":
+            out = DeskOutput()
+            for device_id in sorted(dispatch.bins - dispatch.collected.keys()):
+                out.collected_bins.append((device_id, status.dispatch_id))
+            out.extend(self._close(dispatch, "completed", now_ms, status.collected_kg))
+            return out
+        return self._close(dispatch, "cancelled", now_ms, status.collected_kg)
+
+    def restore(self, request: DispatchRequest) -> None:
+        """Take back an open dispatch after a restart (from its retained record)."""
+        created = datetime.fromisoformat(request.created_at.replace("Z", "+00:00"))
+        self.open[request.dispatch_id] = OpenDispatch(
+            request, int(created.astimezone(UTC).timestamp() * 1000)
+        )
+
+    # -- time ----------------------------------------------------------------------------
+    def tick(self, now_ms: int) -> DeskOutput:
+        """Expire dispatches that never completed (their bins re-open), then plan."""
+        out = DeskOutput()
+        for dispatch in list(self.open.values()):
+            if now_ms - dispatch.created_ms >= self.timeout_ms:
+                out.extend(self._close(dispatch, "timed_out", now_ms, None))
+                out.statuses.append(
+                    DispatchStatus(
+                        dispatch_id=dispatch.request.dispatch_id,
+                        state="cancelled",
+                        truck_id=dispatch.request.truck_id,
+                        zone=dispatch.request.zone,
+                        ts=ms_to_iso(now_ms),
+                        message="timed out: bins re-opened for the next dispatch",
+                    )
+                )
+        out.extend(self.plan(now_ms))
+        return out
+
+    def plan(self, now_ms: int) -> DeskOutput:
+        """Dispatch every zone that has a wanted bin not already on an open dispatch."""
+        out = DeskOutput()
+        busy = self.busy_bins()
+        zones = sorted(
+            {
+                device.zone
+                for device_id in self.wanted - busy
+                if (device := self.registry.device(device_id)) is not None and device.zone
+            }
+        )
+        for zone in zones:
+            out.extend(self._plan_zone(zone, busy, now_ms))
+        return out
+
+    def _plan_zone(self, zone: str, busy: set[str], now_ms: int) -> DeskOutput:
+        candidates = []
+        for device in self.registry.bins_in_zone(zone):
+            if device.id in busy or device.latitude is None or device.longitude is None:
+                continue
+            state = self.bins.get(device.id, _Bin())
+            mandatory = device.id in self.wanted
+            if not mandatory and (
+                state.fill_pct is None or state.fill_pct < self.opportunistic_pct
+            ):
+                continue
+            weight = state.weight_kg
+            if weight is None:
+                weight = (state.fill_pct or 100.0) / 100 * (device.capacity_kg or 0.0)
+            candidates.append(
+                Candidate(
+                    device.id,
+                    device.site,
+                    device.latitude,
+                    device.longitude,
+                    state.fill_pct,
+                    weight,
+                    mandatory,
+                )
+            )
+        out_trucks = {d.request.truck_id for d in self.open.values()}
+        fleet = sorted(self.registry.trucks, key=lambda t: (-t.capacity_kg, t.id))
+        free = [t for t in fleet if t.id not in out_trucks] or fleet
+        slots = [TruckSlot(t.id, t.capacity_kg) for t in free]
+        out = DeskOutput()
+        stamp = datetime.fromtimestamp(now_ms / 1000, UTC).strftime("%Y%m%d%H%M%S")
+        for plan in plan_zone(self.depot, candidates, slots):
+            riders = sum(1 for s in plan.stops if not s.mandatory)
+            request = DispatchRequest(
+                dispatch_id=f"d{stamp}-{zone}-{secrets.token_hex(2)}",
+                truck_id=plan.truck_id,
+                zone=zone,
+                stops=[
+                    DispatchStop(
+                        device_id=s.device_id,
+                        site=s.site,
+                        latitude=s.latitude,
+                        longitude=s.longitude,
+                        fill_pct=s.fill_pct,
+                        est_weight_kg=round(s.weight_kg, 1),
+                    )
+                    for s in plan.stops
+                ],
+                est_load_kg=plan.est_load_kg,
+                route_km=plan.route_km,
+                reason=f"{len(plan.stops) - riders} bin(s) asked, {riders} above "
+                f"{self.opportunistic_pct:g} % ride along",
+                created_at=ms_to_iso(now_ms),
+                depot_latitude=self.depot[0],
+                depot_longitude=self.depot[1],
+            )
+            dispatch = OpenDispatch(request, now_ms)
+            self.open[request.dispatch_id] = dispatch
+            out.requests.append(request)
+            out.points.append(self._point(dispatch, "planned", now_ms, None))
+        return out
+
+    # -- helpers -------------------------------------------------------------------------
+    def _close(
+        self, dispatch: OpenDispatch, state: str, now_ms: int, collected_kg: float | None
+    ) -> DeskOutput:
+        self.open.pop(dispatch.request.dispatch_id, None)
+        if state == "completed":
+            for device_id in dispatch.bins:
+                self.wanted.discard(device_id)
+                self.bins.pop(device_id, None)  # its level is news only after the emptying
+        if collected_kg is None:
+            collected_kg = sum(dispatch.collected.values())
+        return DeskOutput(
+            points=[self._point(dispatch, state, now_ms, collected_kg)],
+            closed=[dispatch.request.dispatch_id],
+        )
+
+    def _point(
+        self, dispatch: OpenDispatch, state: str, ts_ms: int, collected_kg: float | None
+    ) -> Point:
+        req = dispatch.request
+        fields: dict[str, float | int | bool | str] = {
+            "dispatch_id": req.dispatch_id,
+            "stops": len(req.stops),
+            "est_load_kg": float(req.est_load_kg),
+            "route_km": float(req.route_km),
+            "state": state,
+        }
+        if collected_kg is not None:
+            fields["collected_kg"] = round(float(collected_kg), 1)
+        return DISPATCH_MEASUREMENT, {"zone": req.zone, "truck_id": req.truck_id}, fields, ts_ms
