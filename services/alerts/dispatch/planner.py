@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 from common.devices import haversine_km
 
@@ -41,7 +42,7 @@ class Plan:
 def tour_km(depot: Point, stops: Sequence[Point]) -> float:
     """Depot -> stops in order -> depot."""
     path = [depot, *stops, depot]
-    return sum(haversine_km(*a, *b) for a, b in zip(path, path[1:], strict=False))
+    return sum(haversine_km(*a, *b) for a, b in pairwise(path))
 
 
 def nearest_neighbour(depot: Point, stops: Sequence[Point]) -> list[int]:
