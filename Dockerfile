@@ -1,0 +1,36 @@
+# One image for facility-ingest, facility-alerts, facility-simulator and facility-grafana.
+# Build stage installs the pinned dependencies (constraints.txt) into a virtualenv; the final
+# stage copies only that virtualenv and the configuration: no compiler, no pip cache.
+ARG PYTHON_IMAGE=python:3.11.10-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS build
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+RUN python -m venv /opt/facility
+WORKDIR /src
+COPY constraints.txt pyproject.toml README.md ./
+COPY common ./common
+COPY services ./services
+COPY devices ./devices
+COPY grafana ./grafana
+# Runtime dependencies only (not the dev extra), at the versions pinned in constraints.txt.
+RUN /opt/facility/bin/pip install -c constraints.txt . \
+ && /opt/facility/bin/python -c "import services.ingest, services.alerts, devices.simulator, grafana"
+
+FROM ${PYTHON_IMAGE}
+LABEL org.opencontainers.image.title="facility-monitor" \
+      org.opencontainers.image.description="Gwangmyeong facility monitoring: ingest, alerts, simulator, dashboards"
+ENV PATH=/opt/facility/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    LOG_FORMAT=json
+RUN groupadd --system --gid 10001 facility \
+ && useradd --system --uid 10001 --gid facility --home-dir /app --shell /usr/sbin/nologin facility \
+ && mkdir -p /app /var/lib/facility \
+ && chown facility:facility /var/lib/facility
+COPY --from=build /opt/facility /opt/facility
+WORKDIR /app
+COPY config ./config
+USER facility:facility
+# Spool (ingest) and state live on a volume mounted here.
+VOLUME ["/var/lib/facility"]
+CMD ["facility-ingest", "--help"]
