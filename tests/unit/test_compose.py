@@ -90,7 +90,7 @@ def settings_class(service: str) -> type[BaseSettings]:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError:
         pytest.skip(f"{module_name} is not written yet")  # TODO(deploy): remove once it lands
-    cls = getattr(module, class_name)
+    cls: type[BaseSettings] = getattr(module, class_name)
     assert issubclass(cls, BaseSettings)
     return cls
 
