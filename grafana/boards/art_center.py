@@ -1,0 +1,246 @@
+"""Upcycle Art Center: occupancy vs capacity per gate and in total, visitors per hour and day."""
+
+# ruff: noqa: S608 -- InfluxQL assembled at build time from constants and the registry, never
+# from user input (Grafana substitutes its own variables).
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.builders import bargauge, gauge, stat, table, timeseries
+from grafana_foundation_sdk.builders import dashboard as dash
+from grafana_foundation_sdk.builders.common import (
+    GraphThresholdsStyleConfig,
+    StackingConfig,
+    TableSortByFieldState,
+)
+from grafana_foundation_sdk.models import common
+from grafana_foundation_sdk.models.dashboard import DashboardCursorSync
+
+from common.devices import Registry
+from grafana.influxql import InfluxQL
+from grafana.panels import (
+    BLUE,
+    GREEN,
+    ORANGE,
+    RED,
+    REFRESH,
+    TIMEZONE,
+    TZ_CLAUSE,
+    alert_annotation,
+    last_value,
+    rename_column,
+    single_color,
+    tag_variable,
+    thresholds,
+)
+
+UID = "facility-uac-visitors"
+SITE = "uac"
+WHERE = f'$timeFilter AND "site" = \'{SITE}\' AND "device_id" =~ /^$gate$/'
+
+# Entries per reading of each gate's counter; a counter that restarts at 0 loses one step
+# instead of producing a negative count.
+ENTRIES = (
+    'SELECT NON_NEGATIVE_DIFFERENCE("entries_total") AS "entries" FROM "visitors" '
+    f'WHERE {WHERE} GROUP BY "device_id"'
+)
+
+
+def _capacity_steps(capacity: float) -> dash.ThresholdsConfig:
+    return thresholds((None, GREEN), (0.8 * capacity, ORANGE), (capacity, RED))
+
+
+def build(registry: Registry) -> dash.Dashboard:
+    site = registry.site(SITE)
+    gates = [d for d in registry.devices_of_kind("visitor_counter") if d.site == SITE]
+    capacity = float(
+        (site.capacity_people if site else None)
+        or sum(g.capacity_people or 0 for g in gates)
+        or 300
+    )
+    name = site.name if site is not None else "Upcycle Art Center"
+    hours = ""
+    if site is not None and site.opening_hours is not None:
+        oh = site.opening_hours
+        closed = f", closed {', '.join(oh.closed_days)}" if getattr(oh, "closed_days", None) else ""
+        hours = f" Open {oh.opens}-{oh.closes}{closed}."
+
+    per_gate = (
+        bargauge.Panel()
+        .title("Occupancy per gate vs capacity")
+        .description(
+            "People inside, counted at each entrance, as a share of the area that entrance serves."
+            + "".join(f" {g.name or g.id}: {g.capacity_people} people." for g in gates)
+        )
+        .unit("percent")
+        .min(0)
+        .max(100)
+        .decimals(0)
+        .thresholds(thresholds((None, GREEN), (80, ORANGE), (100, RED)))
+        .orientation(common.VizOrientation.HORIZONTAL)
+        .display_mode(common.BarGaugeDisplayMode.LCD)
+        .reduce_options(last_value())
+        .span(8)
+        .height(6)
+    )
+    for index, gate in enumerate(gates):
+        per_gate = per_gate.with_target(
+            InfluxQL(
+                f'SELECT 100 * LAST("occupancy") / {gate.capacity_people or capacity:g} AS '
+                f'"{gate.name or gate.id}" FROM "visitors" WHERE $timeFilter AND "site" = '
+                f"'{SITE}' AND \"device_id\" = '{gate.id}'"
+            )
+            .ref_id(chr(ord("A") + index))
+            .alias("$col")
+        )
+
+    return (
+        dash.Dashboard(f"{name} — visitors")
+        .uid(UID)
+        .description(f"Visitors of the Upcycle Art Center, counted at its entrances.{hours}")
+        .tags(["facility", "visitors", SITE])
+        .timezone(TIMEZONE)
+        .time("now-24h", "now")
+        .refresh(REFRESH)
+        .tooltip(DashboardCursorSync.CROSSHAIR)
+        .with_variable(
+            tag_variable(
+                "gate", "Gate", "visitors", "device_id", "Visitor counters (one per entrance)."
+            ).query(
+                f'SHOW TAG VALUES FROM "visitors" WITH KEY = "device_id" WHERE "site" = \'{SITE}\''
+            )
+        )
+        .annotation(alert_annotation(f"AND \"site\" = '{SITE}'"))
+        .with_row(dash.Row("Right now"))
+        .with_panel(
+            gauge.Panel()
+            .title("Visitors inside")
+            .description(
+                f"People in the building now (all gates), against its capacity of {capacity:g}."
+            )
+            .unit("none")
+            .min(0)
+            .max(capacity)
+            .decimals(0)
+            .thresholds(_capacity_steps(capacity))
+            .reduce_options(last_value())
+            .with_target(
+                InfluxQL(
+                    'SELECT SUM("inside") AS "Visitors inside" FROM (SELECT LAST("occupancy") AS '
+                    f'"inside" FROM "visitors" WHERE {WHERE} GROUP BY "device_id")'
+                )
+                .ref_id("A")
+                .alias("$col")
+            )
+            .span(5)
+            .height(6)
+        )
+        .with_panel(per_gate)
+        .with_panel(
+            stat.Panel()
+            .title("Visitors today")
+            .description("People who came in since midnight, all gates.")
+            .unit("none")
+            .decimals(0)
+            .time_from("now/d")
+            .thresholds(single_color(BLUE))
+            .reduce_options(last_value())
+            .no_value("0")
+            .with_target(
+                InfluxQL(f'SELECT SUM("entries") AS "Visitors" FROM ({ENTRIES}) WHERE $timeFilter')
+                .ref_id("A")
+                .alias("$col")
+            )
+            .span(5)
+            .height(6)
+        )
+        .with_panel(
+            table.Panel()
+            .title("Busiest hours this week")
+            .description("The five hours with the most people coming in over the last 7 days.")
+            .time_from("7d")
+            .unit("none")
+            .thresholds(single_color(BLUE))
+            .sort_by([TableSortByFieldState().display_name("Visitors").desc(True)])
+            .with_transformation(rename_column("Time", "Hour"))
+            .with_target(
+                InfluxQL(
+                    'SELECT TOP("visitors", 5) AS "Visitors" FROM (SELECT SUM("entries") AS '
+                    f'"visitors" FROM ({ENTRIES}) WHERE $timeFilter GROUP BY time(1h) {TZ_CLAUSE})'
+                )
+                .ref_id("A")
+                .table()
+            )
+            .span(6)
+            .height(6)
+        )
+        .with_row(dash.Row("Over time"))
+        .with_panel(
+            timeseries.Panel()
+            .title("Occupancy by gate")
+            .description(
+                f"People inside, stacked by the gate that counted them; the dashed line is the "
+                f"building's capacity ({capacity:g})."
+            )
+            .unit("none")
+            .min(0)
+            .decimals(0)
+            .thresholds(thresholds((None, GREEN), (capacity, RED)))
+            .thresholds_style(
+                GraphThresholdsStyleConfig().mode(common.GraphThresholdsStyleMode.DASHED)
+            )
+            .fill_opacity(30)
+            .stacking(StackingConfig().mode(common.StackingMode.NORMAL))
+            .with_target(
+                InfluxQL(
+                    f'SELECT MAX("occupancy") FROM "visitors" WHERE {WHERE} '
+                    'GROUP BY time($__interval), "device_id" fill(previous)'
+                )
+                .ref_id("A")
+                .alias("$tag_device_id")
+            )
+            .span(12)
+            .height(9)
+        )
+        .with_panel(
+            timeseries.Panel()
+            .title("Visitors per hour")
+            .description("People coming in per hour, by gate (busiest hours stand out).")
+            .unit("none")
+            .decimals(0)
+            .thresholds(single_color(BLUE))
+            .draw_style(common.GraphDrawStyle.BARS)
+            .fill_opacity(80)
+            .stacking(StackingConfig().mode(common.StackingMode.NORMAL))
+            .with_target(
+                InfluxQL(
+                    f'SELECT SUM("entries") FROM ({ENTRIES}) WHERE $timeFilter '
+                    f'GROUP BY time(1h), "device_id" fill(0) {TZ_CLAUSE}'
+                )
+                .ref_id("A")
+                .alias("$tag_device_id")
+            )
+            .span(12)
+            .height(9)
+        )
+        .with_panel(
+            timeseries.Panel()
+            .title("Visitors per day")
+            .description("People coming in per day (Korean days), last 30 days.")
+            .unit("none")
+            .decimals(0)
+            .time_from("30d")
+            .thresholds(single_color(BLUE))
+            .draw_style(common.GraphDrawStyle.BARS)
+            .fill_opacity(80)
+            .with_target(
+                InfluxQL(
+                    f'SELECT SUM("entries") AS "Visitors" FROM ({ENTRIES}) WHERE $timeFilter '
+                    f"GROUP BY time(1d) fill(0) {TZ_CLAUSE}"
+                )
+                .ref_id("A")
+                .alias("$col")
+            )
+            .span(24)
+            .height(8)
+        )
+    )

@@ -1,0 +1,309 @@
+"""Net Zero Energy Cafe: PV vs load vs grid, today's balance, self-sufficiency, battery, peaks."""
+
+# ruff: noqa: S608 -- InfluxQL assembled at build time from constants and the registry, never
+# from user input (Grafana substitutes its own variables).
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.builders import bargauge, gauge, stat, timeseries
+from grafana_foundation_sdk.builders import dashboard as dash
+from grafana_foundation_sdk.builders.common import GraphThresholdsStyleConfig, StackingConfig
+from grafana_foundation_sdk.models import common
+from grafana_foundation_sdk.models.dashboard import DashboardCursorSync
+
+from common.devices import Registry
+from grafana.influxql import InfluxQL
+from grafana.panels import (
+    BLUE,
+    GREEN,
+    ORANGE,
+    RED,
+    REFRESH,
+    TIMEZONE,
+    TZ_CLAUSE,
+    YELLOW,
+    alert_annotation,
+    last_value,
+    single_color,
+    tag_variable,
+    thresholds,
+)
+
+UID = "facility-nzc-energy"
+SITE = "nzc"
+WHERE = f'$timeFilter AND "site" = \'{SITE}\' AND "device_id" =~ /^$meter$/'
+
+# Counter name in the subquery -> meter counter. Differences are taken per meter (GROUP BY
+# device_id) so that two meters never subtract from each other, and NON_NEGATIVE_DIFFERENCE
+# drops the one negative step of a meter reset instead of showing it as a huge spike.
+COUNTERS = {
+    "pv": "pv_energy_wh",
+    "load": "load_energy_wh",
+    "import": "grid_import_wh",
+    "export": "grid_export_wh",
+}
+
+
+def _deltas(*names: str) -> str:
+    """Inner query: Wh between consecutive readings of each counter named."""
+    columns = ", ".join(f'NON_NEGATIVE_DIFFERENCE("{COUNTERS[n]}") AS "{n}"' for n in names)
+    return f'SELECT {columns} FROM "energy" WHERE {WHERE} GROUP BY "device_id"'
+
+
+def _energy_kwh(select: str, *names: str, group_by: str = "") -> str:
+    """Outer query over the counter deltas; ``select`` uses SUM("<name>") in Wh."""
+    return f"SELECT {select} FROM ({_deltas(*names)}) WHERE $timeFilter {group_by}".rstrip()
+
+
+def _power_now(
+    title: str, field: str, description: str, steps: dash.ThresholdsConfig
+) -> stat.Panel:
+    return (
+        stat.Panel()
+        .title(title)
+        .description(description)
+        .unit("watt")
+        .decimals(1)
+        .thresholds(steps)
+        .graph_mode(common.BigValueGraphMode.AREA)
+        .reduce_options(last_value())
+        .with_target(InfluxQL(f'SELECT LAST("{field}") FROM "energy" WHERE {WHERE}').ref_id("A"))
+        .span(4)
+        .height(5)
+    )
+
+
+def build(registry: Registry) -> dash.Dashboard:
+    meters = [d for d in registry.devices_of_kind("energy_meter") if d.site == SITE]
+    pv_peak_w = max((m.pv_peak_w or 0.0 for m in meters), default=0.0) or 20_000.0
+    peak_load_w = max((m.peak_load_w or 0.0 for m in meters), default=0.0) or 12_000.0
+    site = registry.site(SITE)
+    name = site.name if site is not None else "Net Zero Energy Cafe"
+
+    today = (
+        _energy_kwh('(SUM("pv") - SUM("load")) / 1000 AS "net"', "pv", "load"),
+        _energy_kwh(
+            '100 * (1 - SUM("import") / SUM("load")) AS "self_sufficiency"', "import", "load"
+        ),
+        _energy_kwh('100 * (1 - SUM("export") / SUM("pv")) AS "self_consumption"', "export", "pv"),
+    )
+    per_day = _energy_kwh(
+        'SUM("pv") / 1000 AS "PV", SUM("load") / 1000 AS "Load", '
+        'SUM("import") / 1000 AS "Grid import", SUM("export") / 1000 AS "Grid export"',
+        "pv",
+        "load",
+        "import",
+        "export",
+        group_by=f"GROUP BY time(1d) fill(0) {TZ_CLAUSE}",
+    )
+    per_hour = _energy_kwh(
+        'SUM("import") / 1000 AS "Grid import", SUM("export") / 1000 AS "Grid export"',
+        "import",
+        "export",
+        group_by=f"GROUP BY time(1h) fill(0) {TZ_CLAUSE}",
+    )
+    # Electricity tariffs bill the highest 15-minute average, not the highest single reading.
+    # No time filter on the outer query: InfluxDB 1.x returns nothing when its lower bound
+    # falls inside the first 15-minute bucket of the inner query (Grafana's is never aligned).
+    demand = (
+        'SELECT MAX("demand") AS "Peak load (15 min)" FROM (SELECT MEAN("load_power_w") '
+        f'AS "demand" FROM "energy" WHERE {WHERE} GROUP BY time(15m), "device_id")'
+    )
+    grid_peak = (
+        'SELECT MAX("demand") AS "Peak grid import (15 min)" FROM (SELECT MEAN("grid_power_w") '
+        f'AS "demand" FROM "energy" WHERE {WHERE} GROUP BY time(15m), "device_id")'
+    )
+
+    return (
+        dash.Dashboard(f"{name} — energy")
+        .uid(UID)
+        .description(
+            "Rooftop PV, cafe load, grid exchange and battery of the Net Zero Energy Cafe. "
+            "Net zero means the PV produces at least what the cafe uses."
+        )
+        .tags(["facility", "energy", SITE])
+        .timezone(TIMEZONE)
+        .time("now-24h", "now")
+        .refresh(REFRESH)
+        .tooltip(DashboardCursorSync.CROSSHAIR)
+        .with_variable(
+            tag_variable(
+                "meter", "Meter", "energy", "device_id", "Energy meters of the cafe (device_id)."
+            ).query(
+                f'SHOW TAG VALUES FROM "energy" WITH KEY = "device_id" WHERE "site" = \'{SITE}\''
+            )
+        )
+        .annotation(alert_annotation(f"AND \"site\" = '{SITE}'"))
+        .with_row(dash.Row("Right now"))
+        .with_panel(
+            _power_now(
+                "PV production",
+                "pv_power_w",
+                f"Latest PV output; the array peaks near {pv_peak_w / 1000:g} kW on a clear day.",
+                single_color(YELLOW),
+            )
+        )
+        .with_panel(
+            _power_now(
+                "Cafe load",
+                "load_power_w",
+                "Latest power drawn by the cafe. Orange above 80 % of the planned peak load.",
+                thresholds((None, GREEN), (0.8 * peak_load_w, ORANGE), (peak_load_w, RED)),
+            )
+        )
+        .with_panel(
+            _power_now(
+                "Grid exchange",
+                "grid_power_w",
+                "Positive: importing from the grid. Negative: exporting surplus PV (green).",
+                thresholds((None, GREEN), (0, ORANGE)),
+            )
+        )
+        .with_panel(
+            gauge.Panel()
+            .title("Battery")
+            .description(
+                "State of charge of the cafe battery. Below 20 % it cannot cover the evening."
+            )
+            .unit("percent")
+            .min(0)
+            .max(100)
+            .thresholds(thresholds((None, RED), (20, ORANGE), (40, GREEN)))
+            .reduce_options(last_value())
+            .with_target(
+                InfluxQL(f'SELECT LAST("battery_soc_pct") FROM "energy" WHERE {WHERE}').ref_id("A")
+            )
+            .span(4)
+            .height(5)
+        )
+        .with_panel(
+            stat.Panel()
+            .title("Net balance today")
+            .description(
+                "PV energy produced minus energy used since midnight (from the meter counters). "
+                "Positive (green) means the cafe is net zero so far today."
+            )
+            .unit("kwatth")
+            .decimals(1)
+            .time_from("now/d")
+            .thresholds(thresholds((None, RED), (0, GREEN)))
+            .color_mode(common.BigValueColorMode.BACKGROUND)
+            .reduce_options(last_value())
+            .with_target(InfluxQL(today[0]).ref_id("A"))
+            .span(4)
+            .height(5)
+        )
+        .with_panel(
+            bargauge.Panel()
+            .title("Self-sufficiency and self-consumption today")
+            .description(
+                "Self-sufficiency: share of the load not bought from the grid. "
+                "Self-consumption: share of the PV used on site rather than exported."
+            )
+            .unit("percent")
+            .min(0)
+            .max(100)
+            .decimals(0)
+            .time_from("now/d")
+            .thresholds(thresholds((None, RED), (50, ORANGE), (80, GREEN)))
+            .orientation(common.VizOrientation.HORIZONTAL)
+            .display_mode(common.BarGaugeDisplayMode.GRADIENT)
+            .reduce_options(last_value())
+            .with_target(InfluxQL(today[1]).ref_id("A").alias("Self-sufficiency"))
+            .with_target(InfluxQL(today[2]).ref_id("B").alias("Self-consumption"))
+            .span(4)
+            .height(5)
+        )
+        .with_row(dash.Row("Power"))
+        .with_panel(
+            timeseries.Panel()
+            .title("PV vs load vs grid")
+            .description(
+                "Average power per interval. Grid above zero is import, below zero export; "
+                "red markers are alerts for the cafe."
+            )
+            .unit("watt")
+            .thresholds(single_color(GREEN))
+            .fill_opacity(10)
+            .with_target(
+                InfluxQL(
+                    'SELECT MEAN("pv_power_w") AS "PV", MEAN("load_power_w") AS "Load", '
+                    f'MEAN("grid_power_w") AS "Grid" FROM "energy" WHERE {WHERE} '
+                    "GROUP BY time($__interval) fill(null)"
+                )
+                .ref_id("A")
+                .alias("$col")
+            )
+            .span(16)
+            .height(9)
+        )
+        .with_panel(
+            timeseries.Panel()
+            .title("Battery state of charge")
+            .description("Battery charge over time; the dashed band marks the 20 % reserve.")
+            .unit("percent")
+            .min(0)
+            .max(100)
+            .thresholds(thresholds((None, RED), (20, GREEN)))
+            .thresholds_style(
+                GraphThresholdsStyleConfig().mode(common.GraphThresholdsStyleMode.DASHED)
+            )
+            .with_target(
+                InfluxQL(
+                    f'SELECT MEAN("battery_soc_pct") AS "Battery" FROM "energy" WHERE {WHERE} '
+                    "GROUP BY time($__interval) fill(null)"
+                )
+                .ref_id("A")
+                .alias("$col")
+            )
+            .span(8)
+            .height(9)
+        )
+        .with_row(dash.Row("Energy"))
+        .with_panel(
+            timeseries.Panel()
+            .title("Energy per day")
+            .description(
+                "Daily totals (Korean days) from the meter counters; meter resets do not count."
+            )
+            .unit("kwatth")
+            .decimals(1)
+            .time_from("7d")
+            .thresholds(single_color(GREEN))
+            .draw_style(common.GraphDrawStyle.BARS)
+            .fill_opacity(80)
+            .with_target(InfluxQL(per_day).ref_id("A").alias("$col"))
+            .span(12)
+            .height(9)
+        )
+        .with_panel(
+            timeseries.Panel()
+            .title("Grid import and export per hour")
+            .description("Energy bought from and sold to the grid, hour by hour.")
+            .unit("kwatth")
+            .decimals(2)
+            .thresholds(single_color(BLUE))
+            .draw_style(common.GraphDrawStyle.BARS)
+            .fill_opacity(80)
+            .stacking(StackingConfig().mode(common.StackingMode.NONE))
+            .with_target(InfluxQL(per_hour).ref_id("A").alias("$col"))
+            .span(6)
+            .height(9)
+        )
+        .with_panel(
+            stat.Panel()
+            .title("Peak demand")
+            .description(
+                "Highest 15-minute average of the load and of grid import in the selected range "
+                "— the figure the electricity tariff bills."
+            )
+            .unit("watt")
+            .decimals(1)
+            .thresholds(thresholds((None, GREEN), (0.8 * peak_load_w, ORANGE), (peak_load_w, RED)))
+            .reduce_options(last_value())
+            .with_target(InfluxQL(demand).ref_id("A").alias("$col"))
+            .with_target(InfluxQL(grid_peak).ref_id("B").alias("$col"))
+            .span(6)
+            .height(9)
+        )
+    )
