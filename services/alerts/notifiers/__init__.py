@@ -1,0 +1,1 @@
+"""Notifiers: MQTT (always), InfluxDB, webhook, apprise — one ``Notifier`` interface."""
