@@ -1,0 +1,366 @@
+"""E-waste collection: fill of every bin, bins to empty, predicted full, tonnes collected."""
+
+# ruff: noqa: S608 -- InfluxQL assembled at build time from constants and the registry, never
+# from user input (Grafana substitutes its own variables).
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.builders import bargauge, gauge, stat, table, timeseries
+from grafana_foundation_sdk.builders import dashboard as dash
+from grafana_foundation_sdk.builders.common import StackingConfig, TableSortByFieldState
+from grafana_foundation_sdk.models import common
+from grafana_foundation_sdk.models.dashboard import DashboardCursorSync, DynamicConfigValue
+
+from common.devices import Registry
+from grafana.influxql import InfluxQL
+from grafana.panels import (
+    BLUE,
+    GREEN,
+    ORANGE,
+    RED,
+    REFRESH,
+    TIMEZONE,
+    TZ_CLAUSE,
+    YELLOW,
+    alert_annotation,
+    choice_variable,
+    hide_time_column,
+    last_value,
+    merge_frames,
+    single_color,
+    tag_variable,
+    thresholds,
+)
+
+UID = "facility-ewaste-collection"
+SITE = "ewaste"
+# The city's reference figure for e-waste recycled in a year, which this year is measured against.
+ANNUAL_REFERENCE_T = 541
+WHERE = '$timeFilter AND "zone" =~ /^$zone$/ AND "residential_type" =~ /^$residential_type$/'
+FILL_STEPS = ((None, GREEN), (60, YELLOW), (80, ORANGE), (95, RED))
+
+# Weight removed from bins = the drops of each bin's weight (a truck emptying it). Drops under
+# 2 kg are sensor noise or someone taking an item back, not a collection.
+COLLECTED = (
+    'SELECT -SUM("change") AS "{alias}" FROM (SELECT DIFFERENCE("weight_kg") AS "change" '
+    'FROM "ewaste_bin" WHERE {where} GROUP BY "device_id", "residential_type") '
+    'WHERE $timeFilter AND "change" < -2 {group_by}'
+)
+LATEST_PER_BIN = (
+    'SELECT LAST("fill_pct") AS "fill" FROM "ewaste_bin" WHERE {where} GROUP BY "device_id"'
+)
+
+
+def build(registry: Registry) -> dash.Dashboard:
+    bin_count = len(registry.bins())
+    zones = ", ".join(registry.zones())
+
+    return (
+        dash.Dashboard("E-waste collection")
+        .uid(UID)
+        .description(
+            f"{bin_count} smart e-waste bins in the collection zones {zones}: how full they are, "
+            "which need a truck, and how much has been recycled."
+        )
+        .tags(["facility", "ewaste", "collection"])
+        .timezone(TIMEZONE)
+        .time("now-24h", "now")
+        .refresh(REFRESH)
+        .tooltip(DashboardCursorSync.CROSSHAIR)
+        .with_variable(
+            tag_variable("zone", "Zone", "ewaste_bin", "zone", "Collection zone of the bins.")
+        )
+        .with_variable(
+            tag_variable(
+                "residential_type",
+                "Housing",
+                "ewaste_bin",
+                "residential_type",
+                "Housing the bins serve: apartment, row_house or detached.",
+            )
+        )
+        .with_variable(
+            choice_variable(
+                "fill_threshold",
+                "Full at (%)",
+                ["60", "70", "80", "90"],
+                "80",
+                "Fill level from which a bin counts as needing collection.",
+            )
+        )
+        .annotation(alert_annotation(f"AND \"site\" = '{SITE}'"))
+        .with_row(dash.Row("Bins now"))
+        .with_panel(
+            stat.Panel()
+            .title("Bins to collect")
+            .description("Bins at or above the chosen fill level ($fill_threshold %).")
+            .unit("none")
+            .decimals(0)
+            .no_value("0")
+            .thresholds(thresholds((None, GREEN), (1, ORANGE), (5, RED)))
+            .color_mode(common.BigValueColorMode.BACKGROUND)
+            .reduce_options(last_value())
+            .with_target(
+                InfluxQL(
+                    'SELECT COUNT("fill") AS "Bins to collect" FROM ('
+                    + LATEST_PER_BIN.format(where=WHERE)
+                    + ') WHERE "fill" >= $fill_threshold'
+                )
+                .ref_id("A")
+                .alias("$col")
+            )
+            .span(4)
+            .height(5)
+        )
+        .with_panel(
+            stat.Panel()
+            .title("Average fill")
+            .description("Mean of the latest fill level of the selected bins.")
+            .unit("percent")
+            .decimals(0)
+            .thresholds(thresholds(*FILL_STEPS))
+            .reduce_options(last_value())
+            .with_target(
+                InfluxQL(
+                    'SELECT MEAN("fill") AS "Average fill" FROM ('
+                    + LATEST_PER_BIN.format(where=WHERE)
+                    + ")"
+                )
+                .ref_id("A")
+                .alias("$col")
+            )
+            .span(4)
+            .height(5)
+        )
+        .with_panel(
+            stat.Panel()
+            .title("E-waste waiting in bins")
+            .description("Total weight in the selected bins now: what the trucks would bring in.")
+            .unit("masskg")
+            .decimals(0)
+            .thresholds(single_color(BLUE))
+            .reduce_options(last_value())
+            .with_target(
+                InfluxQL(
+                    'SELECT SUM("kg") AS "In bins" FROM (SELECT LAST("weight_kg") AS "kg" '
+                    f'FROM "ewaste_bin" WHERE {WHERE} GROUP BY "device_id")'
+                )
+                .ref_id("A")
+                .alias("$col")
+            )
+            .span(4)
+            .height(5)
+        )
+        .with_panel(
+            gauge.Panel()
+            .title(f"Recycled this year vs {ANNUAL_REFERENCE_T} t")
+            .description(
+                "E-waste emptied from all bins since 1 January (sum of the weight drops when "
+                f"trucks empty them), against the city's reference of {ANNUAL_REFERENCE_T} t "
+                "a year."
+            )
+            .unit("masst")
+            .decimals(1)
+            .min(0)
+            .max(ANNUAL_REFERENCE_T)
+            .time_from("now/y")
+            .thresholds(
+                thresholds(
+                    (None, RED), (0.5 * ANNUAL_REFERENCE_T, ORANGE), (ANNUAL_REFERENCE_T, GREEN)
+                )
+            )
+            .reduce_options(last_value())
+            .with_target(
+                InfluxQL(
+                    'SELECT "collected" / 1000 AS "Recycled" FROM ('
+                    + COLLECTED.format(alias="collected", where="$timeFilter", group_by="").rstrip()
+                    + ")"
+                )
+                .ref_id("A")
+                .alias("$col")
+            )
+            .span(6)
+            .height(5)
+        )
+        .with_panel(
+            stat.Panel()
+            .title("Collected in range")
+            .description("Weight emptied from the selected bins in the selected time range.")
+            .unit("masskg")
+            .decimals(0)
+            .no_value("0")
+            .thresholds(single_color(GREEN))
+            .reduce_options(last_value())
+            .with_target(
+                InfluxQL(COLLECTED.format(alias="Collected", where=WHERE, group_by="").rstrip())
+                .ref_id("A")
+                .alias("$col")
+            )
+            .span(6)
+            .height(5)
+        )
+        .with_panel(
+            bargauge.Panel()
+            .title("Fill level of every bin")
+            .description("Latest fill level per bin; orange from 80 %, red from 95 %.")
+            .unit("percent")
+            .min(0)
+            .max(100)
+            .decimals(0)
+            .thresholds(thresholds(*FILL_STEPS))
+            .orientation(common.VizOrientation.VERTICAL)
+            .display_mode(common.BarGaugeDisplayMode.GRADIENT)
+            .reduce_options(last_value())
+            .with_target(
+                InfluxQL(
+                    f'SELECT LAST("fill_pct") FROM "ewaste_bin" WHERE {WHERE} GROUP BY "device_id"'
+                )
+                .ref_id("A")
+                .alias("$tag_device_id")
+            )
+            .span(24)
+            .height(7)
+        )
+        .with_panel(
+            table.Panel()
+            .title("Bins by fill level")
+            .description(
+                "Every selected bin, fullest first, with the time it will be full at the rate it "
+                "filled over the last 6 hours (empty when it is not filling)."
+            )
+            .unit("none")
+            .thresholds(thresholds(*FILL_STEPS))
+            .sort_by([TableSortByFieldState().display_name("Fill").desc(True)])
+            .override_by_name(
+                "Fill",
+                [
+                    DynamicConfigValue(id_val="unit", value="percent"),
+                    DynamicConfigValue(
+                        id_val="custom.cellOptions", value={"type": "color-background"}
+                    ),
+                ],
+            )
+            .override_by_name("Weight", [DynamicConfigValue(id_val="unit", value="masskg")])
+            .override_by_name("Full in", [DynamicConfigValue(id_val="unit", value="h")])
+            .with_target(
+                InfluxQL(
+                    'SELECT LAST("fill_pct") AS "Fill", LAST("weight_kg") AS "Weight" '
+                    f'FROM "ewaste_bin" WHERE {WHERE} '
+                    'GROUP BY "device_id", "zone", "residential_type"'
+                )
+                .ref_id("A")
+                .table()
+            )
+            .with_target(
+                # The outer query has no time filter: InfluxDB 1.x drops everything when its
+                # lower bound falls inside the first bucket of the inner GROUP BY time().
+                InfluxQL(
+                    'SELECT (100 - LAST("fill")) / MEAN("rate") AS "Full in" FROM (SELECT '
+                    'NON_NEGATIVE_DERIVATIVE(LAST("fill_pct"), 1h) AS "rate", LAST("fill_pct") '
+                    'AS "fill" FROM "ewaste_bin" WHERE time > now() - 6h AND "zone" =~ /^$zone$/ '
+                    'AND "residential_type" =~ /^$residential_type$/ '
+                    'GROUP BY time(30m), "device_id") GROUP BY "device_id"'
+                )
+                .ref_id("B")
+                .table()
+            )
+            .with_transformation(hide_time_column())
+            .with_transformation(merge_frames())
+            .span(12)
+            .height(10)
+        )
+        .with_panel(
+            timeseries.Panel()
+            .title("Fill level by zone")
+            .description("Average fill of the bins in each zone; drops are collections.")
+            .unit("percent")
+            .min(0)
+            .max(100)
+            .thresholds(thresholds(*FILL_STEPS))
+            .with_target(
+                InfluxQL(
+                    f'SELECT MEAN("fill_pct") FROM "ewaste_bin" WHERE {WHERE} '
+                    'GROUP BY time($__interval), "zone" fill(null)'
+                )
+                .ref_id("A")
+                .alias("$tag_zone")
+            )
+            .span(12)
+            .height(10)
+        )
+        .with_row(dash.Row("Collected"))
+        .with_panel(
+            timeseries.Panel()
+            .title("Weight collected per day by housing type")
+            .description(
+                "E-waste emptied from bins per day (Korean days), by the housing the bins serve."
+            )
+            .unit("masskg")
+            .decimals(0)
+            .time_from("30d")
+            .thresholds(single_color(GREEN))
+            .draw_style(common.GraphDrawStyle.BARS)
+            .fill_opacity(80)
+            .stacking(StackingConfig().mode(common.StackingMode.NORMAL))
+            .with_target(
+                InfluxQL(
+                    COLLECTED.format(
+                        alias="collected",
+                        where=WHERE,
+                        group_by=f'GROUP BY time(1d), "residential_type" fill(0) {TZ_CLAUSE}',
+                    )
+                )
+                .ref_id("A")
+                .alias("$tag_residential_type")
+            )
+            .span(12)
+            .height(9)
+        )
+        .with_panel(
+            bargauge.Panel()
+            .title("Collected by housing type")
+            .description("Weight emptied from bins in the selected range, by housing type.")
+            .unit("masskg")
+            .decimals(0)
+            .thresholds(single_color(GREEN))
+            .orientation(common.VizOrientation.HORIZONTAL)
+            .display_mode(common.BarGaugeDisplayMode.BASIC)
+            .reduce_options(last_value())
+            .with_target(
+                InfluxQL(
+                    COLLECTED.format(
+                        alias="collected", where=WHERE, group_by='GROUP BY "residential_type"'
+                    )
+                )
+                .ref_id("A")
+                .alias("$tag_residential_type")
+            )
+            .span(4)
+            .height(9)
+        )
+        .with_panel(
+            table.Panel()
+            .title("Open dispatches")
+            .description(
+                "The latest dispatch of every truck that is not completed or cancelled yet."
+            )
+            .unit("none")
+            .thresholds(single_color(BLUE))
+            .override_by_name("Planned load", [DynamicConfigValue(id_val="unit", value="masskg")])
+            .with_target(
+                InfluxQL(
+                    'SELECT "dispatch_id" AS "Dispatch", "state" AS "State", "stops" AS "Stops", '
+                    '"est_load_kg" AS "Planned load" FROM (SELECT LAST("state") AS "state", '
+                    '"dispatch_id", "stops", "est_load_kg" FROM "dispatch" WHERE $timeFilter '
+                    'AND "zone" =~ /^$zone$/ GROUP BY "truck_id", "zone") '
+                    "WHERE \"state\" != 'completed' AND \"state\" != 'cancelled' "
+                    'GROUP BY "truck_id", "zone"'
+                )
+                .ref_id("A")
+                .table()
+            )
+            .with_transformation(merge_frames())
+            .span(8)
+            .height(9)
+        )
+    )
