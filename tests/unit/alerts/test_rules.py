@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from services.alerts.engine import Engine
+from services.alerts.lifecycle import Transition
 from services.alerts.rules.forecast import theil_sen
 from tests.unit.alerts.helpers import (
     HOUR,
@@ -244,8 +246,10 @@ rules:
 """
 
 
-def _day(eng, start_ms: int, pv_per_h: float, load_per_h: float, pv0: float, load0: float):
-    out = []
+def _day(
+    eng: Engine, start_ms: int, pv_per_h: float, load_per_h: float, pv0: float, load0: float
+) -> tuple[list[Transition], float, float]:
+    out: list[Transition] = []
     pv, load = pv0, load0
     for hour in range(24):
         out += eng.handle(meter(start_ms + hour * HOUR, pv_energy_wh=pv, load_energy_wh=load))
