@@ -82,8 +82,9 @@ class Run:
 
 
 @contextmanager
-def make_run(tmp_path: Path, *args: str) -> Iterator[Run]:
+def make_run(tmp_path: Path, *args: str, servers: dict[str, str] | None = None) -> Iterator[Run]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(_SCRUB)}
+    env.update(servers or {})
     env["PYTHONUNBUFFERED"] = "1"
     data_dir = tmp_path / "run"
     proc = subprocess.Popen(
@@ -115,7 +116,7 @@ def processes_running(status: dict[str, Any], names: tuple[str, ...]) -> bool:
 
 
 def services_ready(status: dict[str, Any]) -> bool:
-    if not processes_running(status, ("broker", "ingest", "alerts")):
+    if not processes_running(status, tuple(status.get("processes", {})) or ("ingest",)):
         return False
     for name in ("ingest", "alerts"):
         port = status["processes"][name]["http_port"]
@@ -142,7 +143,7 @@ def assert_stopped_cleanly(run: Run, status: dict[str, Any]) -> None:
     assert all(info["state"] == "stopped" for info in final.values()), final
 
 
-def publish_hot_bin(mqtt_url: str) -> None:
+def publish_hot_bin(mqtt_url: str, bin_id: str = "bin-001") -> None:
     """Three readings of a bin at 70 °C over two minutes of event time: bin_fire_risk fires."""
     parts = urlsplit(mqtt_url)
     client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
@@ -159,7 +160,7 @@ def publish_hot_bin(mqtt_url: str) -> None:
                 "temperature_c": 70.0,
             }
             info = client.publish(
-                "facility/ewaste/ewaste_bin/bin-001/telemetry", json.dumps(payload), qos=1
+                f"facility/ewaste/ewaste_bin/{bin_id}/telemetry", json.dumps(payload), qos=1
             )
             info.wait_for_publish(timeout=30)
             assert info.is_published()
@@ -209,4 +210,28 @@ def test_demo_scenario_produces_readings_and_alerts(tmp_path: Path) -> None:
         )
         assert run.stored_lines()
         assert processes_running(status, ("broker", "ingest", "alerts", "simulator"))
+        assert_stopped_cleanly(run, status)
+
+
+def test_run_uses_the_servers_named_by_mqtt_url_and_influx_url(
+    tmp_path: Path, mosquitto: Any, influxdb1: Any
+) -> None:
+    """With MQTT_URL/INFLUX_URL set: no embedded broker, readings and alerts go to InfluxDB."""
+    servers = {"MQTT_URL": mosquitto.url, "INFLUX_URL": influxdb1.url, "INFLUX_API_VERSION": "1"}
+    with make_run(tmp_path, "--scenario", "none", servers=servers) as run:
+        status = run.wait_until("ingest and alerts up", services_ready, START_TIMEOUT_S)
+        assert "broker" not in status["processes"]
+        assert status["sink"] == "influx"
+        assert status["mqtt_url"] == mosquitto.url
+        publish_hot_bin(mosquitto.url, "bin-002")
+        status = run.wait_until(
+            "3 readings stored in InfluxDB and an alert",
+            lambda s: s["figures"]["stored"] >= 3 and s["figures"]["alerts_firing"] >= 1,
+            OUTCOME_TIMEOUT_S,
+        )
+        rows = influxdb1.query(
+            "SELECT temperature_c FROM ewaste_bin WHERE device_id = 'bin-002'", db="facility"
+        )
+        assert [row["temperature_c"] for row in rows] == [70.0, 70.0, 70.0]
+        assert not run.stored_lines()  # nothing went to the file sink
         assert_stopped_cleanly(run, status)
