@@ -5,8 +5,8 @@
 
 from __future__ import annotations
 
-from grafana_foundation_sdk.builders import stat, table, timeseries
 from grafana_foundation_sdk.builders import dashboard as dash
+from grafana_foundation_sdk.builders import stat, table, timeseries
 from grafana_foundation_sdk.builders.common import StackingConfig, TableSortByFieldState
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models.dashboard import (
@@ -185,8 +185,9 @@ def build(registry: Registry) -> dash.Dashboard:
             .override_by_name("Collected", [DynamicConfigValue(id_val="unit", value="masskg")])
             .with_target(
                 InfluxQL(
-                    'SELECT COUNT("dispatch_id") AS "Completed", SUM("collected_kg") AS "Collected" '
-                    'FROM "dispatch" WHERE $timeFilter AND "state" = \'completed\''
+                    'SELECT COUNT("dispatch_id") AS "Completed", '
+                    'SUM("collected_kg") AS "Collected" FROM "dispatch" '
+                    "WHERE $timeFilter AND \"state\" = 'completed'"
                 )
                 .ref_id("A")
                 .alias("$col")

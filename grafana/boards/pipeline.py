@@ -5,13 +5,14 @@
 
 from __future__ import annotations
 
-from grafana_foundation_sdk.builders import stat, statetimeline, table, timeseries
 from grafana_foundation_sdk.builders import dashboard as dash
+from grafana_foundation_sdk.builders import stat, statetimeline, table, timeseries
 from grafana_foundation_sdk.builders.common import TableSortByFieldState
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models.dashboard import (
     DashboardCursorSync,
     ValueMap,
+    ValueMapping,
     ValueMappingResult,
 )
 
@@ -47,7 +48,7 @@ READINGS = {"energy": "load_power_w", "visitors": "entries_total", "ewaste_bin":
 def build(registry: Registry) -> dash.Dashboard:
     device_count = len(registry.devices)
     bin_count = len(registry.bins())
-    online_mappings = [
+    online_mappings: list[ValueMapping] = [
         ValueMap(
             options={
                 "true": ValueMappingResult(text="online", color=GREEN, index=0),
