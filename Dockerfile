@@ -30,6 +30,9 @@ RUN groupadd --system --gid 10001 facility \
 COPY --from=build /opt/facility /opt/facility
 WORKDIR /app
 COPY config ./config
+# Generated dashboards, for `facility-grafana push/verify` run from this image
+# (GRAFANA_DASHBOARDS_DIR=/app/grafana/dashboards).
+COPY grafana/dashboards ./grafana/dashboards
 USER facility:facility
 # Spool (ingest) and state live on a volume mounted here.
 VOLUME ["/var/lib/facility"]
