@@ -1,0 +1,129 @@
+"""The real ingest and alerts services work under the compose broker's ACL, as their users.
+
+Each runs as a subprocess with the credentials docker-compose.yml gives it (svc.ingest,
+svc.alerts, MQTT v5) against the real mosquitto running deploy/mosquitto's config; a device
+publishes with its own credentials. If the ACL denied a subscription or publish a service
+needs, the readings would not be stored or the alert would never reach the operator.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from tests.integration.deploy_broker import (
+    PASSWORDS,
+    DeployBroker,
+    client,
+    free_port,
+    running_broker,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+WAIT_S = 60.0
+
+
+@contextmanager
+def service(module: str, env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("MQTT_", "INFLUX_", "INGEST_", "ALERTS_"))
+    }
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", module],
+            cwd=REPO,
+            env={**base, "LOG_FORMAT": "console", **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+
+
+def wait_healthy(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, log.read_text()
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)  # polling a starting service, bounded by the deadline
+    raise AssertionError(f"not healthy: {log.read_text()[-3000:]}")
+
+
+def service_env(broker: DeployBroker, user: str, tmp: Path) -> dict[str, str]:
+    program = user.removeprefix("svc.")
+    return {
+        "MQTT_URL": f"mqtt://127.0.0.1:{broker.port}",
+        "MQTT_USERNAME": user,
+        "MQTT_PASSWORD": PASSWORDS[user],
+        "MQTT_CLIENT_ID": f"facility-{program}",
+        "DEVICES_FILE": str(REPO / "config" / "devices.yaml"),
+        f"{program.upper()}_HTTP_PORT": str(free_port()),
+    }
+
+
+def test_ingest_and_alerts_do_their_jobs_under_the_deploy_acl(tmp_path: Path) -> None:
+    with running_broker(tmp_path / "broker") as broker:
+        ingest_env = service_env(broker, "svc.ingest", tmp_path) | {
+            "INGEST_SINK": "file",
+            "INGEST_FILE_PATH": str(tmp_path / "points.lp"),
+            "INGEST_SPOOL_DIR": str(tmp_path / "spool"),
+        }
+        alerts_env = service_env(broker, "svc.alerts", tmp_path) | {
+            "ALERTS_INFLUX_ENABLED": "false",
+            "ALERTS_RULES_FILE": str(REPO / "config" / "rules.yaml"),
+        }
+        with (
+            service("services.ingest", ingest_env, tmp_path / "ingest.log") as ingest,
+            service("services.alerts", alerts_env, tmp_path / "alerts.log") as alerts,
+            client(broker.port, "svc.operator") as operator,
+        ):
+            wait_healthy(int(ingest_env["INGEST_HTTP_PORT"]), ingest, tmp_path / "ingest.log")
+            wait_healthy(int(alerts_env["ALERTS_HTTP_PORT"]), alerts, tmp_path / "alerts.log")
+            assert not operator.subscribe("facility/alerts/bin_fire_risk/#").is_failure
+            assert not operator.subscribe("facility/deadletter/#").is_failure
+            with client(broker.port, "bin-001") as bin1:
+                now_ms = int(time.time() * 1000)
+                for seq, age_s in enumerate((150, 90, 30)):
+                    reading = {
+                        "ts": now_ms - age_s * 1000,
+                        "seq": seq,
+                        "weight_kg": 40.0,
+                        "fill_pct": 20.0,
+                        "temperature_c": 70.0,
+                    }
+                    topic = "facility/ewaste/ewaste_bin/bin-001/telemetry"
+                    assert not bin1.publish(topic, json.dumps(reading).encode()).is_failure
+                # A bad reading: ingest must be allowed to dead-letter it.
+                assert not bin1.publish(topic, b"not json").is_failure
+            # Alerts read the telemetry and may publish the alert event.
+            operator.wait_for("facility/alerts/bin_fire_risk/ewaste/bin-001")
+            operator.wait_for("facility/deadletter/ingest")
+            # Ingest read the telemetry and stored it.
+            deadline = time.monotonic() + WAIT_S
+            points = tmp_path / "points.lp"
+            while time.monotonic() < deadline:
+                if points.exists() and len(points.read_text().splitlines()) >= 3:
+                    break
+                time.sleep(0.2)  # the file sink flushes within INGEST_FLUSH_INTERVAL_MS
+            assert len(points.read_text().splitlines()) == 3
+        assert ingest.returncode == 0, (tmp_path / "ingest.log").read_text()[-2000:]
+        assert alerts.returncode == 0, (tmp_path / "alerts.log").read_text()[-2000:]
