@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -32,6 +33,12 @@ OUTCOME_TIMEOUT_S = 150.0
 STOP_TIMEOUT_S = 90.0
 # Variables that would point the run at other servers or change the scenario under test.
 _SCRUB = ("MQTT_", "INFLUX_", "INGEST_", "ALERTS_", "SIMULATOR_", "LOG_", "DEVICES_FILE")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -87,6 +94,8 @@ def make_run(tmp_path: Path, *args: str, servers: dict[str, str] | None = None) 
     env.update(servers or {})
     env["PYTHONUNBUFFERED"] = "1"
     data_dir = tmp_path / "run"
+    if "MQTT_URL" not in env:  # a free port, not 1883: a developer's broker may be running
+        args = (*args, "--mqtt-port", str(free_port()))
     proc = subprocess.Popen(
         [sys.executable, "-m", "scripts.run", "--plain", "--data-dir", str(data_dir), "--duration", "600", *args],
         cwd=tmp_path,  # not the repo: no stray .env; modules come from PYTHONPATH below
