@@ -247,7 +247,11 @@ class Pipeline:
         self.publish(self.deadletter_topic, letter.model_dump_json().encode())
         log.warning(
             "database refused a line; dead-lettered",
-            extra={"topic": topic, "reason": reason[:300], "line": line[:200].decode("replace")},
+            extra={
+                "topic": topic,
+                "reason": reason[:300],
+                "line": line[:200].decode("utf-8", "replace"),
+            },
         )
 
 

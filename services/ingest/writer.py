@@ -110,7 +110,11 @@ class Writer:
         )
         for index, line, reason in salvage.bad:
             origin = origins[index] if origins is not None else None
-            self.on_bad_line(origin, line, reason)
+            try:
+                self.on_bad_line(origin, line, reason)
+            except Exception:
+                # A failed dead letter must not stop the pipeline; the line is logged here.
+                log.exception("could not dead-letter a refused line", extra={"line": line[:200]})
         self._note(salvage.result)
         if salvage.result.stored:
             points = body.count(b"\n") - len(salvage.bad)
