@@ -53,6 +53,8 @@ class Child:
     env: dict[str, str]
     log_path: Path
     http_port: int | None = None
+    # A finite job (a scenario that ends): exit 0 means done, not crashed.
+    finishes: bool = False
     proc: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     state: str = "stopped"
@@ -266,7 +268,14 @@ def make_plan(args: argparse.Namespace, environ: dict[str, str]) -> Plan:
         argv = [python, "-m", "devices.simulator", "run", "--scenario", args.scenario]
         argv += ["--speed", f"{args.speed:g}"]
         plan.children.append(
-            Child("simulator", argv, simulator_env, logs / "simulator.log", simulator_port)
+            Child(
+                "simulator",
+                argv,
+                simulator_env,
+                logs / "simulator.log",
+                simulator_port,
+                finishes=True,
+            )
         )
         plan.header.append(
             f"devices  simulator scenario '{args.scenario}' at x{args.speed:g} "
@@ -321,6 +330,10 @@ class Supervisor:
             if child.state == "running" and code is not None:
                 child.last_exit = code
                 child.proc = None
+                if code == 0 and child.finishes:
+                    child.state, child.note = "finished", "exit 0"
+                    self.note(f"{child.name} finished")
+                    continue
                 if code == CONFIG_ERROR_EXIT:
                     tail = " | ".join(child.tail(2))
                     self.fatal = f"{child.name} rejected its configuration: {tail}"

@@ -110,7 +110,14 @@ class ChildRow:
     note: str
 
 
-STATE_STYLE = {"running": "green", "starting": "yellow", "restarting": "yellow", "stopped": "dim"}
+STATE_STYLE = {
+    "running": "green",
+    "finished": "green",
+    "starting": "yellow",
+    "restarting": "yellow",
+    "stopping": "yellow",
+    "stopped": "dim",
+}
 
 
 def render(
