@@ -259,12 +259,7 @@ def make_plan(args: argparse.Namespace, environ: dict[str, str]) -> Plan:
         )
     )
     if args.scenario != "none":
-        simulator_port = free_port()
-        simulator_env = {
-            **base,
-            "SIMULATOR_HTTP_HOST": LOOPBACK,
-            "SIMULATOR_HTTP_PORT": str(simulator_port),
-        }
+        simulator_env = {**base, "SIMULATOR_PROGRESS": "off"}  # the view shows progress
         argv = [python, "-m", "devices.simulator", "run", "--scenario", args.scenario]
         argv += ["--speed", f"{args.speed:g}"]
         plan.children.append(
@@ -273,7 +268,6 @@ def make_plan(args: argparse.Namespace, environ: dict[str, str]) -> Plan:
                 argv,
                 simulator_env,
                 logs / "simulator.log",
-                simulator_port,
                 finishes=True,
             )
         )

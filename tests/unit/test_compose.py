@@ -86,10 +86,7 @@ def interpolate(text: str, env: Mapping[str, str]) -> str:
 
 def settings_class(service: str) -> type[BaseSettings]:
     module_name, class_name = SETTINGS_CLASSES[service]
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError:
-        pytest.skip(f"{module_name} is not written yet")  # TODO(deploy): remove once it lands
+    module = importlib.import_module(module_name)
     cls: type[BaseSettings] = getattr(module, class_name)
     assert issubclass(cls, BaseSettings)
     return cls
