@@ -39,8 +39,6 @@ STOP_TIMEOUT_S = 20.0
 BROKER_START_TIMEOUT_S = 20.0
 RESTART_BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0)
 TICK_S = 0.5
-# A day of simulated time in 5 minutes.
-DEFAULT_SPEED = 288.0
 _PR_SET_PDEATHSIG = 1
 
 
@@ -260,8 +258,9 @@ def make_plan(args: argparse.Namespace, environ: dict[str, str]) -> Plan:
     )
     if args.scenario != "none":
         simulator_env = {**base, "SIMULATOR_PROGRESS": "off"}  # the view shows progress
-        argv = [python, "-m", "devices.simulator", "run", "--scenario", args.scenario]
-        argv += ["--speed", f"{args.speed:g}"]
+        argv = [python, "-m", "devices.simulator", "--scenario", args.scenario]
+        if args.speed is not None:
+            argv += ["--speed", f"{args.speed:g}"]
         plan.children.append(
             Child(
                 "simulator",
@@ -271,10 +270,12 @@ def make_plan(args: argparse.Namespace, environ: dict[str, str]) -> Plan:
                 finishes=True,
             )
         )
-        plan.header.append(
-            f"devices  simulator scenario '{args.scenario}' at x{args.speed:g} "
-            f"(a day in {86400 / args.speed / 60:.1f} min)"
+        pace = (
+            f"x{args.speed:g} (a day in {86400 / args.speed / 60:.1f} min)"
+            if args.speed
+            else "at the scenario's own speed"
         )
+        plan.header.append(f"devices  simulator scenario '{args.scenario}' {pace}")
     return plan
 
 
@@ -454,8 +455,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--speed",
         type=float,
-        default=DEFAULT_SPEED,
-        help=f"simulated seconds per real second (default {DEFAULT_SPEED:g}: a day in 5 minutes)",
+        default=None,
+        help="simulated seconds per real second (default: the scenario's; demo: 600, "
+        "a day in 4 minutes)",
     )
     parser.add_argument(
         "--data-dir", default="data/run", help="file sink, spool, logs (default data/run)"
@@ -470,7 +472,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="log lines instead of the live view (default when not a terminal)",
     )
     args = parser.parse_args(argv)
-    if args.speed <= 0:
+    if args.speed is not None and args.speed <= 0:
         parser.error("--speed must be > 0")
     return args
 

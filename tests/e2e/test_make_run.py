@@ -198,7 +198,7 @@ def test_run_stores_readings_raises_an_alert_and_stops_on_sigint(tmp_path: Path)
 
 def simulator_has_run_command() -> bool:
     result = subprocess.run(
-        [sys.executable, "-m", "devices.simulator", "run", "--help"],
+        [sys.executable, "-m", "devices.simulator", "--help"],
         cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     return result.returncode == 0 and "--scenario" in result.stdout

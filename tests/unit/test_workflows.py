@@ -45,7 +45,7 @@ def test_e2e_workflow_brings_up_the_stack_plays_ci_smoke_and_verifies() -> None:
         "./scripts/make-env.sh",
         "build",
         "up --detach --wait",
-        "facility-simulator run --scenario ci-smoke",
+        "facility-simulator --scenario ci-smoke",
         "facility-simulator verify --scenario ci-smoke",
         "facility-grafana verify",
     ]
