@@ -24,7 +24,7 @@ servers-deps:
 	./scripts/install-servers.sh
 
 run: venv
-	$(BIN)/python -m scripts.run
+	$(BIN)/python -m scripts.run $(RUN_ARGS)
 
 test: venv servers-deps
 	$(BIN)/python -m pytest -q -ra
