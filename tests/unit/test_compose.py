@@ -393,3 +393,26 @@ def clean_env() -> dict[str, str]:
     """The environment without variables that would override the .env file under test."""
     names = set(env_example())
     return {k: v for k, v in os.environ.items() if k not in names}
+
+
+# --- Dockerfile --------------------------------------------------------------------------
+
+
+def test_dockerfile_is_multi_stage_pinned_non_root_and_without_build_tools() -> None:
+    text = (REPO / "Dockerfile").read_text()
+    lines = [
+        line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")
+    ]
+    base = re.search(r"ARG PYTHON_IMAGE=(\S+)", text)
+    assert base and re.fullmatch(r"python:3\.11\.\d+-slim-\w+", base.group(1))
+    stages = [i for i, line in enumerate(lines) if line.startswith("FROM ")]
+    assert len(stages) == 2, "build stage + final stage"
+    final = lines[stages[-1] :]
+    assert "pip install" not in "\n".join(final), "dependencies come from the build stage"
+    assert not re.search(r"\b(gcc|build-essential|apt-get install)\b", "\n".join(final))
+    assert any(line.startswith("COPY --from=build") for line in final)
+    user = [line for line in final if line.startswith("USER ")]
+    assert user and not user[-1].split()[1].startswith(("root", "0"))
+    assert "-c constraints.txt" in text
+    ignored = (REPO / ".dockerignore").read_text().splitlines()
+    assert ".env" in ignored and ".venv" in ignored and "data" in ignored
