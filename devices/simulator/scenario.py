@@ -1,0 +1,215 @@
+"""Scenario files (``config/scenarios/*.yaml``): window, speed, seed, devices, knobs, scripted
+events, faults and the expected outcomes, validated with pydantic (errors name the bad key)."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, Final, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+SCENARIO_DIR: Final = Path("config/scenarios")
+FAULT_TYPES: Final = (
+    "malformed_json",
+    "missing_field",
+    "wrong_type",
+    "not_finite",
+    "out_of_range",
+    "device_id_mismatch",
+    "duplicate",
+    "out_of_order",
+    "clock_skew",
+    "silent",
+    "burst",
+)
+FaultType = Literal[
+    "malformed_json",
+    "missing_field",
+    "wrong_type",
+    "not_finite",
+    "out_of_range",
+    "device_id_mismatch",
+    "duplicate",
+    "out_of_order",
+    "clock_skew",
+    "silent",
+    "burst",
+]
+_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+
+
+class ScenarioError(ValueError):
+    """A scenario file that cannot be read or does not validate."""
+
+
+def parse_duration_s(value: object) -> float:
+    """``90``, ``"90s"``, ``"15m"``, ``"2h30m"``, ``"1d"`` -> seconds."""
+    if isinstance(value, bool):
+        raise ValueError("a duration is a number of seconds or a string like '2h30m'")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError("a duration must not be negative")
+        return float(value)
+    if isinstance(value, str):
+        match = _DURATION.fullmatch(value.strip())
+        if match and any(match.groups()):
+            d, h, m, s = (int(g) if g else 0 for g in match.groups())
+            return float(((d * 24 + h) * 60 + m) * 60 + s)
+    raise ValueError(f"{value!r} is not a duration like 90, '15m', '2h30m' or '1d'")
+
+
+Duration = Annotated[float, Field(ge=0)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FaultSpec(_Strict):
+    """How often one fault happens: ``count`` times spread over the run, and/or a ``rate``
+    (probability per telemetry message). ``devices`` limits it to some devices."""
+
+    count: int = Field(default=0, ge=0)
+    rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    devices: tuple[str, ...] | None = None
+    duration_s: Duration = 1800.0  # silent: how long the device stays quiet
+    size: int = Field(default=20, ge=2, le=10_000)  # burst: messages in one burst
+    skew_s: Duration = 365 * 86_400.0  # clock_skew: how far ahead the device's clock runs
+
+    @field_validator("duration_s", "skew_s", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> float:
+        return parse_duration_s(value)
+
+
+class Event(_Strict):
+    """A scripted event at ``at`` (offset from start like '2h', or an RFC 3339 time)."""
+
+    type: Literal["group_visit", "counter_reset", "silence", "dispatch"]
+    at: str | float
+    device: str | None = None
+    size: int = Field(default=30, ge=1, le=1000)  # group_visit
+    dwell_min: float = Field(default=90.0, gt=0)  # group_visit
+    duration_s: Duration = 1800.0  # silence
+    truck: str | None = None  # dispatch
+    stops: tuple[str, ...] = ()  # dispatch: bin ids in driving order
+
+    @field_validator("duration_s", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> float:
+        return parse_duration_s(value)
+
+
+class Expectation(_Strict):
+    """An outcome the scenario must produce; checked in-process and by ``verify``.
+
+    ``bin_fill_above`` (fill_pct >= threshold), ``bin_overflows`` (fill 100),
+    ``occupancy_above_capacity``, ``grid_import_after_sunset``, ``device_silent`` (a gap in
+    telemetry of at least ``min_gap_s``), ``bin_collected`` (weight drops below ``threshold``).
+    """
+
+    type: Literal[
+        "bin_fill_above",
+        "bin_overflows",
+        "occupancy_above_capacity",
+        "grid_import_after_sunset",
+        "device_silent",
+        "bin_collected",
+    ]
+    device: str
+    threshold: float | None = None
+    min_gap_s: Duration = 900.0
+
+    @field_validator("min_gap_s", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> float:
+        return parse_duration_s(value)
+
+
+class Synthetic(_Strict):
+    """Extra devices cloned from the registry's (for stress runs): how many per kind."""
+
+    energy_meter: int = Field(default=0, ge=0)
+    visitor_counter: int = Field(default=0, ge=0)
+    ewaste_bin: int = Field(default=0, ge=0)
+
+
+class Scenario(_Strict):
+    name: str
+    description: str = ""
+    start: datetime | None = None  # None: now - duration when faster than real time, else now
+    duration_s: Duration = 86_400.0
+    speed: float = Field(default=60.0, gt=0)
+    backfill: bool = False
+    seed: int = 1
+    devices: tuple[str, ...] | None = None  # None: every device in the registry
+    kinds: tuple[Literal["energy_meter", "visitor_counter", "ewaste_bin"], ...] | None = None
+    interval_s: dict[str, Annotated[int, Field(ge=1)]] = Field(default_factory=dict)
+    connection: Literal["per_device", "shared"] = "per_device"
+    synthetic: Synthetic = Synthetic()
+    params: dict[str, dict[str, float]] = Field(default_factory=dict)
+    initial: dict[str, dict[str, float]] = Field(default_factory=dict)
+    events: tuple[Event, ...] = ()
+    faults: dict[FaultType, FaultSpec] = Field(default_factory=dict)
+    expect: tuple[Expectation, ...] = ()
+
+    @field_validator("duration_s", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> float:
+        return parse_duration_s(value)
+
+    @field_validator("start")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("start needs a UTC offset, e.g. 2025-06-13T12:00:00+09:00")
+        return value
+
+    def offset_ms(self, at: str | float, start_ms: int) -> int:
+        """An event time: an offset from the start, or an absolute RFC 3339 time."""
+        if isinstance(at, str) and "T" in at:
+            stamp = datetime.fromisoformat(at)
+            if stamp.tzinfo is None:
+                raise ScenarioError(f"scenario {self.name}: event time {at!r} needs a UTC offset")
+            return int(stamp.timestamp() * 1000)
+        return start_ms + int(parse_duration_s(at) * 1000)
+
+
+def _format(source: str, exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors(include_url=False):
+        loc = ".".join(str(p) for p in err["loc"]) or "scenario"
+        msg = str(err["msg"])
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        parts.append(f"{loc}: {msg}")
+    more = f"; ... and {len(parts) - 5} more" if len(parts) > 5 else ""
+    return f"{source}: " + "; ".join(parts[:5]) + more
+
+
+def scenario_path(name_or_path: str, directory: Path = SCENARIO_DIR) -> Path:
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        return path
+    return directory / f"{name_or_path}.yaml"
+
+
+def load_scenario(name_or_path: str, directory: Path = SCENARIO_DIR) -> Scenario:
+    """Load ``config/scenarios/<name>.yaml`` (or a path); raise ScenarioError naming the key."""
+    path = scenario_path(name_or_path, directory)
+    try:
+        data: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ScenarioError(f"{path}: cannot read scenario: {exc.strerror or exc}") from exc
+    except yaml.YAMLError as exc:
+        raise ScenarioError(f"{path}: invalid YAML: {' '.join(str(exc).split())}") from exc
+    if not isinstance(data, dict):
+        raise ScenarioError(f"{path}: a scenario is a mapping (name, duration_s, ...)")
+    data.setdefault("name", path.stem)
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as exc:
+        raise ScenarioError(_format(str(path), exc)) from None

@@ -1,0 +1,26 @@
+"""``SIMULATOR_*`` settings (environment, ``.env``); command-line flags override them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from common.settings import CommonSettings
+
+
+class SimulatorSettings(CommonSettings):
+    simulator_scenario: str = "demo"
+    simulator_scenario_dir: Path = Path("config/scenarios")
+    simulator_seed: int | None = None
+    simulator_speed: float | None = Field(default=None, gt=0)
+    simulator_summary_file: Path | None = None
+    # Unacknowledged QoS 1 messages per connection (paho's max_inflight).
+    simulator_max_inflight: int = Field(default=100, ge=1, le=65_535)
+    simulator_connect_timeout_s: float = Field(default=30.0, gt=0)
+    simulator_flush_timeout_s: float = Field(default=60.0, gt=0)
+    simulator_fleet: bool = True
+    simulator_progress: Literal["auto", "on", "off"] = "auto"
+    # Load mode: "fast" writes pre-encoded MQTT packets itself, "paho" goes through paho.
+    simulator_load_publisher: Literal["fast", "paho"] = "fast"
