@@ -77,7 +77,9 @@ class FaultSpec(_Strict):
     devices: tuple[str, ...] | None = None
     duration_s: Duration = 1800.0  # silent: how long the device stays quiet
     size: int = Field(default=20, ge=2, le=10_000)  # burst: messages in one burst
-    skew_s: Duration = 365 * 86_400.0  # clock_skew: how far ahead the device's clock runs
+    # clock_skew: how far ahead the device's clock runs; 20 years, like an RTC that lost its
+    # battery and woke in 2045, so replays of past windows are still refused.
+    skew_s: Duration = 20 * 365 * 86_400.0
 
     @field_validator("duration_s", "skew_s", mode="before")
     @classmethod
