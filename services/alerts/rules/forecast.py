@@ -16,6 +16,7 @@ from services.alerts.rules.base import BaseRule, Signal
 
 MAX_FIT_POINTS = 48  # Theil-Sen is quadratic; an even subsample keeps a fit well under 1 ms
 MS_PER_H = 3_600_000
+MIN_FIT_INTERVAL_MS = 60_000  # a forecast in hours gains nothing from refitting more often
 
 
 def theil_sen(points: Sequence[tuple[int, float]]) -> tuple[float, float]:
@@ -41,6 +42,7 @@ class _History:
     # A big fall is held back one reading: a collection if the next reading stays low,
     # a sensor glitch (single drop-off) if it comes back.
     suspect: tuple[int, float] | None = None
+    fitted_ms: int = 0
 
 
 class ForecastRule(BaseRule):
@@ -77,6 +79,9 @@ class ForecastRule(BaseRule):
         points.append((reading.ts_ms, y))
         while points and reading.ts_ms - points[0][0] > self.spec.window_ms:
             points.popleft()
+        if not collected and reading.ts_ms - hist.fitted_ms < MIN_FIT_INTERVAL_MS:
+            return ()
+        hist.fitted_ms = reading.ts_ms
         return (self._judge(reading, points, collected),)
 
     def _judge(self, reading: Reading, points: deque[tuple[int, float]], collected: bool) -> Signal:

@@ -81,11 +81,11 @@ def test_full_bin_fires_is_retained_dispatched_and_written_to_influx(
     mosquitto: MosquittoServer,
     influxdb1: InfluxDB1Server,
     start_service: Callable[[AlertsSettings], AlertsService],
-    mqtt_collector: Callable[..., MessageCollector],
+    mqtt_subscriber: Callable[..., MessageCollector],
 ) -> None:
     influxdb1.create_database("facility")
-    alerts = mqtt_collector(mosquitto.url, f"{P}/alerts/bin_full/#")
-    requests = mqtt_collector(mosquitto.url, f"{P}/dispatch/requests")
+    alerts = mqtt_subscriber(mosquitto.url, f"{P}/alerts/bin_full/#")
+    requests = mqtt_subscriber(mosquitto.url, f"{P}/dispatch/requests")
     start_service(_settings(mosquitto, influxdb1))
     t0 = int(time.time() * 1000) - 20 * 60_000
     _bin(mosquitto.url, "bin-002", t0, 75.0, 180.0)  # same zone, rides along
@@ -124,11 +124,11 @@ def test_full_bin_fires_is_retained_dispatched_and_written_to_influx(
 def test_restart_neither_refires_nor_forgets_and_collection_resolves(
     mosquitto: MosquittoServer,
     start_service: Callable[[AlertsSettings], AlertsService],
-    mqtt_collector: Callable[..., MessageCollector],
+    mqtt_subscriber: Callable[..., MessageCollector],
 ) -> None:
     settings = _settings(mosquitto, None)
-    alerts = mqtt_collector(mosquitto.url, f"{P}/alerts/bin_full/ewaste/bin-005")
-    requests = mqtt_collector(mosquitto.url, f"{P}/dispatch/requests")
+    alerts = mqtt_subscriber(mosquitto.url, f"{P}/alerts/bin_full/ewaste/bin-005")
+    requests = mqtt_subscriber(mosquitto.url, f"{P}/dispatch/requests")
     first = start_service(settings)
     t0 = int(time.time() * 1000) - 30 * 60_000
     _bin(mosquitto.url, "bin-005", t0, 95.0, 280.0)
@@ -157,9 +157,9 @@ def test_restart_neither_refires_nor_forgets_and_collection_resolves(
 def test_offline_status_fires_device_offline(
     mosquitto: MosquittoServer,
     start_service: Callable[[AlertsSettings], AlertsService],
-    mqtt_collector: Callable[..., MessageCollector],
+    mqtt_subscriber: Callable[..., MessageCollector],
 ) -> None:
-    alerts = mqtt_collector(mosquitto.url, f"{P}/alerts/device_offline/nzc/nzc-meter-1")
+    alerts = mqtt_subscriber(mosquitto.url, f"{P}/alerts/device_offline/nzc/nzc-meter-1")
     start_service(_settings(mosquitto, None))
     publish(mosquitto.url, f"{P}/nzc/energy_meter/nzc-meter-1/status", "offline", retain=True)
     event = _events(alerts, 1)[0]

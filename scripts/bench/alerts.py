@@ -1,0 +1,284 @@
+"""Latency of facility-alerts: message published -> alert event received, p50/p99/max, with
+5,000 msg/s of background telemetry and, as a baseline in the same run, with none.
+
+``python -m scripts.bench.alerts`` prints a table; ``run(repeats=3) -> dict`` returns figures.
+The service runs as its own process (``python -m services.alerts``) against a fresh local
+Mosquitto; the default rules plus one trigger rule that fires and resolves on every trigger.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from paho.mqtt import client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from scripts.servers import MosquittoServer, free_ports
+
+ROOT = Path(__file__).resolve().parents[2]
+P = "facility"
+TRIGGER_RULE = """
+  - name: bench_trigger
+    type: threshold
+    select: {device: bench-trigger}
+    field: temperature_c
+    when: ">= 60"
+    clear: "< 45"
+"""
+RATE = 5000
+LOAD_QOS = int(os.environ.get("BENCH_LOAD_QOS", "1"))
+SECONDS = 6.0
+TRIGGER_EVERY_S = 0.05
+
+
+def _client(url: str, name: str) -> mqtt.Client:
+    host, port = url.removeprefix("mqtt://").split(":")
+    client = mqtt.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id=f"{name}-{os.getpid()}",
+        protocol=mqtt.MQTTv5,
+    )
+    client.max_inflight_messages_set(2000)
+    client.connect(host, int(port))
+    sock = client.socket()
+    if isinstance(sock, socket.socket):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    client.loop_start()
+    return client
+
+
+def _load_messages(count: int) -> list[tuple[str, bytes]]:
+    """Background telemetry from 2,000 synthetic devices of every kind; none alerts."""
+    rng = random.Random(7)
+    out = []
+    for i in range(count):
+        n = i % 2000
+        ts = int(time.time() * 1000)
+        if n % 4 == 0:
+            topic = f"{P}/nzc/energy_meter/bench-m{n}/telemetry"
+            body: dict[str, Any] = {
+                "ts": ts,
+                "pv_power_w": 4000.0,
+                "load_power_w": 3000.0,
+                "grid_power_w": -1000.0,
+                "pv_energy_wh": 1000.0 + i,
+                "load_energy_wh": 800.0 + i,
+                "grid_import_wh": 10.0,
+            }
+        elif n % 4 == 1:
+            topic = f"{P}/uac/visitor_counter/bench-g{n}/telemetry"
+            body = {"ts": ts, "entries_total": i, "exits_total": i}
+        else:
+            topic = f"{P}/ewaste/ewaste_bin/bench-b{n}/telemetry"
+            body = {
+                "ts": ts,
+                "fill_pct": rng.uniform(10, 50),
+                "weight_kg": 40.0,
+                "battery_pct": 80.0,
+                "temperature_c": 22.0,
+            }
+        out.append((topic, json.dumps(body).encode()))
+    return out
+
+
+def _publish_load(url: str, rate: int, seconds: float, ready: Any) -> None:
+    """The background telemetry, from its own process as devices would be."""
+    pub = _client(url, "bench-load")
+    load = _load_messages(int(rate * seconds))
+    ready.set()
+    start = time.perf_counter()
+    sent = 0
+    while sent < len(load):
+        due = min(len(load), int((time.perf_counter() - start) * rate))
+        while sent < due:
+            pub.publish(*load[sent], qos=LOAD_QOS)
+            sent += 1
+        time.sleep(0.001)
+    behind = time.perf_counter() - start - seconds
+    if behind > 0.5:
+        print(f"  warning: load publisher finished {behind:.1f} s late", file=sys.stderr)
+    pub.disconnect()
+    pub.loop_stop()
+
+
+def _measure(url: str, rate: int) -> list[float]:
+    """Publish ``rate`` msg/s for SECONDS with a trigger every TRIGGER_EVERY_S; latencies (ms)."""
+    sent: dict[int, float] = {}
+    latencies: list[float] = []
+    lock = threading.Lock()
+
+    def on_message(_c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        now = time.perf_counter()
+        event = json.loads(msg.payload)
+        index = round((event["value"] % 1) * 10000)
+        with lock:
+            start = sent.pop(index, None)
+            if start is not None:
+                latencies.append((now - start) * 1000)
+
+    sub = _client(url, "bench-sub")
+    subscribed = threading.Event()
+    sub.on_subscribe = lambda *_a: subscribed.set()
+    sub.on_message = on_message
+    sub.subscribe(f"{P}/alerts/bench_trigger/#", qos=1)
+    subscribed.wait(10)
+    pub = _client(url, "bench-pub")
+    loader = None
+    if rate:
+        ready = multiprocessing.Event()
+        loader = multiprocessing.Process(target=_publish_load, args=(url, rate, SECONDS, ready))
+        loader.start()
+        ready.wait(60)
+    trigger_topic = f"{P}/ewaste/ewaste_bin/bench-trigger/telemetry"
+    start = time.perf_counter()
+    index = 0
+    while time.perf_counter() - start < SECONDS:
+        index += 1
+        # Alternate hot / cool so every trigger is a transition; the index rides in the
+        # value's fraction so the alert event names its trigger.
+        temp = (70 if index % 2 else 20) + index / 10000
+        body = {
+            "ts": int(time.time() * 1000),
+            "fill_pct": 10.0,
+            "weight_kg": 5.0,
+            "temperature_c": temp,
+        }
+        with lock:
+            sent[index] = time.perf_counter()
+        pub.publish(trigger_topic, json.dumps(body).encode(), qos=1)
+        time.sleep(TRIGGER_EVERY_S)
+    if loader is not None:
+        loader.join(60)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with lock:
+            if not sent:
+                break
+        time.sleep(0.05)
+    for client in (pub, sub):
+        client.disconnect()
+        client.loop_stop()
+    with lock:
+        lost = len(sent)
+    if lost:
+        print(f"  warning: {lost} triggers without an alert within 10 s", file=sys.stderr)
+    return latencies
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def run(repeats: int = 3) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        rules = Path(tmp) / "rules.yaml"
+        rules.write_text((ROOT / "config" / "rules.yaml").read_text() + TRIGGER_RULE)
+        # Without TCP_NODELAY the broker holds small packets for a delayed ACK (~40 ms).
+        broker = MosquittoServer(
+            Path(tmp) / "mosquitto", extra_config=["set_tcp_nodelay true"]
+        ).start()
+        port = free_ports(1)[0]
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("MQTT_", "ALERTS_"))}
+        env.update(
+            MQTT_URL=broker.url,
+            ALERTS_RULES_FILE=str(rules),
+            ALERTS_INFLUX_ENABLED="false",
+            ALERTS_HTTP_PORT=str(port),
+            LOG_LEVEL="WARNING",
+        )
+        proc = subprocess.Popen([sys.executable, "-m", "services.alerts"], cwd=ROOT, env=env)
+        try:
+            _wait_ready(port)
+            results: dict[str, Any] = {}
+            for label, rate in (("idle", 0), ("loaded", RATE)):
+                samples: list[float] = []
+                for _ in range(repeats):
+                    samples += _measure(broker.url, rate)
+                service = _service_histogram(port)
+                results[label] = {
+                    "service_p99_le_ms": service,
+                    "rate_msg_s": rate,
+                    "samples": len(samples),
+                    "p50_ms": round(statistics.median(samples), 2),
+                    "p99_ms": round(_percentile(samples, 0.99), 2),
+                    "max_ms": round(max(samples), 2),
+                }
+            results["p99_ratio_loaded_vs_idle"] = round(
+                results["loaded"]["p99_ms"] / max(results["idle"]["p99_ms"], 1e-6), 2
+            )
+            results["target_p99_ms"] = 50
+            results["meets_target"] = results["loaded"]["p99_ms"] <= 50
+            return results
+        finally:
+            proc.terminate()
+            proc.wait(30)
+            broker.close()
+
+
+def _service_histogram(port: int) -> float | None:
+    """The service's own arrival -> publish p99, as the upper bound of its histogram bucket
+    (cumulative since start)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    buckets = []
+    for line in text.splitlines():
+        if line.startswith("alerts_message_to_publish_seconds_bucket"):
+            le = line.split('le="')[1].split('"')[0]
+            buckets.append((float(le), float(line.rsplit(" ", 1)[1])))
+    if not buckets or buckets[-1][1] == 0:
+        return None
+    total = buckets[-1][1]
+    for le, count in buckets:
+        if count >= 0.99 * total:
+            return le * 1000
+    return None
+
+
+def _wait_ready(port: int) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+                if json.loads(r.read()).get("state_restored"):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError("facility-alerts did not become ready")
+
+
+def main() -> None:
+    results = run()
+    print("alerts latency: message published -> alert event received")
+    print(
+        f"{'load':8} {'msg/s':>6} {'n':>5} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} "
+        f"{'service p99 <= ms':>18}"
+    )
+    for label in ("idle", "loaded"):
+        r = results[label]
+        print(
+            f"{label:8} {r['rate_msg_s']:>6} {r['samples']:>5} {r['p50_ms']:>8} "
+            f"{r['p99_ms']:>8} {r['max_ms']:>8}"
+        )
+    print(
+        f"p99 loaded/idle: {results['p99_ratio_loaded_vs_idle']}x; target p99 <= 50 ms: "
+        f"{'met' if results['meets_target'] else 'NOT met'}"
+    )
+
+
+if __name__ == "__main__":
+    main()
