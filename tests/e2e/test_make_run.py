@@ -100,7 +100,8 @@ def make_run(tmp_path: Path, *args: str, servers: dict[str, str] | None = None) 
         [sys.executable, "-m", "scripts.run", "--plain", "--data-dir", str(data_dir), "--duration", "600", *args],
         cwd=tmp_path,  # not the repo: no stray .env; modules come from PYTHONPATH below
         env={**env, "PYTHONPATH": str(REPO), "DEVICES_FILE": str(REPO / "config" / "devices.yaml"),
-             "ALERTS_RULES_FILE": str(REPO / "config" / "rules.yaml")},
+             "ALERTS_RULES_FILE": str(REPO / "config" / "rules.yaml"),
+             "SIMULATOR_SCENARIO_DIR": str(REPO / "config" / "scenarios")},
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
