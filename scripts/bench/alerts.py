@@ -39,7 +39,6 @@ TRIGGER_RULE = """
     clear: "< 45"
 """
 RATE = 5000
-LOAD_QOS = int(os.environ.get("BENCH_LOAD_QOS", "1"))
 SECONDS = 6.0
 TRIGGER_EVERY_S = 0.05
 
@@ -94,24 +93,61 @@ def _load_messages(count: int) -> list[tuple[str, bytes]]:
     return out
 
 
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n % 128, n // 128
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _publish_packet(topic: str, payload: bytes, packet_id: int) -> bytes:
+    """An MQTT 3.1.1 QoS 1 PUBLISH, encoded once up front."""
+    t = topic.encode()
+    body = len(t).to_bytes(2, "big") + t + packet_id.to_bytes(2, "big") + payload
+    return b"\x32" + _varint(len(body)) + body
+
+
 def _publish_load(url: str, rate: int, seconds: float, ready: Any) -> None:
-    """The background telemetry, from its own process as devices would be."""
-    pub = _client(url, "bench-load")
-    load = _load_messages(int(rate * seconds))
+    """The background telemetry (QoS 1), from its own process as devices would be. A raw
+    socket with pre-encoded packets: a paho publisher would need a core of its own at this
+    rate, and on a small machine the generator must not starve the system it measures."""
+    host, port = url.removeprefix("mqtt://").split(":")
+    sock = socket.create_connection((host, int(port)))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    cid = f"bench-load-{os.getpid()}".encode()
+    connect = b"\x00\x04MQTT\x04\x02\x00\x3c" + len(cid).to_bytes(2, "big") + cid
+    sock.sendall(b"\x10" + _varint(len(connect)) + connect)
+    if sock.recv(4)[:1] != b"\x20":
+        raise RuntimeError("load publisher: no CONNACK")
+    drain = threading.Thread(target=lambda: _drain(sock), daemon=True)
+    drain.start()
+    load = [
+        _publish_packet(topic, body, i % 65535 + 1)
+        for i, (topic, body) in enumerate(_load_messages(int(rate * seconds)))
+    ]
     ready.set()
     start = time.perf_counter()
     sent = 0
     while sent < len(load):
         due = min(len(load), int((time.perf_counter() - start) * rate))
-        while sent < due:
-            pub.publish(*load[sent], qos=LOAD_QOS)
-            sent += 1
-        time.sleep(0.001)
-    behind = time.perf_counter() - start - seconds
-    if behind > 0.5:
-        print(f"  warning: load publisher finished {behind:.1f} s late", file=sys.stderr)
-    pub.disconnect()
-    pub.loop_stop()
+        if due > sent:
+            sock.sendall(b"".join(load[sent:due]))
+            sent = due
+        time.sleep(0.002)
+    print(f"  load: {sent} sent in {time.perf_counter() - start:.2f} s", file=sys.stderr)
+    sock.sendall(b"\xe0\x00")  # DISCONNECT
+    sock.close()
+
+
+def _drain(sock: socket.socket) -> None:
+    """Read and drop the PUBACKs."""
+    try:
+        while sock.recv(65536):
+            pass
+    except OSError:
+        pass
 
 
 def _measure(url: str, rate: int) -> list[float]:
