@@ -416,3 +416,18 @@ def test_dockerfile_is_multi_stage_pinned_non_root_and_without_build_tools() -> 
     assert "-c constraints.txt" in text
     ignored = (REPO / ".dockerignore").read_text().splitlines()
     assert ".env" in ignored and ".venv" in ignored and "data" in ignored
+
+
+def test_grafana_gets_every_variable_its_provisioning_files_use() -> None:
+    grafana = services()["grafana"]
+    env = service_environment(grafana)
+    used = set()
+    for path in (REPO / "grafana" / "provisioning").rglob("*.y*ml"):
+        used |= set(re.findall(r"\$\{?([A-Z][A-Z0-9_]*)\}?", path.read_text()))
+    assert used, "provisioning files reference the environment"
+    assert used <= set(env), f"not given to grafana: {used - set(env)}"
+    # The provider's path is where the dashboards are mounted (folder = directory name).
+    provider = yaml.safe_load((REPO / "grafana/provisioning/dashboards/facility.yaml").read_text())
+    path = provider["providers"][0]["options"]["path"]
+    targets = [m.split(":")[1] for m in grafana["volumes"] if m.startswith("./grafana/dashboards")]
+    assert targets and targets[0].startswith(path + "/")
