@@ -42,7 +42,7 @@ class Will:
     retain: bool = True
 
 
-OnConnect = Callable[[mqtt.Client, bool], None]
+OnConnect = Callable[[mqtt.Client, bool], object]
 
 
 class MqttLink:

@@ -14,7 +14,7 @@ from tests.helpers import MessageCollector, publish
 
 
 def _settings(url: str, protocol: str = "5") -> CommonSettings:
-    return CommonSettings(mqtt_url=url, mqtt_protocol=protocol, _env_file=None)  # type: ignore[arg-type]
+    return CommonSettings(mqtt_url=url, mqtt_protocol=protocol, _env_file=None)  # type: ignore[call-arg,arg-type]
 
 
 class Inbox:
