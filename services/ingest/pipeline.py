@@ -40,6 +40,7 @@ AckFn = Callable[[int, int], None]
 Inbound = tuple[int, int, str, bytes, float, int]
 """``(mid, qos, topic, payload, received_at_s, generation)`` as the network thread hands it over."""
 
+
 @dataclass(frozen=True, slots=True)
 class MemoTopics(Topics):
     """Topics that remember parsed device topics: a fleet repeats the same few thousand topics,
