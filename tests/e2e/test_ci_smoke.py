@@ -7,14 +7,20 @@ test harness starts, so the end-to-end logic is proven without a Docker engine.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
+import httpx
 import pytest
 
+from scripts.servers import free_ports
 from tests.e2e.test_make_run import (
     OUTCOME_TIMEOUT_S,
     REPO,
@@ -62,3 +68,120 @@ def test_ci_smoke_scenario_verifies_against_real_servers(
             pytest.xfail(f"simulator verify is in progress: {verify.stderr.strip()}")
         assert verify.returncode == 0, f"{verify.stdout}\n{verify.stderr}\n{run.logs()}"
         assert_stopped_cleanly(run, status)
+
+
+# -- the same job with the services started directly (no supervisor) ---------------------------
+
+HEALTH_TIMEOUT_S = 60.0
+SCENARIO_TIMEOUT_S = 240.0
+SERVICE_STOP_TIMEOUT_S = 30.0
+
+
+class Service:
+    """A program under test as a subprocess, its output in a log file for failure messages."""
+
+    def __init__(self, name: str, module: str, env: dict[str, str], log_dir: Path) -> None:
+        self.name = name
+        self.log_path = log_dir / f"{name}.log"
+        self._log: IO[bytes] = self.log_path.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", module],
+            cwd=REPO, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+    def log(self) -> str:
+        if not self._log.closed:
+            self._log.flush()
+        return f"--- {self.name} log ---\n" + self.log_path.read_text(errors="replace")[-6000:]
+
+    def terminate(self) -> int | None:
+        """SIGTERM and wait (bounded); a process that does not stop is killed, None returned."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(SERVICE_STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+            return None
+        finally:
+            self._log.close()
+
+
+def wait_healthy(service: Service, port: int, logs: str) -> None:
+    deadline = time.monotonic() + HEALTH_TIMEOUT_S
+    last = "no answer"
+    while time.monotonic() < deadline:
+        if service.proc.poll() is not None:
+            pytest.fail(f"{service.name} exited {service.proc.returncode} at start\n{logs}")
+        try:
+            response = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+            if response.status_code == 200:
+                return
+            last = f"{response.status_code} {response.text[:300]}"
+        except httpx.HTTPError as exc:
+            last = str(exc)
+        time.sleep(0.2)  # polling interval of a bounded wait, not a synchronisation sleep
+    pytest.fail(f"{service.name} /healthz not 200 within {HEALTH_TIMEOUT_S} s: {last}\n{logs}")
+
+
+@contextlib.contextmanager
+def running(services: list[Service]) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        for service in services:
+            if service.proc.poll() is None:
+                service.proc.kill()
+                service.proc.wait(10)
+
+
+def test_ci_smoke_with_ingest_and_alerts_passes_verify(
+    tmp_path: Path, mosquitto: Any, influxdb1: Any
+) -> None:
+    ingest_port, alerts_port = free_ports(2)
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("MQTT_", "INFLUX_"))}
+    env = {
+        **base,
+        "MQTT_URL": mosquitto.url,
+        "INFLUX_URL": influxdb1.url,
+        "INFLUX_API_VERSION": "1",
+        "INGEST_SPOOL_DIR": str(tmp_path / "spool"),
+        "INGEST_HTTP_HOST": "127.0.0.1",
+        "INGEST_HTTP_PORT": str(ingest_port),
+        "ALERTS_HTTP_HOST": "127.0.0.1",
+        "ALERTS_HTTP_PORT": str(alerts_port),
+        "LOG_FORMAT": "console",
+        "SECRETS_DIR": str(tmp_path / "no-secrets"),
+    }
+    ingest = Service("ingest", "services.ingest", env, tmp_path)
+    alerts = Service("alerts", "services.alerts", env, tmp_path)
+    summary = tmp_path / "summary.json"
+
+    def logs() -> str:
+        return f"{ingest.log()}\n{alerts.log()}"
+
+    with running([ingest, alerts]):
+        wait_healthy(ingest, ingest_port, logs())
+        wait_healthy(alerts, alerts_port, logs())
+        sim = subprocess.run(
+            [sys.executable, "-m", "devices.simulator", "--scenario", "ci-smoke",
+             "--summary-file", str(summary), "--no-progress"],
+            cwd=REPO, env={**env, "LOG_LEVEL": "WARNING"}, capture_output=True, text=True,
+            timeout=SCENARIO_TIMEOUT_S, check=False,
+        )  # fmt: skip
+        assert sim.returncode == 0, f"simulator: {sim.stdout}\n{sim.stderr}\n{logs()}"
+        assert summary.is_file()
+        verify = subprocess.run(
+            [sys.executable, "-m", "devices.simulator", "verify", "--scenario", "ci-smoke",
+             "--summary-file", str(summary), "--timeout", "120",
+             "--ingest-metrics-url", f"http://127.0.0.1:{ingest_port}/metrics"],
+            cwd=REPO, env=env, capture_output=True, text=True,
+            timeout=VERIFY_TIMEOUT_S, check=False,
+        )  # fmt: skip
+        print(verify.stdout)
+        assert verify.returncode == 0, f"{verify.stdout}\n{verify.stderr}\n{logs()}"
+        assert "FAIL" not in verify.stdout
+        assert "PASS    dead-lettered" in verify.stdout, verify.stdout
+        codes = {service.name: service.terminate() for service in (ingest, alerts)}
+        assert codes == {"ingest": 0, "alerts": 0}, f"exit codes {codes}\n{logs()}"
