@@ -48,6 +48,7 @@ def test_e2e_workflow_brings_up_the_stack_plays_ci_smoke_and_verifies() -> None:
         "facility-simulator --scenario ci-smoke",
         "facility-simulator verify --scenario ci-smoke",
         "facility-grafana verify",
+        "$COMPOSE up --detach --wait",  # then the demo profile ($COMPOSE has --profile demo)
     ]
     positions = [joined.find(marker) for marker in order]
     assert all(p >= 0 for p in positions), dict(zip(order, positions, strict=True))
