@@ -256,8 +256,9 @@ class ServicePolicy:
                 f"{P}/ewaste/ewaste_bin/policy-clock/telemetry", json.dumps(clock), qos=1
             )
             with self.barrier:
-                # firing, then resolved: one alert event per step (+1 pending never: for=0)
-                self.barrier.wait_for(lambda s=step: self.clock_events >= s + 1, timeout=30)
+                # The clock alternates firing / resolved (for: 0): one alert event a step.
+                wanted = step + 1
+                self.barrier.wait_for(lambda: self.clock_events >= wanted, timeout=30)
                 new, seen = self.requests[seen:], len(self.requests)
             for request in new:
                 tally.trips += 1
