@@ -144,7 +144,7 @@ def run_fixed(registry: Registry, days: int, seed: int) -> dict[str, Any]:
         for i, zone in enumerate(registry.zones()):
             if weekday != i:
                 continue
-            load, trip = 0.0, []
+            load, trip = 0.0, list[Device]()
             for d in registry.bins_in_zone(zone):
                 kg = city.bins[d.id].weight_kg
                 if trip and load + kg > capacity:
