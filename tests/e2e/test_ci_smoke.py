@@ -33,19 +33,9 @@ from tests.e2e.test_make_run import (
 VERIFY_TIMEOUT_S = 240
 
 
-def simulator_has_verify() -> bool:
-    result = subprocess.run(
-        [sys.executable, "-m", "devices.simulator", "verify", "--help"],
-        cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
-    return result.returncode == 0 and "--scenario" in result.stdout
-
-
 def test_ci_smoke_scenario_verifies_against_real_servers(
     tmp_path: Path, mosquitto: Any, influxdb1: Any
 ) -> None:
-    if not simulator_has_verify():
-        pytest.xfail("facility-simulator has no `verify --scenario` command yet")
     servers = {"MQTT_URL": mosquitto.url, "INFLUX_URL": influxdb1.url, "INFLUX_API_VERSION": "1"}
     with make_run(tmp_path, "--scenario", "ci-smoke", servers=servers) as run:
         run.wait_until("services up", services_ready, START_TIMEOUT_S)
@@ -64,8 +54,6 @@ def test_ci_smoke_scenario_verifies_against_real_servers(
             timeout=VERIFY_TIMEOUT_S,
             check=False,
         )
-        if "not built yet" in verify.stderr:
-            pytest.xfail(f"simulator verify is in progress: {verify.stderr.strip()}")
         assert verify.returncode == 0, f"{verify.stdout}\n{verify.stderr}\n{run.logs()}"
         assert_stopped_cleanly(run, status)
 
