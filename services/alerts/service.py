@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-import socket
 import threading
 import time
 from dataclasses import replace
@@ -59,7 +58,9 @@ class AlertsService:
         self.desk = DispatchDesk(
             registry, settings.alerts_opportunistic_pct, settings.alerts_dispatch_timeout_s * 1000
         )
-        self.link = MqttLink(settings, CLIENT_ID, persistent=True, max_inflight=1000)
+        self.link = MqttLink(
+            settings, CLIENT_ID, persistent=True, max_inflight=1000, tcp_nodelay=True
+        )
         self.link.client.on_message = self._on_message
         self.link.client.on_subscribe = self._on_subscribe
         self.link.add_on_connect(self._subscribe)
@@ -145,11 +146,6 @@ class AlertsService:
 
     # -- MQTT callbacks (paho's thread): only enqueue --------------------------------------
     def _subscribe(self, client: mqtt.Client, _session_present: bool) -> None:
-        sock = client.socket()
-        if sock is not None and hasattr(sock, "setsockopt"):
-            # paho leaves Nagle on: an alert published right after a PUBACK would wait for
-            # the broker's delayed ACK (~40 ms) before leaving.
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         t = self.topics
         filters = [
             t.all_active_alerts(),
