@@ -37,6 +37,7 @@ LOOPBACK = "127.0.0.1"
 CONFIG_ERROR_EXIT = 2
 STOP_TIMEOUT_S = 20.0
 BROKER_START_TIMEOUT_S = 20.0
+SERVICE_START_TIMEOUT_S = 60.0
 RESTART_BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0)
 TICK_S = 0.5
 _PR_SET_PDEATHSIG = 1
@@ -146,6 +147,15 @@ def influx_reachable(url: str, timeout: float = 3.0) -> bool:
         except httpx.HTTPError:
             continue
     return False
+
+
+def healthy(port: int | None) -> bool:
+    if not port:
+        return False
+    try:
+        return httpx.get(f"http://{LOOPBACK}:{port}/healthz", timeout=2.0).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def wait_listening(host: str, port: int, deadline: float, alive: Callable[[], bool]) -> bool:
@@ -309,6 +319,10 @@ class Supervisor:
         for child in self.plan.children:
             if self.stopping.is_set():
                 return False
+            if child.name == "simulator":
+                # Devices publish only once ingest and alerts are subscribed: on a fresh broker
+                # nothing queues messages for a session that does not exist yet.
+                self.wait_healthy([c for c in self.plan.children if c.http_port])
             child.start()
             if child.name == "broker":
                 port = self.plan.broker_port or 1883
@@ -317,6 +331,16 @@ class Supervisor:
                     self.fatal = "embedded broker did not start: " + " | ".join(child.tail(3))
                     return False
         return True
+
+    def wait_healthy(self, children: list[Child]) -> None:
+        deadline = time.monotonic() + SERVICE_START_TIMEOUT_S
+        waiting = list(children)
+        while waiting and time.monotonic() < deadline and not self.stopping.is_set():
+            waiting = [c for c in waiting if c.exited() is None and not healthy(c.http_port)]
+            if waiting:
+                time.sleep(0.2)  # polling starting services, bounded by the deadline
+        for child in waiting:
+            self.note(f"{child.name} not healthy after {SERVICE_START_TIMEOUT_S:.0f} s")
 
     def check_children(self) -> None:
         now = time.monotonic()
