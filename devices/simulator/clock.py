@@ -75,3 +75,31 @@ class ScaledClock:
                 return True
             if wake.wait(min(remaining, MAX_WAIT_S)):
                 return False
+
+
+class SkewBound:
+    """Wraps a pacer for runs faster than real time over one connection per device: every
+    ``step_ms`` of simulated time it waits (``barrier()``) until the broker acknowledged
+    everything sent so far, so no connection gets more than about one step ahead of another.
+
+    Without it a backfill's connections drift apart by many minutes and a receiver that
+    judges silence on the stream's latest ``ts`` sees devices that are merely behind as gone.
+    Only the timing changes: the messages and their order per connection stay the same.
+    """
+
+    def __init__(self, pacer: Pacer, barrier: Callable[[], object], step_ms: int) -> None:
+        self.pacer = pacer
+        self.barrier = barrier
+        self.step_ms = step_ms
+        self.next_ms: int | None = None
+
+    def wait_until(self, sim_ms: int, wake: threading.Event) -> bool:
+        if self.next_ms is None:
+            self.next_ms = (sim_ms // self.step_ms + 1) * self.step_ms
+        elif sim_ms >= self.next_ms:
+            self.barrier()
+            self.next_ms = (sim_ms // self.step_ms + 1) * self.step_ms
+        return self.pacer.wait_until(sim_ms, wake)
+
+    def sim_now(self) -> int:
+        return self.pacer.sim_now()

@@ -51,9 +51,11 @@ class _Conn:
                 self.pending -= 1
             log.warning("publish failed", extra={"topic": message.topic, "rc": int(info.rc)})
 
-    def drain(self, deadline: float) -> bool:
+    def drain(self, deadline: float, stop: threading.Event | None = None) -> bool:
         with self.cond:
             while self.pending > 0:
+                if stop is not None and stop.is_set():
+                    return False
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
@@ -145,6 +147,19 @@ class MqttPublisher:
         """Wait until the broker acknowledged everything we sent."""
         deadline = time.monotonic() + timeout
         return all(conn.drain(deadline) for conn in self._conns.values())
+
+    @property
+    def shared(self) -> bool:
+        return SHARED in self._conns
+
+    def barrier(self, timeout: float) -> bool:
+        """Wait until every connection's messages are acknowledged (or stop, or timeout):
+        what was sent before now is then at the broker ahead of anything sent after."""
+        deadline = time.monotonic() + timeout
+        done = all(conn.drain(deadline, self.stop_event) for conn in self._conns.values())
+        if not done and not self.stop_event.is_set():
+            log.warning("broker slow to acknowledge; device streams may drift apart")
+        return done
 
     def stop(self) -> None:
         self.stop_event.set()

@@ -14,7 +14,7 @@ from typing import IO, Any
 
 from common.devices import load_registry
 from common.topics import Topics
-from devices.simulator.clock import NoWait, Pacer, ScaledClock
+from devices.simulator.clock import NoWait, Pacer, ScaledClock, SkewBound
 from devices.simulator.engine import Engine, Outgoing
 from devices.simulator.mqtt_out import MqttPublisher
 from devices.simulator.progress import SimProgress
@@ -132,6 +132,11 @@ def run_scenario(
     try:
         mqtt.start(settings.simulator_connect_timeout_s)
         pacer: Pacer = ScaledClock(window.start_ms, window.speed)
+        if window.speed > 1 and not mqtt.shared and settings.simulator_sync_every_s > 0:
+            timeout = settings.simulator_flush_timeout_s
+            pacer = SkewBound(
+                pacer, lambda: mqtt.barrier(timeout), int(settings.simulator_sync_every_s * 1000)
+            )
         expected_wall = (window.end_ms - window.start_ms) / 1000 / window.speed
         enabled = SimProgress.wanted(
             settings.simulator_progress, expected_wall if math.isfinite(expected_wall) else 10

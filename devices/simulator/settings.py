@@ -20,6 +20,9 @@ class SimulatorSettings(CommonSettings):
     simulator_max_inflight: int = Field(default=100, ge=1, le=65_535)
     simulator_connect_timeout_s: float = Field(default=30.0, gt=0)
     simulator_flush_timeout_s: float = Field(default=60.0, gt=0)
+    # Faster than real time with one connection per device: every this many simulated
+    # seconds wait for every PUBACK, bounding the skew between devices' streams (0 = never).
+    simulator_sync_every_s: float = Field(default=60.0, ge=0)
     simulator_fleet: bool = True
     simulator_progress: Literal["auto", "on", "off"] = "auto"
     # Load mode: "fast" writes pre-encoded MQTT packets itself, "paho" goes through paho.

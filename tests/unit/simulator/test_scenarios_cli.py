@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from devices.simulator.clock import ScaledClock
+from devices.simulator.clock import NoWait, ScaledClock, SkewBound
 from devices.simulator.run import resolve_window
 from devices.simulator.scenario import ScenarioError, load_scenario, parse_duration_s
 from tests.unit.simulator.support import REPO, SCENARIOS
@@ -73,6 +73,21 @@ def test_scaled_clock_never_lets_a_timestamp_run_ahead_of_the_wall_clock() -> No
     wall[0] = 1000.05
     assert clock.wait_until(995_000, threading.Event())
     assert abs(clock.sim_now() - 995_000) <= 1  # float seconds
+
+
+def test_skew_bound_waits_for_the_broker_once_per_simulated_step() -> None:
+    # Each barrier must fall between the last action before a step boundary and the first
+    # after it, so everything stamped before the boundary is acknowledged first.
+    log: list[str] = []
+    pacer = SkewBound(NoWait(0), lambda: log.append("barrier"), step_ms=60_000)
+    for at in (0, 30_000, 59_999, 60_000, 61_000, 200_000, 200_500, 239_999, 240_000):
+        assert pacer.wait_until(at, threading.Event())
+        log.append(str(at))
+    assert log == [
+        "0", "30000", "59999", "barrier", "60000", "61000",
+        "barrier", "200000", "200500", "239999", "barrier", "240000",
+    ]  # fmt: skip
+    assert pacer.sim_now() == 240_000
 
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
