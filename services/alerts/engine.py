@@ -22,10 +22,19 @@ class EngineStats:
 
 class Engine:
     """Routes each reading to the rules that select its device; advances time on the
-    watermark (latest reading ``ts``); plain object, no I/O, no clock of its own."""
+    watermark (latest reading ``ts``); plain object, no I/O, no clock of its own.
 
-    def __init__(self, rules: RulesFile, registry: Registry | None = None) -> None:
+    ``allowed_lateness_ms`` bounds how far behind the watermark a device's readings may still
+    arrive (one MQTT connection per device: in a backfill they interleave with skew). Rules'
+    time-driven judgements (``tick``: absence) look at ``now - allowed_lateness``, so a device
+    is only called silent once its late readings could no longer be on their way.
+    """
+
+    def __init__(
+        self, rules: RulesFile, registry: Registry | None = None, allowed_lateness_ms: int = 0
+    ) -> None:
         self.registry = registry
+        self.allowed_lateness_ms = allowed_lateness_ms
         self.rules: list[BaseRule] = [build_rule(spec, registry) for spec in rules.rules]
         self.specs: dict[str, RuleSpec] = {rule.spec.name: rule.spec for rule in self.rules}
         self.lifecycle = Lifecycle()
@@ -66,8 +75,11 @@ class Engine:
             return []
         self.last_tick_ms = now_ms
         out: list[Transition] = []
+        # Only the rules' own time-driven verdicts wait for late readings; the lifecycle's
+        # ``for``/``keep_firing_for``/repeat run on signals already judged (see the docs).
+        judged_ms = now_ms - self.allowed_lateness_ms
         for rule in self.rules:
-            for sig in rule.tick(now_ms):
+            for sig in rule.tick(judged_ms):
                 out.extend(self.lifecycle.apply(rule.spec, sig))
         out.extend(self.lifecycle.advance(now_ms))
         return out

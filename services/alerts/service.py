@@ -54,7 +54,9 @@ class AlertsService:
         self.settings = settings
         self.topics = Topics(settings.mqtt_topic_prefix)
         self.metrics = metrics or AlertsMetrics()
-        self.engine = Engine(rules, registry)
+        self.engine = Engine(
+            rules, registry, allowed_lateness_ms=int(settings.alerts_allowed_lateness_s * 1000)
+        )
         self.desk = DispatchDesk(
             registry, settings.alerts_opportunistic_pct, settings.alerts_dispatch_timeout_s * 1000
         )

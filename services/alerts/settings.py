@@ -62,6 +62,16 @@ class AlertsSettings(CommonSettings):
         ge=1,
         description="A stream whose readings are this fresh is live: absence also uses the clock.",
     )
+    alerts_allowed_lateness_s: float = Field(
+        default=120.0,
+        ge=0,
+        le=3600,
+        description="Bounded out-of-orderness: how far behind the stream's watermark (its "
+        "latest reading ts, from any device) a device's reading may still arrive. Devices "
+        "publish on their own connections, so a backfill interleaves them with skew; absence "
+        "is judged at watermark (or live clock) minus this, so a device is called silent "
+        "only this much later, never because other devices ran ahead.",
+    )
     alerts_tick_s: float = Field(
         default=1.0, gt=0, le=60, description="How often live absence rules look at the clock."
     )

@@ -13,6 +13,7 @@ from tests.unit.alerts.helpers import (
     engine,
     gate,
     meter,
+    rules,
     states,
     status,
 )
@@ -116,6 +117,26 @@ def test_absence_fires_on_the_watermark_and_clears_when_the_device_reports() -> 
     assert [(t.event.device_id, t.event.state) for t in fired] == [("bin-001", "firing")]
     back = eng.handle(bin_reading("bin-001", T0 + 16 * MIN, 10))
     assert [(t.event.device_id, t.event.state) for t in back] == [("bin-001", "resolved")]
+
+
+def test_absence_waits_allowed_lateness_for_a_device_behind_the_watermark() -> None:
+    # One connection per device: in a backfill bin-002's readings ran 16 min ahead of
+    # bin-001's, which were still on their way. That is skew, not silence.
+    def skewed(lateness_ms: int) -> tuple[Engine, list[Transition]]:
+        eng = Engine(rules(ABSENCE), None, allowed_lateness_ms=lateness_ms)
+        eng.handle(bin_reading("bin-001", T0, 10))
+        return eng, eng.handle(bin_reading("bin-002", T0 + 16 * MIN, 10))
+
+    _, without = skewed(0)
+    assert [(t.event.device_id, t.event.state) for t in without] == [("bin-001", "firing")]
+    eng, ahead = skewed(2 * MIN)
+    assert ahead == []
+    assert eng.handle(bin_reading("bin-001", T0 + 5 * MIN, 10)) == []  # the late reading
+    assert eng.handle(bin_reading("bin-002", T0 + 21 * MIN, 10)) == []  # 14 min on the watermark
+    # bin-001 really went quiet after T0+5: it fires once watermark - lateness passes +15 min.
+    fired = eng.handle(bin_reading("bin-002", T0 + 22 * MIN, 10))
+    assert [(t.event.device_id, t.event.state) for t in fired] == [("bin-001", "firing")]
+    assert "15.0 min" in fired[0].event.message
 
 
 def test_absence_offline_status_fires_at_once_and_online_clears() -> None:
