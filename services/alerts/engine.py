@@ -18,6 +18,7 @@ class EngineStats:
     readings: int = 0
     statuses: int = 0
     signals: int = 0
+    superseded: int = 0  # readings older than their bin's collection (judged for liveness only)
 
 
 class Engine:
@@ -41,6 +42,7 @@ class Engine:
         self.watermark_ms = 0
         self.last_tick_ms = 0
         self.stats = EngineStats()
+        self.collected_ms: dict[str, int] = {}  # bin -> event time of its last collection
         self._routes: dict[tuple[str, str, str], list[BaseRule]] = {}
 
     def _rules_for(self, site: str, kind: str, device_id: str) -> list[BaseRule]:
@@ -55,6 +57,12 @@ class Engine:
         rules = self._rules_for(message.site, message.kind, message.device_id)
         if isinstance(message, Reading):
             self.stats.readings += 1
+            if message.ts_ms < self.collected_ms.get(message.device_id, message.ts_ms):
+                # Taken before the bin was emptied and overtaken by the collection: its level
+                # is history and must neither re-fire an alert nor feed a forecast. It still
+                # shows the device is alive.
+                self.stats.superseded += 1
+                rules = [rule for rule in rules if rule.judges_liveness]
             for rule in rules:
                 for sig in rule.observe(message):
                     self.stats.signals += 1
@@ -83,6 +91,13 @@ class Engine:
                 out.extend(self.lifecycle.apply(rule.spec, sig))
         out.extend(self.lifecycle.advance(now_ms))
         return out
+
+    def collected(self, site: str, device_id: str, ts_ms: int) -> None:
+        """The bin was emptied at ``ts_ms`` (event time): older readings of it arriving from
+        now on are superseded, and every rule forgets what it learnt about its level."""
+        self.collected_ms[device_id] = max(ts_ms, self.collected_ms.get(device_id, ts_ms))
+        for rule in self.rules:
+            rule.forget(site, device_id)
 
     def resolve(self, key: AlertKey, ts_ms: int, message: str) -> Transition | None:
         """Resolve an alert from outside (a collection) and let its rule forget the device."""

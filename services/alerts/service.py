@@ -345,6 +345,12 @@ class AlertsService:
             self.influx.write_points(out.points)
         now = self.now_ms()
         for device_id, dispatch_id in out.collected_bins:
+            device = self.desk.registry.device(device_id)
+            self.engine.collected(
+                device.site if device else "",
+                device_id,
+                self.desk.collected_ms.get(device_id, now),
+            )
             for key, alert in list(self.engine.lifecycle.alerts.items()):
                 if alert.spec.dispatch and alert.device_id == device_id:
                     done = self.engine.resolve(key, now, f"collected by dispatch {dispatch_id}")

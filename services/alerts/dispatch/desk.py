@@ -15,6 +15,9 @@ from services.alerts.dispatch.planner import Candidate, TruckSlot, plan_zone
 
 MIN_DROP_KG = 5.0
 DROP_SHARE = 0.3  # a bin that lost 30 % of its weight in one reading was emptied
+# A truck's clock may be wrong: its ``completed`` time never silences a bin's readings for
+# longer than this past the stream's own time.
+MAX_STATUS_LEAD_MS = 3_600_000
 
 
 @dataclass(slots=True)
@@ -64,6 +67,10 @@ class DispatchDesk:
         self.bins: dict[str, _Bin] = {}
         self.wanted: set[str] = set()  # bins whose own alert asks for a collection
         self.open: dict[str, OpenDispatch] = {}
+        # bin -> event time it was (last) emptied. The truck's status travels on its own
+        # connection and may overtake the bin's readings; older readings arriving later are
+        # history, not the bin's level.
+        self.collected_ms: dict[str, int] = {}
 
     # -- inputs --------------------------------------------------------------------------
     def busy_bins(self) -> set[str]:
@@ -81,6 +88,8 @@ class DispatchDesk:
         out = DeskOutput()
         if reading.kind != "ewaste_bin":
             return out
+        if reading.ts_ms < self.collected_ms.get(reading.device_id, reading.ts_ms):
+            return out  # taken before the collection we already know about
         state = self.bins.setdefault(reading.device_id, _Bin())
         weight = reading.fields.get("weight_kg")
         fill = reading.fields.get("fill_pct")
@@ -95,6 +104,7 @@ class DispatchDesk:
         for dispatch in list(self.open.values()):
             if reading.device_id in dispatch.bins and reading.device_id not in dispatch.collected:
                 dispatch.collected[reading.device_id] = drop
+                self.collected_ms[reading.device_id] = reading.ts_ms
                 out.collected_bins.append((reading.device_id, dispatch.request.dispatch_id))
                 if dispatch.collected.keys() >= dispatch.bins:
                     out.extend(self._close(dispatch, "completed", reading.ts_ms, None))
@@ -109,7 +119,12 @@ class DispatchDesk:
             return DeskOutput(points=[self._point(dispatch, "en_route", now_ms, None)])
         if status.state == "completed":
             out = DeskOutput()
+            # The bins were emptied by the time the truck reported back (its ``ts``, event
+            # time): an upper bound on every stop, and readings of a just-emptied bin are
+            # low, so it is a safe cut-off for the readings still on their way.
+            done_ms = min(_iso_ms(status.ts, now_ms), now_ms + MAX_STATUS_LEAD_MS)
             for device_id in sorted(dispatch.bins - dispatch.collected.keys()):
+                self.collected_ms[device_id] = max(done_ms, self.collected_ms.get(device_id, 0))
                 out.collected_bins.append((device_id, status.dispatch_id))
             out.extend(self._close(dispatch, "completed", now_ms, status.collected_kg))
             return out
@@ -117,10 +132,7 @@ class DispatchDesk:
 
     def restore(self, request: DispatchRequest) -> None:
         """Take back an open dispatch after a restart (from its retained record)."""
-        created = datetime.fromisoformat(request.created_at.replace("Z", "+00:00"))
-        self.open[request.dispatch_id] = OpenDispatch(
-            request, int(created.astimezone(UTC).timestamp() * 1000)
-        )
+        self.open[request.dispatch_id] = OpenDispatch(request, _iso_ms(request.created_at))
 
     # -- time ----------------------------------------------------------------------------
     def tick(self, now_ms: int) -> DeskOutput:
@@ -249,3 +261,16 @@ class DispatchDesk:
         if collected_kg is not None:
             fields["collected_kg"] = round(float(collected_kg), 1)
         return DISPATCH_MEASUREMENT, {"zone": req.zone, "truck_id": req.truck_id}, fields, ts_ms
+
+
+def _iso_ms(text: str, default: int | None = None) -> int:
+    """RFC 3339 -> epoch ms; ``default`` (if given) for text that is not a timestamp."""
+    try:
+        stamp = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        if default is None:
+            raise
+        return default
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=UTC)
+    return int(stamp.timestamp() * 1000)

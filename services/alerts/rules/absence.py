@@ -21,6 +21,7 @@ class _Seen:
 
 class AbsenceRule(BaseRule):
     spec: AbsenceSpec
+    judges_liveness = True  # any reading, even a superseded one, proves the device alive
 
     def __init__(self, spec: AbsenceSpec, registry: Registry | None) -> None:
         super().__init__(spec, registry)

@@ -34,6 +34,8 @@ class Rule(Protocol):
     """A rule watches readings (and status, and time) and returns verdicts per device."""
 
     spec: RuleSpec
+    judges_liveness: bool
+    """True if the rule only cares that a device speaks (it also sees superseded readings)."""
 
     def wants(self, site: str, kind: str, device_id: str) -> bool: ...
 
@@ -49,6 +51,8 @@ class Rule(Protocol):
 
 class BaseRule:
     """Selector matching and no-op defaults; rule types override what they need."""
+
+    judges_liveness = False
 
     def __init__(self, spec: RuleSpec, registry: Registry | None) -> None:
         self.spec = spec

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from common.devices import load_registry
-from common.messages import AlertEvent, DispatchRequest, DispatchStatus
+from common.messages import AlertEvent, DispatchRequest, DispatchStatus, ms_to_iso
 from common.settings import load_settings
 from scripts.servers import InfluxDB1Server, MosquittoServer
 from services.alerts.config import load_rules
@@ -165,3 +165,33 @@ def test_offline_status_fires_device_offline(
     event = _events(alerts, 1)[0]
     assert (event.state, event.severity) == ("firing", "warning")
     assert "offline" in event.message
+
+
+def test_a_reading_overtaken_by_the_collection_neither_refires_nor_dispatches_again(
+    mosquitto: MosquittoServer,
+    start_service: Callable[[AlertsSettings], AlertsService],
+    mqtt_subscriber: Callable[..., MessageCollector],
+) -> None:
+    # The truck's 'completed' (fleet connection) arrives before the bin's last pre-collection
+    # reading (the bin's own connection lagged); that reading must not re-open the alert.
+    marker = f"{P}/alerts/device_offline/ewaste/probe-1"
+    alerts = mqtt_subscriber(mosquitto.url, [f"{P}/alerts/bin_full/ewaste/bin-005", marker])
+    requests = mqtt_subscriber(mosquitto.url, f"{P}/dispatch/requests")
+    start_service(_settings(mosquitto, None))
+    t0 = int(time.time() * 1000) - 60 * 60_000
+    _bin(mosquitto.url, "bin-005", t0, 95.0, 280.0)
+    _bin(mosquitto.url, "bin-005", t0 + 3 * 60_000, 96.0, 285.0)
+    assert [e.state for e in _events(alerts, 2)] == ["pending", "firing"]
+    request = DispatchRequest.model_validate_json(requests.wait_for(1, 20)[0][1])
+    done = DispatchStatus(
+        dispatch_id=request.dispatch_id, state="completed", ts=ms_to_iso(t0 + 20 * 60_000)
+    )
+    publish(mosquitto.url, f"{P}/dispatch/{request.dispatch_id}/status", done.model_dump_json())
+    assert _events(alerts, 3)[2].state == "resolved"
+    _bin(mosquitto.url, "bin-005", t0 + 6 * 60_000, 97.0, 288.0)  # overtaken, still full
+    _bin(mosquitto.url, "bin-001", t0 + 25 * 60_000, 10.0, 30.0)  # the stream moves on
+    # Everything above is judged before this offline status (one connection, in order).
+    publish(mosquitto.url, f"{P}/ewaste/ewaste_bin/probe-1/status", "offline")
+    events = _events(alerts, 4)
+    assert [(e.rule, e.state) for e in events[3:]] == [("device_offline", "firing")], events
+    assert len(requests.received) == 1

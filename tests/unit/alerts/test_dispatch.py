@@ -4,7 +4,7 @@ dispatch, collection by weight drop or status, and timeouts that re-open bins.""
 from __future__ import annotations
 
 from common.devices import haversine_km
-from common.messages import DispatchStatus
+from common.messages import DispatchStatus, ms_to_iso
 from services.alerts.dispatch.desk import DispatchDesk
 from services.alerts.dispatch.planner import (
     Candidate,
@@ -131,3 +131,28 @@ def test_timeout_reopens_the_bins_and_dispatches_again() -> None:
     assert [s.state for s in out.statuses] == ["cancelled"]
     assert len(out.requests) == 1 and out.requests[0].dispatch_id != first.dispatch_id
     assert out.requests[0].stops[0].device_id == "bin-001"
+
+
+def test_readings_overtaken_by_the_completed_status_are_not_the_bins_level() -> None:
+    # The truck's status travels on its own connection and arrives before the bin's last
+    # pre-collection readings; they must not make the emptied bin a rider or a candidate.
+    desk = _desk()
+    desk.observe(bin_reading("bin-001", T0, 95))
+    desk.want("bin-001")
+    request = desk.plan(T0).requests[0]
+    done_at = T0 + HOUR
+    status = DispatchStatus(
+        dispatch_id=request.dispatch_id, state="completed", ts=ms_to_iso(done_at)
+    )
+    assert desk.on_status(status, T0 + 50 * MIN).collected_bins == [
+        ("bin-001", request.dispatch_id)
+    ]
+    assert desk.collected_ms["bin-001"] == done_at
+    assert desk.observe(bin_reading("bin-001", done_at - 20 * MIN, 97)).collected_bins == []
+    assert "bin-001" not in desk.bins  # the stale 97 % was not taken as its level
+    desk.want("bin-002")
+    desk.observe(bin_reading("bin-002", done_at, 95))
+    replan = desk.plan(done_at).requests
+    assert [s.device_id for s in replan[0].stops] == ["bin-002"]  # bin-001 does not ride
+    desk.observe(bin_reading("bin-001", done_at + 5 * MIN, 1))
+    assert desk.bins["bin-001"].fill_pct == 1  # readings after the collection count again

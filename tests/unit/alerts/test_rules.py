@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from services.alerts.engine import Engine
 from services.alerts.lifecycle import Transition
-from services.alerts.rules.forecast import theil_sen
+from services.alerts.rules.absence import AbsenceRule
+from services.alerts.rules.forecast import ForecastRule, theil_sen
 from tests.unit.alerts.helpers import (
     HOUR,
     MIN,
@@ -150,6 +151,30 @@ def test_absence_expects_registered_devices_that_never_spoke() -> None:
     eng.tick(T0)
     fired = eng.tick(T0 + 15 * MIN)
     assert [(t.event.device_id, t.event.state) for t in fired] == [("bin-044", "firing")]
+
+
+def test_a_reading_older_than_its_bins_collection_neither_refires_nor_feeds_forecast() -> None:
+    more = (FORECAST + ABSENCE).replace("rules:\n", "")
+    eng = Engine(rules(BIN_FULL + more))
+    for minute in range(0, 240, 5):
+        eng.handle(bin_reading("bin-001", T0 + minute * MIN, 60 + minute / 7))
+    assert eng.lifecycle.get(("bin_full", "ewaste", "bin-001")) is not None
+    collected = T0 + 245 * MIN
+    eng.collected("ewaste", "bin-001", collected)
+    assert eng.resolve(("bin_full", "ewaste", "bin-001"), collected, "collected") is not None
+    # A pre-collection reading arrives late (its own connection lagged behind the truck's):
+    assert eng.handle(bin_reading("bin-001", T0 + 242 * MIN, 96)) == []
+    ahead = eng.handle(bin_reading("bin-002", collected + 5 * MIN, 10))
+    assert not [t for t in ahead if t.event.device_id == "bin-001"]
+    assert eng.lifecycle.get(("bin_full", "ewaste", "bin-001")) is None
+    forecast = next(r for r in eng.rules if r.spec.name == "bin_predicted_full")
+    assert isinstance(forecast, ForecastRule) and "bin-001" not in forecast.history
+    absence = next(r for r in eng.rules if r.spec.name == "device_offline")
+    assert isinstance(absence, AbsenceRule)
+    assert absence.seen["bin-001"].last_ms == T0 + 242 * MIN  # still a sign of life
+    assert eng.stats.superseded == 1
+    # After the collection its readings count again.
+    assert eng.handle(bin_reading("bin-001", collected + 6 * MIN, 1)) == []
 
 
 FORECAST = """
