@@ -1,32 +1,34 @@
 """Measure the collection policy, not just the code: 30 simulated days of the city's e-waste
 bins under three policies, and a table of truck trips, route km, kg per trip, overflow hours.
 
-- ``fixed``: every zone collected once a week (its own weekday, 09:00), all its bins.
-- ``threshold``: facility-alerts with only ``bin_full`` (>= 90 %) asking for trucks.
+- ``fixed weekly``: every zone collected once a week (its own weekday, 09:00), all its bins,
+  split over the trucks by capacity (packed on the bins' weights, same routing as ours).
+- ``fill threshold``: facility-alerts with only ``bin_full`` (>= 90 %) asking for trucks.
 - ``ours``: facility-alerts with ``bin_full`` + ``bin_predicted_full`` (forecast) and zone
-  batching of bins above 70 %.
+  batching of bins above the opportunistic level.
 
-The two service policies run the real ``facility-alerts`` as a subprocess against a local
-Mosquitto, fed at backfill speed in event time (readings stamped over the last 30 days); the
-bins and trucks are a small model in this script (it imports no program). Each simulated step
-ends with a "clock" reading that makes the service publish an alert, a barrier that says every
-dispatch request of that step has arrived. ``python -m scripts.policy_eval [--days 30]``.
+The city is the simulator's: its bin model (``devices.simulator.models.ewaste_bin``: drop-offs
+by housing type, weekday and hour, fill from bulk density and volume, overflow time) and its
+trucks (``devices.simulator.trucks``: timed itineraries, capacity). The two service policies run
+the real ``facility-alerts`` as a subprocess against a local Mosquitto, fed at backfill speed in
+event time; each step ends with a "clock" reading that makes the service publish an alert, a
+barrier that says every dispatch request of that step has arrived.
+``python -m scripts.policy_eval [--days 30] [--seed 42]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import heapq
 import json
-import math
 import os
-import random
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import urllib.request
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,19 +36,20 @@ import yaml
 from paho.mqtt import client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from common.devices import Device, Registry, haversine_km, load_registry
-from common.messages import DispatchRequest, DispatchStatus, ms_to_iso
+from common.devices import Registry, load_registry
+from common.messages import DispatchRequest, DispatchStatus, DispatchStop, ms_to_iso
+from devices.simulator.models.base import ModelContext, to_datetime
+from devices.simulator.models.ewaste_bin import EwasteBin
+from devices.simulator.trucks import Fleet, TruckRun
 from scripts.servers import MosquittoServer, free_ports
+from services.alerts.dispatch.planner import Candidate, TruckSlot, plan_zone
+from services.alerts.settings import AlertsSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 P = "facility"
-STEP_MS = 30 * 60_000
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
-STOP_SERVICE_MS = 4 * 60_000
-# Days for an average bin of each type to fill (from empty) — e-waste fills slowly, and
-# apartment complexes fill their bigger bins fastest.
-DAYS_TO_FULL = {"apartment": 9.0, "row_house": 12.0, "detached": 16.0}
+FIXED_HOUR = 9  # local time the weekly rounds leave the depot
 CLOCK_RULE = {
     "name": "policy_clock",
     "type": "threshold",
@@ -57,116 +60,139 @@ CLOCK_RULE = {
 }
 
 
-@dataclass(slots=True)
-class Bin:
-    device: Device
-    kg_per_day: float
-    weight_kg: float
-    overflow_ms: int = 0
-
-    @property
-    def capacity(self) -> float:
-        return float(self.device.capacity_kg or 100.0)
-
-    @property
-    def fill_pct(self) -> float:
-        return min(100.0, self.weight_kg / self.capacity * 100)
-
-
-@dataclass(slots=True)
-class Tally:
-    trips: int = 0
-    route_km: float = 0.0
-    collected_kg: float = 0.0
-
-
-@dataclass(slots=True)
 class City:
-    """The bin model: deposits in the daytime, more at weekends, per-bin habits."""
+    """The simulator's bins and trucks, stepped in event time by the policy under test."""
 
-    registry: Registry
-    seed: int
-    bins: dict[str, Bin] = field(default_factory=dict)
-    rng: random.Random = field(default_factory=random.Random)
+    def __init__(self, registry: Registry, seed: int, start_ms: int) -> None:
+        self.registry = registry
+        self.bins: dict[str, EwasteBin] = {}
+        for d in registry.bins():
+            site = registry.site(d.site)
+            if site is None:
+                raise ValueError(f"bin {d.id}: unknown site {d.site}")
+            self.bins[d.id] = EwasteBin(ModelContext(d, site, seed, start_ms))
+        self.fleet = Fleet(registry, self.bins)
+        self.depot = (registry.depot.latitude, registry.depot.longitude)
+        self.trips = 0
+        self.route_km = 0.0
+        self._due: list[tuple[int, int, TruckRun, int]] = []  # (at, order, run, stop | -1)
+        self._order = 0
 
-    def __post_init__(self) -> None:
-        rng = random.Random(self.seed)
-        for d in self.registry.bins():
-            days = DAYS_TO_FULL[d.residential_type or "apartment"]
-            habit = math.exp(rng.gauss(0, 0.3))  # some buildings recycle much more
-            per_day = float(d.capacity_kg or 100.0) / days * habit
-            self.bins[d.id] = Bin(d, per_day, float(d.capacity_kg or 100.0) * rng.uniform(0, 0.5))
-        self.rng = random.Random(self.seed + 1)
+    def _push(self, at: int, run: TruckRun, stop: int) -> None:
+        self._order += 1
+        heapq.heappush(self._due, (at, self._order, run, stop))
 
-    def advance(self, t_ms: int) -> None:
-        """Deposits over the step ending at ``t_ms`` (local = UTC+9)."""
-        local_hour = (t_ms // HOUR_MS + 9) % 24
-        weekday = ((t_ms + 9 * HOUR_MS) // DAY_MS + 3) % 7  # 0 = Monday
-        if not 8 <= local_hour < 21:
-            return
-        weekend = 1.3 if weekday >= 5 else 1.0
-        for b in self.bins.values():
-            mean = b.kg_per_day * weekend * STEP_MS / (13 * HOUR_MS)
-            b.weight_kg += max(0.0, self.rng.gauss(mean, mean * 0.5))
-            if b.weight_kg >= b.capacity:
-                b.weight_kg = b.capacity
-                b.overflow_ms += STEP_MS
+    def dispatch(self, request: DispatchRequest, now_ms: int) -> None:
+        """A truck takes the request: it leaves when free and empties the bins on its way."""
+        run = self.fleet.plan(request, now_ms)
+        self.trips += 1
+        self.route_km += run.route_km
+        for i, stop in enumerate(run.stops):
+            self._push(stop.arrive_ms, run, i)
+        self._push(run.return_ms, run, -1)
 
-    def empty(self, device_id: str) -> float:
-        b = self.bins[device_id]
-        taken, b.weight_kg = b.weight_kg, 0.0
-        return taken
+    def trucks_until(self, t_ms: int) -> list[DispatchStatus]:
+        """Serve every stop up to ``t_ms``; the statuses of the runs back at the depot."""
+        done = []
+        while self._due and self._due[0][0] <= t_ms:
+            at, _, run, stop = heapq.heappop(self._due)
+            if stop >= 0:
+                self.fleet.serve(run, stop, at)
+            else:
+                done.append(self.fleet.finish(run, at))
+        return done
 
+    def readings(self, t_ms: int) -> dict[str, dict[str, Any]]:
+        return {did: dict(b.reading(t_ms)) for did, b in self.bins.items()}
 
-def route_km(depot: tuple[float, float], stops: list[Device]) -> float:
-    """Nearest-neighbour tour from the depot (the fixed schedule's route)."""
-    left, here, km = list(stops), depot, 0.0
-    while left:
-        nxt = min(left, key=lambda d: haversine_km(*here, d.latitude or 0, d.longitude or 0))
-        km += haversine_km(*here, nxt.latitude or 0, nxt.longitude or 0)
-        here = (nxt.latitude or 0, nxt.longitude or 0)
-        left.remove(nxt)
-    return km + haversine_km(*here, *depot)
+    def result(self) -> dict[str, Any]:
+        trips = self.trips
+        return {
+            "trips": trips,
+            "route_km": round(self.route_km, 1),
+            "kg_per_trip": round(self.fleet.collected_kg / trips, 1) if trips else 0.0,
+            "overflow_hours": round(sum(b.overflow_s for b in self.bins.values()) / 3600, 1),
+        }
 
 
-def run_fixed(registry: Registry, days: int, seed: int) -> dict[str, Any]:
-    city, tally = City(registry, seed), Tally()
+def trucks_by_size(registry: Registry) -> list[TruckSlot]:
+    return [
+        TruckSlot(t.id, t.capacity_kg)
+        for t in sorted(registry.trucks, key=lambda t: (-t.capacity_kg, t.id))
+    ]
+
+
+def run_fixed(registry: Registry, days: int, seed: int, step_ms: int) -> dict[str, Any]:
+    """Zone i on weekday i at 09:00: all its bins, packed by weight into the trucks."""
     start = _start_ms(days)
-    depot = (registry.depot.latitude, registry.depot.longitude)
-    capacity = max(t.capacity_kg for t in registry.trucks)
-    for step in range(days * DAY_MS // STEP_MS):
-        t = start + step * STEP_MS
-        city.advance(t)
-        local = t + 9 * HOUR_MS
-        if local % DAY_MS != 9 * HOUR_MS:
+    city = City(registry, seed, start)
+    slots = trucks_by_size(registry)
+    site = registry.site(registry.bins()[0].site)
+    assert site is not None
+    zones = registry.zones()
+    for step in range(days * DAY_MS // step_ms):
+        t = start + step * step_ms
+        city.trucks_until(t)
+        levels = city.readings(t)
+        local = site.local_time(to_datetime(t))
+        if (
+            (local.hour, local.minute) != (FIXED_HOUR, 0)
+            or local.second
+            or local.weekday() >= len(zones)
+        ):
             continue
-        weekday = (local // DAY_MS + 3) % 7
-        for i, zone in enumerate(registry.zones()):
-            if weekday != i:
-                continue
-            load, trip = 0.0, list[Device]()
-            for d in registry.bins_in_zone(zone):
-                kg = city.bins[d.id].weight_kg
-                if trip and load + kg > capacity:
-                    tally.trips += 1
-                    tally.route_km += route_km(depot, trip)
-                    load, trip = 0.0, []
-                trip.append(d)
-                load += kg
-                tally.collected_kg += city.empty(d.id)
-            if trip:
-                tally.trips += 1
-                tally.route_km += route_km(depot, trip)
-    return _result(city, tally)
+        zone = zones[local.weekday()]
+        candidates = [
+            Candidate(
+                d.id,
+                d.site,
+                d.latitude or 0.0,
+                d.longitude or 0.0,
+                float(levels[d.id]["fill_pct"]),
+                float(levels[d.id]["weight_kg"]),
+                mandatory=True,
+            )
+            for d in registry.bins_in_zone(zone)
+        ]
+        for n, plan in enumerate(plan_zone(city.depot, candidates, slots)):
+            city.dispatch(
+                DispatchRequest(
+                    dispatch_id=f"weekly-{zone}-{t}-{n}",
+                    truck_id=plan.truck_id,
+                    zone=zone,
+                    stops=[
+                        DispatchStop(
+                            device_id=c.device_id, latitude=c.latitude, longitude=c.longitude
+                        )
+                        for c in plan.stops
+                    ],
+                    est_load_kg=plan.est_load_kg,
+                    route_km=plan.route_km,
+                    reason="weekly round",
+                    created_at=ms_to_iso(t),
+                ),
+                t,
+            )
+    end = start + days * DAY_MS
+    city.trucks_until(end)
+    city.readings(end)
+    return city.result()
 
 
 class ServicePolicy:
-    """facility-alerts as a subprocess; this object plays the bins and the trucks."""
+    """facility-alerts as a subprocess; the simulator's city plays the bins and the trucks."""
 
-    def __init__(self, registry: Registry, rules: list[dict[str, Any]], opportunistic: float):
+    def __init__(
+        self,
+        registry: Registry,
+        rules: list[dict[str, Any]],
+        opportunistic: float,
+        step_ms: int,
+    ) -> None:
         self.registry = registry
         self.rules = rules
         self.opportunistic = opportunistic
+        self.step_ms = step_ms
         self.requests: list[DispatchRequest] = []
         self.barrier = threading.Condition()
         self.clock_events = 0
@@ -214,38 +240,28 @@ class ServicePolicy:
         client.max_inflight_messages_set(1000)
         client.on_message = self._on_message
         client.connect(host, int(port))
+        sock = client.socket()
+        if isinstance(sock, socket.socket):
+            # paho leaves Nagle on: each step's last publish would wait ~40 ms for an ACK.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         client.loop_start()
         client.subscribe([(f"{P}/dispatch/requests", 1), (f"{P}/alerts/policy_clock/#", 1)])
         time.sleep(0.5)  # SUBACK; a missed first barrier would only cost its deadline
-        city, tally = City(self.registry, seed), Tally()
-        depot = (self.registry.depot.latitude, self.registry.depot.longitude)
         start = _start_ms(days)
-        truck_free: dict[str, int] = {}
-        events: list[tuple[int, str, Any]] = []  # (time, "empty"|"done", payload)
+        city = City(self.registry, seed, start)
+        topics = {d.id: f"{P}/{d.site}/ewaste_bin/{d.id}/telemetry" for d in self.registry.bins()}
         seen = 0
-        for step in range(days * DAY_MS // STEP_MS):
-            t = start + step * STEP_MS
-            city.advance(t)
-            for when, what, payload in sorted(e for e in events if e[0] <= t):
-                if what == "empty":
-                    tally.collected_kg += city.empty(payload)
-                else:
-                    client.publish(
-                        f"{P}/dispatch/{payload.dispatch_id}/status",
-                        payload.model_dump_json(),
-                        qos=1,
-                        retain=True,
-                    )
-            events = [e for e in events if e[0] > t]
-            for b in city.bins.values():
-                body = {
-                    "ts": t,
-                    "fill_pct": round(b.fill_pct, 2),
-                    "weight_kg": round(b.weight_kg, 2),
-                }
+        for step in range(days * DAY_MS // self.step_ms):
+            t = start + step * self.step_ms
+            for status in city.trucks_until(t):
                 client.publish(
-                    f"{P}/ewaste/ewaste_bin/{b.device.id}/telemetry", json.dumps(body), qos=1
+                    f"{P}/dispatch/{status.dispatch_id}/status",
+                    status.model_dump_json(),
+                    qos=1,
+                    retain=True,
                 )
+            for did, fields in city.readings(t).items():
+                client.publish(topics[did], json.dumps({"ts": t, **fields}), qos=1)
             clock = {
                 "ts": t,
                 "fill_pct": 0.0,
@@ -258,53 +274,21 @@ class ServicePolicy:
             with self.barrier:
                 # The clock alternates firing / resolved (for: 0): one alert event a step.
                 wanted = step + 1
-                self.barrier.wait_for(lambda: self.clock_events >= wanted, timeout=30)
+                if not self.barrier.wait_for(lambda: self.clock_events >= wanted, timeout=30):
+                    raise RuntimeError(f"facility-alerts did not answer step {step}")
                 new, seen = self.requests[seen:], len(self.requests)
             for request in new:
-                tally.trips += 1
-                tally.route_km += request.route_km
-                truck = self.registry.truck(request.truck_id)
-                speed = truck.speed_kmh if truck else 25.0
-                go = max(t, truck_free.get(request.truck_id, t))
-                here, when = depot, go
-                for stop in request.stops:
-                    when += int(
-                        haversine_km(*here, stop.latitude, stop.longitude) / speed * HOUR_MS
-                    )
-                    events.append((when, "empty", stop.device_id))
-                    when += STOP_SERVICE_MS
-                    here = (stop.latitude, stop.longitude)
-                when += int(haversine_km(*here, *depot) / speed * HOUR_MS)
-                truck_free[request.truck_id] = when
-                events.append(
-                    (
-                        when,
-                        "done",
-                        DispatchStatus(
-                            dispatch_id=request.dispatch_id,
-                            state="completed",
-                            truck_id=request.truck_id,
-                            zone=request.zone,
-                            ts=ms_to_iso(when),
-                        ),
-                    )
-                )
+                city.dispatch(request, t)
+        end = start + days * DAY_MS
+        city.trucks_until(end)
+        city.readings(end)
         client.disconnect()
         client.loop_stop()
-        return _result(city, tally)
-
-
-def _result(city: City, tally: Tally) -> dict[str, Any]:
-    return {
-        "trips": tally.trips,
-        "route_km": round(tally.route_km, 1),
-        "kg_per_trip": round(tally.collected_kg / tally.trips, 1) if tally.trips else 0.0,
-        "overflow_hours": round(sum(b.overflow_ms for b in city.bins.values()) / HOUR_MS, 1),
-    }
+        return city.result()
 
 
 def _start_ms(days: int) -> int:
-    # Whole days ending at or before now, so every ts is in the past (backfill).
+    # Whole local (UTC+9) days ending at or before now, so every ts is in the past (backfill).
     now = int(time.time() * 1000)
     return (now // DAY_MS - days - 1) * DAY_MS - 9 * HOUR_MS
 
@@ -322,42 +306,72 @@ def _wait_ready(port: int) -> None:
     raise RuntimeError("facility-alerts did not become ready")
 
 
+def format_tables(results: dict[str, dict[str, Any]], header: str, verdict: str) -> tuple[str, str]:
+    """The same table twice: aligned plain text, and markdown for the docs."""
+    cols = ("trips", "route_km", "kg_per_trip", "overflow_hours")
+    names = ("trips", "route km", "kg / trip", "overflow h")
+    width = max(len(n) for n in results)
+    plain = [header, f"{'policy':{width}} " + " ".join(f"{n:>11}" for n in names)]
+    md = [header, "", "| policy | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for name, r in results.items():
+        plain.append(f"{name:{width}} " + " ".join(f"{r[c]:>11}" for c in cols))
+        md.append(f"| {name} | " + " | ".join(str(r[c]) for c in cols) + " |")
+    plain.append(verdict)
+    md += ["", verdict]
+    return "\n".join(plain), "\n".join(md)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="policy-eval", description=__doc__.split("\n")[0])
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument(
+        "--step-min",
+        type=int,
+        default=5,
+        help="minutes between bin readings (the registry's bins report every 5)",
+    )
+    parser.add_argument(
         "--opportunistic",
         type=float,
-        default=70.0,
-        help="ALERTS_OPPORTUNISTIC_PCT for 'ours' (bins above it ride along)",
+        default=None,
+        help="ALERTS_OPPORTUNISTIC_PCT for 'ours' (default: the service's default)",
     )
     parser.add_argument("--only-ours", action="store_true", help="skip the two baselines")
     args = parser.parse_args(argv)
     registry = load_registry(ROOT / "config" / "devices.yaml")
     shipped = yaml.safe_load((ROOT / "config" / "rules.yaml").read_text())["rules"]
     by_name = {r["name"]: r for r in shipped}
-    results = {"fixed weekly": run_fixed(registry, args.days, args.seed)}
+    step_ms = args.step_min * 60_000
+    opportunistic = args.opportunistic
+    if opportunistic is None:
+        opportunistic = AlertsSettings.model_fields["alerts_opportunistic_pct"].default
+    results: dict[str, dict[str, Any]] = {}
+    began = time.monotonic()
     if not args.only_ours:
-        results["fill threshold"] = ServicePolicy(registry, [by_name["bin_full"]], 100.0).run(
-            args.days, args.seed
-        )
-    results["ours"] = ServicePolicy(
-        registry, [by_name["bin_full"], by_name["bin_predicted_full"]], args.opportunistic
+        results["fixed weekly"] = run_fixed(registry, args.days, args.seed, step_ms)
+        results["fill threshold"] = ServicePolicy(
+            registry, [by_name["bin_full"]], 100.0, step_ms
+        ).run(args.days, args.seed)
+    results[f"ours (riders >= {opportunistic:g} %)"] = ServicePolicy(
+        registry, [by_name["bin_full"], by_name["bin_predicted_full"]], opportunistic, step_ms
     ).run(args.days, args.seed)
-    print(f"{args.days} simulated days, {len(registry.bins())} bins, seed {args.seed}")
-    print(f"{'policy':16} {'trips':>6} {'route km':>9} {'kg/trip':>8} {'overflow h':>11}")
-    for name, r in results.items():
-        print(
-            f"{name:16} {r['trips']:>6} {r['route_km']:>9} {r['kg_per_trip']:>8} "
-            f"{r['overflow_hours']:>11}"
-        )
-    fixed, ours = results["fixed weekly"], results["ours"]
-    fewer = 1 - ours["trips"] / fixed["trips"] if fixed["trips"] else 0.0
-    print(
-        f"ours vs fixed: {fewer:.0%} fewer trips; overflow {ours['overflow_hours']} h "
-        f"(target: >= 40 % fewer, 0 h)"
+    header = (
+        f"{args.days} simulated days, {len(registry.bins())} bins, seed {args.seed}, "
+        f"readings every {args.step_min} min ({time.monotonic() - began:.0f} s)"
     )
+    verdict = ""
+    if "fixed weekly" in results:
+        fixed, ours = results["fixed weekly"], list(results.values())[-1]
+        fewer = 1 - ours["trips"] / fixed["trips"] if fixed["trips"] else 0.0
+        verdict = (
+            f"ours vs fixed weekly: {fewer:.0%} fewer trips; overflow {ours['overflow_hours']} h "
+            f"(target: >= 40 % fewer, 0 h)"
+        )
+    plain, md = format_tables(results, header, verdict)
+    print(plain)
+    print()
+    print(md)
     return 0
 
 
