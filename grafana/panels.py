@@ -8,7 +8,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from grafana_foundation_sdk.builders import dashboard as dash
-from grafana_foundation_sdk.builders.common import ReduceDataOptions
+from grafana_foundation_sdk.builders import stat, timeseries
+from grafana_foundation_sdk.builders.common import ReduceDataOptions, StackingConfig
+from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as model
 
 from grafana.influxql import InfluxQL, datasource_ref
@@ -20,6 +22,22 @@ REFRESH = "1m"
 # Every facility is in Gwangmyeong, so "today" and "per day" mean Korean days for everyone.
 TIMEZONE = "Asia/Seoul"
 TZ_CLAUSE = "tz('Asia/Seoul')"
+
+
+def dashboard(
+    title: str, uid: str, description: str, tags: list[str], since: str = "now-24h"
+) -> dash.Dashboard:
+    """A facility dashboard: Korean time, the common refresh, one crosshair across panels."""
+    return (
+        dash.Dashboard(title)
+        .uid(uid)
+        .description(description)
+        .tags(tags)
+        .timezone(TIMEZONE)
+        .time(since, "now")
+        .refresh(REFRESH)
+        .tooltip(model.DashboardCursorSync.CROSSHAIR)
+    )
 
 
 def thresholds(*steps: tuple[float | None, str]) -> dash.ThresholdsConfig:
@@ -53,6 +71,15 @@ def tag_variable(
         .multi(True)
         .include_all(True)
         .current(model.VariableOption(selected=True, text="All", value="$__all"))
+    )
+
+
+def site_device_variable(
+    name: str, label: str, measurement: str, site: str, description: str
+) -> dash.QueryVariable:
+    """A drop-down of the devices (``device_id``) of one site in ``measurement``."""
+    return tag_variable(name, label, measurement, "device_id", description).query(
+        f'SHOW TAG VALUES FROM "{measurement}" WITH KEY = "device_id" WHERE "site" = \'{site}\''
     )
 
 
@@ -118,3 +145,32 @@ def last_value() -> ReduceDataOptions:
 
 def rename_column(old: str, new: str) -> model.DataTransformerConfig:
     return transformation("organize", {"renameByName": {old: new}})
+
+
+def count_stat(title: str, description: str) -> stat.Panel:
+    """A whole-number stat of the latest value where no rows means none counted (0)."""
+    return (
+        stat.Panel()
+        .title(title)
+        .description(description)
+        .unit("none")
+        .decimals(0)
+        .no_value("0")
+        .reduce_options(last_value())
+    )
+
+
+def bar_chart(
+    title: str, description: str, stacking: common.StackingMode | None = None
+) -> timeseries.Panel:
+    """A time series drawn as solid bars (per-interval or per-day totals), optionally stacked."""
+    panel = (
+        timeseries.Panel()
+        .title(title)
+        .description(description)
+        .draw_style(common.GraphDrawStyle.BARS)
+        .fill_opacity(80)
+    )
+    if stacking is not None:
+        panel = panel.stacking(StackingConfig().mode(stacking))
+    return panel

@@ -6,11 +6,10 @@
 from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard as dash
-from grafana_foundation_sdk.builders import stat, table, timeseries
-from grafana_foundation_sdk.builders.common import StackingConfig, TableSortByFieldState
+from grafana_foundation_sdk.builders import table
+from grafana_foundation_sdk.builders.common import TableSortByFieldState
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models.dashboard import (
-    DashboardCursorSync,
     DynamicConfigValue,
     ValueMap,
     ValueMappingResult,
@@ -23,11 +22,11 @@ from grafana.panels import (
     GREEN,
     ORANGE,
     RED,
-    REFRESH,
-    TIMEZONE,
     TZ_CLAUSE,
     alert_annotation,
-    last_value,
+    bar_chart,
+    count_stat,
+    dashboard,
     merge_frames,
     single_color,
     tag_variable,
@@ -60,17 +59,14 @@ def _severity_mappings() -> list[ValueMap]:
 def build(registry: Registry) -> dash.Dashboard:
     del registry  # every name here comes from the data
     return (
-        dash.Dashboard("Alerts & dispatch")
-        .uid(UID)
-        .description(
+        dashboard(
+            "Alerts & dispatch",
+            UID,
             "Alerts raised by the alerts service on all facilities, and the collection trucks it "
-            "dispatched."
+            "dispatched.",
+            ["facility", "alerts", "dispatch"],
+            since="now-7d",
         )
-        .tags(["facility", "alerts", "dispatch"])
-        .timezone(TIMEZONE)
-        .time("now-7d", "now")
-        .refresh(REFRESH)
-        .tooltip(DashboardCursorSync.CROSSHAIR)
         .with_variable(tag_variable("site", "Site", "alert", "site", "Facility of the alert."))
         .with_variable(
             tag_variable("severity", "Severity", "alert", "severity", "info, warning or critical.")
@@ -78,16 +74,10 @@ def build(registry: Registry) -> dash.Dashboard:
         .annotation(alert_annotation('AND "site" =~ /^$site$/'))
         .with_row(dash.Row("Now"))
         .with_panel(
-            stat.Panel()
-            .title("Active alerts")
-            .description("Alerts whose latest event (last 30 days) is 'firing'.")
-            .unit("none")
-            .decimals(0)
-            .no_value("0")
+            count_stat("Active alerts", "Alerts whose latest event (last 30 days) is 'firing'.")
             .time_from("30d")
             .thresholds(thresholds((None, GREEN), (1, ORANGE), (5, RED)))
             .color_mode(common.BigValueColorMode.BACKGROUND)
-            .reduce_options(last_value())
             .with_target(
                 InfluxQL(
                     f'SELECT COUNT("state") AS "Active" FROM ({LATEST_ALERT}) '
@@ -133,15 +123,14 @@ def build(registry: Registry) -> dash.Dashboard:
         )
         .with_row(dash.Row("History"))
         .with_panel(
-            timeseries.Panel()
-            .title("Alerts raised")
-            .description("Alerts that started firing per interval, by severity.")
+            bar_chart(
+                "Alerts raised",
+                "Alerts that started firing per interval, by severity.",
+                common.StackingMode.NORMAL,
+            )
             .unit("none")
             .decimals(0)
             .thresholds(single_color(ORANGE))
-            .draw_style(common.GraphDrawStyle.BARS)
-            .fill_opacity(80)
-            .stacking(StackingConfig().mode(common.StackingMode.NORMAL))
             .with_target(
                 InfluxQL(
                     f'SELECT COUNT("state") FROM "alert" WHERE {ALERTS_WHERE} '
@@ -172,16 +161,11 @@ def build(registry: Registry) -> dash.Dashboard:
         )
         .with_row(dash.Row("Dispatch"))
         .with_panel(
-            stat.Panel()
-            .title("Collections completed")
-            .description(
-                "Dispatches that reached 'completed' in the range, and what they brought in."
+            count_stat(
+                "Collections completed",
+                "Dispatches that reached 'completed' in the range, and what they brought in.",
             )
-            .unit("none")
-            .decimals(0)
-            .no_value("0")
             .thresholds(single_color(GREEN))
-            .reduce_options(last_value())
             .override_by_name("Collected", [DynamicConfigValue(id_val="unit", value="masskg")])
             .with_target(
                 InfluxQL(
@@ -196,16 +180,15 @@ def build(registry: Registry) -> dash.Dashboard:
             .height(8)
         )
         .with_panel(
-            timeseries.Panel()
-            .title("Collected by trucks per day")
-            .description("Weight reported by trucks at completed dispatches, per zone and day.")
+            bar_chart(
+                "Collected by trucks per day",
+                "Weight reported by trucks at completed dispatches, per zone and day.",
+                common.StackingMode.NORMAL,
+            )
             .unit("masskg")
             .decimals(0)
             .time_from("30d")
             .thresholds(single_color(GREEN))
-            .draw_style(common.GraphDrawStyle.BARS)
-            .fill_opacity(80)
-            .stacking(StackingConfig().mode(common.StackingMode.NORMAL))
             .with_target(
                 InfluxQL(
                     'SELECT SUM("collected_kg") FROM "dispatch" WHERE $timeFilter AND '

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from grafana_foundation_sdk.builders import bargauge, gauge, stat, table, timeseries
+from grafana_foundation_sdk.builders import bargauge, gauge, table, timeseries
 from grafana_foundation_sdk.builders import dashboard as dash
 from grafana_foundation_sdk.builders.common import (
     GraphThresholdsStyleConfig,
@@ -13,7 +13,6 @@ from grafana_foundation_sdk.builders.common import (
     TableSortByFieldState,
 )
 from grafana_foundation_sdk.models import common
-from grafana_foundation_sdk.models.dashboard import DashboardCursorSync
 
 from common.devices import Registry
 from grafana.influxql import InfluxQL
@@ -22,14 +21,15 @@ from grafana.panels import (
     GREEN,
     ORANGE,
     RED,
-    REFRESH,
-    TIMEZONE,
     TZ_CLAUSE,
     alert_annotation,
+    bar_chart,
+    count_stat,
+    dashboard,
     last_value,
     rename_column,
     single_color,
-    tag_variable,
+    site_device_variable,
     thresholds,
 )
 
@@ -94,19 +94,15 @@ def build(registry: Registry) -> dash.Dashboard:
         )
 
     return (
-        dash.Dashboard(f"{name} — visitors")
-        .uid(UID)
-        .description(f"Visitors of the Upcycle Art Center, counted at its entrances.{hours}")
-        .tags(["facility", "visitors", SITE])
-        .timezone(TIMEZONE)
-        .time("now-24h", "now")
-        .refresh(REFRESH)
-        .tooltip(DashboardCursorSync.CROSSHAIR)
+        dashboard(
+            f"{name} — visitors",
+            UID,
+            f"Visitors of the Upcycle Art Center, counted at its entrances.{hours}",
+            ["facility", "visitors", SITE],
+        )
         .with_variable(
-            tag_variable(
-                "gate", "Gate", "visitors", "device_id", "Visitor counters (one per entrance)."
-            ).query(
-                f'SHOW TAG VALUES FROM "visitors" WITH KEY = "device_id" WHERE "site" = \'{SITE}\''
+            site_device_variable(
+                "gate", "Gate", "visitors", SITE, "Visitor counters (one per entrance)."
             )
         )
         .annotation(alert_annotation(f"AND \"site\" = '{SITE}'"))
@@ -136,15 +132,9 @@ def build(registry: Registry) -> dash.Dashboard:
         )
         .with_panel(per_gate)
         .with_panel(
-            stat.Panel()
-            .title("Visitors today")
-            .description("People who came in since midnight, all gates.")
-            .unit("none")
-            .decimals(0)
+            count_stat("Visitors today", "People who came in since midnight, all gates.")
             .time_from("now/d")
             .thresholds(single_color(BLUE))
-            .reduce_options(last_value())
-            .no_value("0")
             .with_target(
                 InfluxQL(f'SELECT SUM("entries") AS "Visitors" FROM ({ENTRIES}) WHERE $timeFilter')
                 .ref_id("A")
@@ -202,15 +192,14 @@ def build(registry: Registry) -> dash.Dashboard:
             .height(9)
         )
         .with_panel(
-            timeseries.Panel()
-            .title("Visitors per hour")
-            .description("People coming in per hour, by gate (busiest hours stand out).")
+            bar_chart(
+                "Visitors per hour",
+                "People coming in per hour, by gate (busiest hours stand out).",
+                common.StackingMode.NORMAL,
+            )
             .unit("none")
             .decimals(0)
             .thresholds(single_color(BLUE))
-            .draw_style(common.GraphDrawStyle.BARS)
-            .fill_opacity(80)
-            .stacking(StackingConfig().mode(common.StackingMode.NORMAL))
             .with_target(
                 InfluxQL(
                     f'SELECT SUM("entries") FROM ({ENTRIES}) WHERE $timeFilter '
@@ -223,15 +212,11 @@ def build(registry: Registry) -> dash.Dashboard:
             .height(9)
         )
         .with_panel(
-            timeseries.Panel()
-            .title("Visitors per day")
-            .description("People coming in per day (Korean days), last 30 days.")
+            bar_chart("Visitors per day", "People coming in per day (Korean days), last 30 days.")
             .unit("none")
             .decimals(0)
             .time_from("30d")
             .thresholds(single_color(BLUE))
-            .draw_style(common.GraphDrawStyle.BARS)
-            .fill_opacity(80)
             .with_target(
                 InfluxQL(
                     f'SELECT SUM("entries") AS "Visitors" FROM ({ENTRIES}) WHERE $timeFilter '

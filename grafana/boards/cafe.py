@@ -7,9 +7,8 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.builders import bargauge, gauge, stat, timeseries
 from grafana_foundation_sdk.builders import dashboard as dash
-from grafana_foundation_sdk.builders.common import GraphThresholdsStyleConfig, StackingConfig
+from grafana_foundation_sdk.builders.common import GraphThresholdsStyleConfig
 from grafana_foundation_sdk.models import common
-from grafana_foundation_sdk.models.dashboard import DashboardCursorSync
 
 from common.devices import Registry
 from grafana.influxql import InfluxQL
@@ -18,14 +17,14 @@ from grafana.panels import (
     GREEN,
     ORANGE,
     RED,
-    REFRESH,
-    TIMEZONE,
     TZ_CLAUSE,
     YELLOW,
     alert_annotation,
+    bar_chart,
+    dashboard,
     last_value,
     single_color,
-    tag_variable,
+    site_device_variable,
     thresholds,
 )
 
@@ -115,22 +114,16 @@ def build(registry: Registry) -> dash.Dashboard:
     )
 
     return (
-        dash.Dashboard(f"{name} — energy")
-        .uid(UID)
-        .description(
+        dashboard(
+            f"{name} — energy",
+            UID,
             "Rooftop PV, cafe load, grid exchange and battery of the Net Zero Energy Cafe. "
-            "Net zero means the PV produces at least what the cafe uses."
+            "Net zero means the PV produces at least what the cafe uses.",
+            ["facility", "energy", SITE],
         )
-        .tags(["facility", "energy", SITE])
-        .timezone(TIMEZONE)
-        .time("now-24h", "now")
-        .refresh(REFRESH)
-        .tooltip(DashboardCursorSync.CROSSHAIR)
         .with_variable(
-            tag_variable(
-                "meter", "Meter", "energy", "device_id", "Energy meters of the cafe (device_id)."
-            ).query(
-                f'SHOW TAG VALUES FROM "energy" WITH KEY = "device_id" WHERE "site" = \'{SITE}\''
+            site_device_variable(
+                "meter", "Meter", "energy", SITE, "Energy meters of the cafe (device_id)."
             )
         )
         .annotation(alert_annotation(f"AND \"site\" = '{SITE}'"))
@@ -261,31 +254,27 @@ def build(registry: Registry) -> dash.Dashboard:
         )
         .with_row(dash.Row("Energy"))
         .with_panel(
-            timeseries.Panel()
-            .title("Energy per day")
-            .description(
-                "Daily totals (Korean days) from the meter counters; meter resets do not count."
+            bar_chart(
+                "Energy per day",
+                "Daily totals (Korean days) from the meter counters; meter resets do not count.",
             )
             .unit("kwatth")
             .decimals(1)
             .time_from("7d")
             .thresholds(single_color(GREEN))
-            .draw_style(common.GraphDrawStyle.BARS)
-            .fill_opacity(80)
             .with_target(InfluxQL(per_day).ref_id("A").alias("$col"))
             .span(12)
             .height(9)
         )
         .with_panel(
-            timeseries.Panel()
-            .title("Grid import and export per hour")
-            .description("Energy bought from and sold to the grid, hour by hour.")
+            bar_chart(
+                "Grid import and export per hour",
+                "Energy bought from and sold to the grid, hour by hour.",
+                common.StackingMode.NONE,
+            )
             .unit("kwatth")
             .decimals(2)
             .thresholds(single_color(BLUE))
-            .draw_style(common.GraphDrawStyle.BARS)
-            .fill_opacity(80)
-            .stacking(StackingConfig().mode(common.StackingMode.NONE))
             .with_target(InfluxQL(per_hour).ref_id("A").alias("$col"))
             .span(6)
             .height(9)

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.builders import bargauge, gauge, stat, table, timeseries
 from grafana_foundation_sdk.builders import dashboard as dash
-from grafana_foundation_sdk.builders.common import StackingConfig, TableSortByFieldState
+from grafana_foundation_sdk.builders.common import TableSortByFieldState
 from grafana_foundation_sdk.models import common
-from grafana_foundation_sdk.models.dashboard import DashboardCursorSync, DynamicConfigValue
+from grafana_foundation_sdk.models.dashboard import DynamicConfigValue
 
 from common.devices import Registry
 from grafana.influxql import InfluxQL
@@ -18,12 +18,13 @@ from grafana.panels import (
     GREEN,
     ORANGE,
     RED,
-    REFRESH,
-    TIMEZONE,
     TZ_CLAUSE,
     YELLOW,
     alert_annotation,
+    bar_chart,
     choice_variable,
+    count_stat,
+    dashboard,
     hide_time_column,
     last_value,
     merge_frames,
@@ -56,17 +57,13 @@ def build(registry: Registry) -> dash.Dashboard:
     zones = ", ".join(registry.zones())
 
     return (
-        dash.Dashboard("E-waste collection")
-        .uid(UID)
-        .description(
+        dashboard(
+            "E-waste collection",
+            UID,
             f"{bin_count} smart e-waste bins in the collection zones {zones}: how full they are, "
-            "which need a truck, and how much has been recycled."
+            "which need a truck, and how much has been recycled.",
+            ["facility", "ewaste", "collection"],
         )
-        .tags(["facility", "ewaste", "collection"])
-        .timezone(TIMEZONE)
-        .time("now-24h", "now")
-        .refresh(REFRESH)
-        .tooltip(DashboardCursorSync.CROSSHAIR)
         .with_variable(
             tag_variable("zone", "Zone", "ewaste_bin", "zone", "Collection zone of the bins.")
         )
@@ -91,15 +88,11 @@ def build(registry: Registry) -> dash.Dashboard:
         .annotation(alert_annotation(f"AND \"site\" = '{SITE}'"))
         .with_row(dash.Row("Bins now"))
         .with_panel(
-            stat.Panel()
-            .title("Bins to collect")
-            .description("Bins at or above the chosen fill level ($fill_threshold %).")
-            .unit("none")
-            .decimals(0)
-            .no_value("0")
+            count_stat(
+                "Bins to collect", "Bins at or above the chosen fill level ($fill_threshold %)."
+            )
             .thresholds(thresholds((None, GREEN), (1, ORANGE), (5, RED)))
             .color_mode(common.BigValueColorMode.BACKGROUND)
-            .reduce_options(last_value())
             .with_target(
                 InfluxQL(
                     'SELECT COUNT("fill") AS "Bins to collect" FROM ('
@@ -290,18 +283,15 @@ def build(registry: Registry) -> dash.Dashboard:
         )
         .with_row(dash.Row("Collected"))
         .with_panel(
-            timeseries.Panel()
-            .title("Weight collected per day by housing type")
-            .description(
-                "E-waste emptied from bins per day (Korean days), by the housing the bins serve."
+            bar_chart(
+                "Weight collected per day by housing type",
+                "E-waste emptied from bins per day (Korean days), by the housing the bins serve.",
+                common.StackingMode.NORMAL,
             )
             .unit("masskg")
             .decimals(0)
             .time_from("30d")
             .thresholds(single_color(GREEN))
-            .draw_style(common.GraphDrawStyle.BARS)
-            .fill_opacity(80)
-            .stacking(StackingConfig().mode(common.StackingMode.NORMAL))
             .with_target(
                 InfluxQL(
                     COLLECTED.format(

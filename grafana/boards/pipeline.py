@@ -6,11 +6,10 @@
 from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard as dash
-from grafana_foundation_sdk.builders import stat, statetimeline, table, timeseries
+from grafana_foundation_sdk.builders import statetimeline, table, timeseries
 from grafana_foundation_sdk.builders.common import TableSortByFieldState
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models.dashboard import (
-    DashboardCursorSync,
     ValueMap,
     ValueMapping,
     ValueMappingResult,
@@ -23,10 +22,9 @@ from grafana.panels import (
     GREEN,
     ORANGE,
     RED,
-    REFRESH,
-    TIMEZONE,
     alert_annotation,
-    last_value,
+    count_stat,
+    dashboard,
     merge_frames,
     rename_column,
     single_color,
@@ -102,37 +100,28 @@ def build(registry: Registry) -> dash.Dashboard:
     )
 
     return (
-        dash.Dashboard("Pipeline health")
-        .uid(UID)
-        .description(
+        dashboard(
+            "Pipeline health",
+            UID,
             f"Is data flowing? {device_count} registered devices -> MQTT -> ingest -> InfluxDB. "
             "The services' own counters (rejections, spool, write latency) are on their "
-            "/metrics endpoints."
+            "/metrics endpoints.",
+            ["facility", "operations", "pipeline"],
         )
-        .tags(["facility", "operations", "pipeline"])
-        .timezone(TIMEZONE)
-        .time("now-24h", "now")
-        .refresh(REFRESH)
-        .tooltip(DashboardCursorSync.CROSSHAIR)
         .with_variable(
             tag_variable("kind", "Device kind", "device_status", "kind", "Kind of device.")
         )
         .annotation(alert_annotation())
         .with_row(dash.Row("Devices"))
         .with_panel(
-            stat.Panel()
-            .title("Devices online")
-            .description(
+            count_stat(
+                "Devices online",
                 f"Devices whose latest status (last 30 days) is online, of {device_count} "
-                "registered; red when any is missing."
+                "registered; red when any is missing.",
             )
-            .unit("none")
-            .decimals(0)
-            .no_value("0")
             .time_from("30d")
             .thresholds(thresholds((None, RED), (device_count, GREEN)))
             .color_mode(common.BigValueColorMode.BACKGROUND)
-            .reduce_options(last_value())
             .with_target(
                 InfluxQL(
                     f'SELECT COUNT("online") AS "Online" FROM ({LATEST_STATUS}) '
@@ -145,19 +134,14 @@ def build(registry: Registry) -> dash.Dashboard:
             .height(6)
         )
         .with_panel(
-            stat.Panel()
-            .title("Bins reporting")
-            .description(
+            count_stat(
+                "Bins reporting",
                 f"Bins that sent a reading in the last 15 minutes (3 reporting intervals), "
-                f"of {bin_count}."
+                f"of {bin_count}.",
             )
-            .unit("none")
-            .decimals(0)
-            .no_value("0")
             .time_from("15m")
             .thresholds(thresholds((None, RED), (0.9 * bin_count, ORANGE), (bin_count, GREEN)))
             .color_mode(common.BigValueColorMode.BACKGROUND)
-            .reduce_options(last_value())
             .with_target(
                 InfluxQL(
                     'SELECT COUNT("fill") AS "Reporting" FROM (SELECT LAST("fill_pct") AS "fill" '
