@@ -42,7 +42,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, ClassVar, NamedTuple, Self
+from typing import Any, ClassVar, NamedTuple, Self, TypedDict, Unpack
 
 import httpx
 
@@ -61,6 +61,7 @@ __all__ = [
     "Server",
     "ServerError",
     "ServerNotInstalledError",
+    "ServerOptions",
     "ServerStartError",
     "VictoriaMetricsServer",
     "VmSample",
@@ -190,6 +191,15 @@ def _stop_all_at_exit() -> None:
 
 
 atexit.register(_stop_all_at_exit)
+
+
+class ServerOptions(TypedDict, total=False):
+    """The keyword options every server takes; subclasses pass them through unchanged."""
+
+    port: int | None
+    binary: str | None
+    start_timeout: float
+    stop_timeout: float
 
 
 class Server:
@@ -519,18 +529,9 @@ class MosquittoServer(Server):
         *,
         extra_config: Sequence[str] = (),
         autosave_interval: int = 1,
-        port: int | None = None,
-        binary: str | None = None,
-        start_timeout: float = DEFAULT_START_TIMEOUT,
-        stop_timeout: float = DEFAULT_STOP_TIMEOUT,
+        **options: Unpack[ServerOptions],
     ) -> None:
-        super().__init__(
-            data_dir,
-            port=port,
-            binary=binary,
-            start_timeout=start_timeout,
-            stop_timeout=stop_timeout,
-        )
+        super().__init__(data_dir, **options)
         self.extra_config = list(extra_config)
         self.autosave_interval = autosave_interval
 
@@ -694,18 +695,9 @@ class InfluxDB1Server(_HttpServer):
         data_dir: str | os.PathLike[str] | None = None,
         *,
         settings: Mapping[str, Any] | None = None,
-        port: int | None = None,
-        binary: str | None = None,
-        start_timeout: float = DEFAULT_START_TIMEOUT,
-        stop_timeout: float = DEFAULT_STOP_TIMEOUT,
+        **options: Unpack[ServerOptions],
     ) -> None:
-        super().__init__(
-            data_dir,
-            port=port,
-            binary=binary,
-            start_timeout=start_timeout,
-            stop_timeout=stop_timeout,
-        )
+        super().__init__(data_dir, **options)
         self.settings: Mapping[str, Any] = settings or {}
 
     @property
@@ -880,18 +872,9 @@ class VictoriaMetricsServer(_HttpServer):
         data_dir: str | os.PathLike[str] | None = None,
         *,
         extra_args: Sequence[str] = (),
-        port: int | None = None,
-        binary: str | None = None,
-        start_timeout: float = DEFAULT_START_TIMEOUT,
-        stop_timeout: float = DEFAULT_STOP_TIMEOUT,
+        **options: Unpack[ServerOptions],
     ) -> None:
-        super().__init__(
-            data_dir,
-            port=port,
-            binary=binary,
-            start_timeout=start_timeout,
-            stop_timeout=stop_timeout,
-        )
+        super().__init__(data_dir, **options)
         self.extra_args = list(extra_args)
 
     @property
