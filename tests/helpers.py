@@ -13,11 +13,12 @@ All waiting is bounded and event-driven (threading.Condition / Event), never a b
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
 from typing import Any, NamedTuple, Self
 from urllib.parse import urlsplit
@@ -192,22 +193,18 @@ def collect_messages(
         return collector.wait_for(count, timeout)
 
 
-def publish(
-    url: str,
-    topic: str,
-    payload: bytes | str,
-    *,
-    qos: int = 1,
-    retain: bool = False,
-    timeout: float = 10.0,
-    username: str | None = None,
-    password: str | None = None,
-) -> None:
-    """Publish one message and return once the broker acknowledged it (QoS 1/2)."""
+@contextlib.contextmanager
+def _connected(
+    url: str, prefix: str, username: str | None, password: str | None, timeout: float
+) -> Iterator[tuple[mqtt.Client, int]]:
+    """An MQTT 3.1.1 client with its network loop running and the CONNACK code it got.
+
+    TimeoutError if no CONNACK arrives within ``timeout``; disconnects on the way out.
+    """
     host, port = _host_port(url)
-    client = _new_client(None, "publisher", mqtt.MQTTv311, username, password)
-    connected = threading.Event()
+    client = _new_client(None, prefix, mqtt.MQTTv311, username, password)
     codes: list[int] = []
+    connected = threading.Event()
 
     def on_connect(
         _client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any
@@ -221,15 +218,31 @@ def publish(
     try:
         if not connected.wait(timeout):
             raise TimeoutError(f"no CONNACK from {url} within {timeout:g}s")
-        if codes[0] != 0:
-            raise ConnectionError(f"CONNACK refused by {url}: code {codes[0]}")
+        yield client, codes[0]
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def publish(
+    url: str,
+    topic: str,
+    payload: bytes | str,
+    *,
+    qos: int = 1,
+    retain: bool = False,
+    timeout: float = 10.0,
+    username: str | None = None,
+    password: str | None = None,
+) -> None:
+    """Publish one message and return once the broker acknowledged it (QoS 1/2)."""
+    with _connected(url, "publisher", username, password, timeout) as (client, code):
+        if code != 0:
+            raise ConnectionError(f"CONNACK refused by {url}: code {code}")
         info = client.publish(topic, payload, qos=qos, retain=retain)
         info.wait_for_publish(timeout)
         if not info.is_published():
             raise TimeoutError(f"publish to {topic} not acknowledged within {timeout:g}s")
-    finally:
-        client.disconnect()
-        client.loop_stop()
 
 
 def connack_code(
@@ -244,27 +257,8 @@ def connack_code(
     paho 2.x maps v3.1.1 return codes to MQTT 5 reason codes: 0 accepted, 0x86 (134) bad
     user name or password (v3 code 4), 0x87 (135) not authorised (v3 code 5), ...
     """
-    host, port = _host_port(url)
-    client = _new_client(None, "probe", mqtt.MQTTv311, username, password)
-    codes: list[int] = []
-    done = threading.Event()
-
-    def on_connect(
-        _client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any
-    ) -> None:
-        codes.append(_reason_value(reason))
-        done.set()
-
-    client.on_connect = on_connect
-    client.connect(host, port, keepalive=30)
-    client.loop_start()
-    try:
-        if not done.wait(timeout):
-            raise TimeoutError(f"no CONNACK from {url} within {timeout:g}s")
-        return codes[0]
-    finally:
-        client.disconnect()
-        client.loop_stop()
+    with _connected(url, "probe", username, password, timeout) as (_client, code):
+        return code
 
 
 def wait_until(
