@@ -143,6 +143,9 @@ def run_scenario(
         )
         with SimProgress(window.start_ms, window.end_ms, enabled) as bar:
             engine.run(pacer, stop, bar.update)
+        # Every reading acknowledged before any 'offline': a receiver stamps a replayed status
+        # with its stream's time, which must have reached the window's end by then.
+        mqtt.barrier(settings.simulator_flush_timeout_s)
         engine.shutdown_statuses()
         if not mqtt.flush(settings.simulator_flush_timeout_s):
             log.warning("broker did not acknowledge every message before the flush timeout")

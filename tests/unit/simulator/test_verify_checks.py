@@ -97,3 +97,23 @@ def test_influx_auth_is_a_token_header_on_v2_and_basic_auth_on_v1() -> None:
     assert seen[0].headers["Authorization"] == "Token tok"
     assert seen[1].headers["Authorization"].startswith("Basic ")
     assert seen[1].url.params["db"] == "facility"
+
+
+def test_a_mid_window_offline_alarm_and_an_undriven_dispatch_fail(tmp_path: Path) -> None:
+    expected = _expected(tmp_path)
+    start, end = expected.window.start_ms, expected.window.end_ms
+    alarm = {"rule": "device_offline", "state": "firing", "device_id": "bin-010",
+             "time": start + 3_600_000}  # fmt: skip
+    at_end = {**alarm, "time": end}  # the end-of-run 'offline' statuses are real
+    planned = {"state": "planned", "zone": "cheolsan", "dispatch_id": "d1", "time": start}
+    done = {**planned, "state": "completed"}
+    tail = {**planned, "dispatch_id": "d2", "time": end - 60_000}  # too late to be driven
+
+    def verdict(alerts: list[object], dispatches: list[object], name: str) -> bool:
+        observed = _observed(expected, alerts=alerts, dispatches=dispatches)
+        return bool(_by_name(judge(expected, observed, None, None), name).ok)
+
+    assert not verdict([alarm], [], "device_offline elsewhere")
+    assert verdict([at_end], [], "device_offline elsewhere")
+    assert not verdict([], [planned], "alert dispatches completed")
+    assert verdict([], [planned, done, tail], "alert dispatches completed")
