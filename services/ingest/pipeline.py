@@ -26,6 +26,7 @@ from common.payloads import Reading, Rejection, StatusReading, parse_message
 from common.schema import reading_point, status_point
 from common.topics import DeviceTopic, Topics
 from services.ingest.batcher import Batch, Batcher, Origin
+from services.ingest.inbox import Inbox
 from services.ingest.metrics import IngestMetrics
 from services.ingest.writer import SINK_REJECTED, Abandoned, Writer
 
@@ -87,7 +88,7 @@ class Pipeline:
         self.flush_interval_s = flush_interval_s
         self.deadletter_topic = topics.deadletter(PROGRAM)
         self.accepting = True
-        self._inbox: queue.Queue[Inbound] = queue.Queue(maxsize=inbox_size)
+        self._inbox: Inbox[Inbound] = Inbox(inbox_size)
         # Two batches may wait while one is written: enough to overlap encoding and writing.
         self._batches: queue.Queue[Batch | None] = queue.Queue(maxsize=2)  # None: end
         self._generation = 0
@@ -122,9 +123,7 @@ class Pipeline:
         self.accepting = False
         self.writer.stopping.set()
         deadline = time.monotonic() + timeout_s
-        try:
-            self._inbox.put(_STOP, timeout=timeout_s)
-        except queue.Full:
+        if not self._inbox.put(_STOP, timeout=timeout_s):
             return False
         return self.finished.wait(max(0.0, deadline - time.monotonic()))
 
@@ -135,19 +134,16 @@ class Pipeline:
         inbox = self._inbox
         while True:
             wait = batcher.wait_s(time.monotonic())
-            item: Inbound | None
-            try:
-                item = inbox.get(timeout=0.5 if wait is None else wait)
-            except queue.Empty:
-                item = None
-            if item is _STOP:
-                self._hand_over(batcher.take(), stats)
-                self._batches.put(None)
-                return
-            if item is not None:
+            inbox.wait(0.5 if wait is None else wait)
+            # Whole bursts at a time, but no more than fills the current batch, so a batch is
+            # handed over as soon as it is full.
+            for item in inbox.take(self.batch_size - len(batcher)):
+                if item is _STOP:
+                    self._hand_over(batcher.take(), stats)
+                    self._batches.put(None)
+                    return
                 self._judge(item, batcher, stats)
-            now = time.monotonic()
-            if batcher.due(now):
+            if batcher.due(time.monotonic()):
                 self._hand_over(batcher.take(), stats)
 
     def _judge(self, item: Inbound, batcher: Batcher, stats: _Stats) -> None:
