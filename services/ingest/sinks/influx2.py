@@ -6,13 +6,13 @@ and it drops a batch silently once its retries are spent. Retries and spooling a
 
 from __future__ import annotations
 
+import gzip
 import logging
 
 from influxdb_client.client.influxdb_client import InfluxDBClient
-from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.domain.bucket_retention_rules import BucketRetentionRules
-from influxdb_client.domain.write_precision import WritePrecision
 from influxdb_client.rest import ApiException
+from influxdb_client.service.write_service import WriteService
 
 from services.ingest.retry import parse_retry_after
 from services.ingest.sinks.base import STORED, WriteResult, classify, unreachable
@@ -31,7 +31,11 @@ def _from_api_exception(exc: ApiException) -> WriteResult:
 
 
 class InfluxV2Sink:
-    """Writes to a bucket through ``/api/v2/write`` with precision ms and gzip."""
+    """Writes to a bucket through ``/api/v2/write`` with precision ms and gzip level 1.
+
+    The client's own ``enable_gzip`` compresses at level 9: ~6x the CPU of level 1 for a
+    body only ~20 % smaller, so we compress and post through ``WriteService`` ourselves.
+    """
 
     name = "influx2"
 
@@ -45,18 +49,20 @@ class InfluxV2Sink:
             token=token or "",
             org=org,
             timeout=int(timeout_s * 1000),
-            enable_gzip=True,
+            enable_gzip=False,  # we send gzip level 1 ourselves (see the class docstring)
             retries=False,  # retries (with jitter and Retry-After) are the pipeline's job
         )
-        self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
+        self._writes = WriteService(self._client.api_client)  # type: ignore[no-untyped-call]
 
     def write(self, lines: bytes) -> WriteResult:
         try:
-            self._write_api.write(
-                bucket=self.bucket,
+            self._writes.post_write(  # type: ignore[no-untyped-call]
                 org=self.org,
-                record=lines,
-                write_precision=WritePrecision.MS,  # type: ignore[arg-type]
+                bucket=self.bucket,
+                body=gzip.compress(lines, compresslevel=1),
+                precision="ms",
+                content_encoding="gzip",
+                content_type="text/plain; charset=utf-8",
             )
         except ApiException as exc:
             return _from_api_exception(exc)
