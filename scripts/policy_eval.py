@@ -328,8 +328,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--step-min",
         type=int,
-        default=5,
-        help="minutes between bin readings (the registry's bins report every 5)",
+        default=10,
+        help="minutes between bin readings (the registry's bins report every 5; 5 doubles "
+        "the runtime; it moved ours at 70 % riders by 2 trips)",
     )
     parser.add_argument(
         "--opportunistic",

@@ -58,7 +58,7 @@ class _Bin:
 
 class DispatchDesk:
     def __init__(
-        self, registry: Registry, opportunistic_pct: float = 70.0, timeout_ms: int = 8 * 3_600_000
+        self, registry: Registry, opportunistic_pct: float = 40.0, timeout_ms: int = 8 * 3_600_000
     ) -> None:
         self.registry = registry
         self.opportunistic_pct = opportunistic_pct
