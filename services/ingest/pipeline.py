@@ -37,7 +37,8 @@ UNENCODABLE = "unencodable"
 """Dead-letter reason for a valid reading line protocol cannot carry (should never happen)."""
 
 Publish = Callable[[str, bytes], None]
-AckFn = Callable[[int, int], None]
+AckFn = Callable[[list[int]], None]
+"""Acknowledge these QoS 1 packet ids (current connection), in this order."""
 Inbound = tuple[int, int, str, bytes, float, int]
 """``(mid, qos, topic, payload, received_at_s, generation)`` as the network thread hands it over."""
 
@@ -242,9 +243,9 @@ class Pipeline:
     def _acknowledge(self, batch: Batch) -> None:
         with self._generation_lock:
             generation = self._generation
-            for mid, qos, arrived_on in batch.acks:
-                if qos and arrived_on == generation:
-                    self.ack(mid, qos)
+            mids = [mid for mid, qos, arrived_on in batch.acks if qos and arrived_on == generation]
+            if mids:
+                self.ack(mids)
         now = time.time()
         self.metrics.acked.inc(len(batch.acks))
         self.metrics.pipeline_lag.observe(time.monotonic() - batch.first_received_s)

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 from common.messages import DeadLetter
 from scripts.servers import InfluxDB1Server, MosquittoServer, VictoriaMetricsServer
@@ -22,6 +25,7 @@ from tests.integration.ingest_support import (
     assert_exactly_stored,
     ingest_processes,
     labelled,
+    reading,
     readings,
     stored_count,
     wait_stored,
@@ -258,3 +262,41 @@ def test_healthz_and_metrics_describe_the_pipeline(
     assert metrics["ingest_end_to_end_lag_seconds_count"] == len(expected)
     assert metrics[labelled("ingest_write_duration_seconds_count", outcome="stored")] >= 1
     assert stored_count(influxdb1) == len(expected)
+
+
+def test_stored_messages_are_acknowledged_to_the_broker(
+    mosquitto: MosquittoServer, influxdb1: InfluxDB1Server, ingest_factory: IngestFactory
+) -> None:
+    """PUBACKs (sent a batch at a time) really reach the broker: resuming ingest's session
+    after a clean stop, the first message delivered is a new one, not a redelivery."""
+    client_id = "ingest-ack-check"
+    ingest = ingest_factory(v1_env(mosquitto, influxdb1, MQTT_CLIENT_ID=client_id)).start()
+    ingest.wait_connected()
+    sent = readings(3000)
+    publisher = Publisher(mosquitto.host, mosquitto.port)
+    publisher.publish_all(sent)
+    publisher.wait_acknowledged()
+    wait_until(lambda: ingest.metric("ingest_messages_acked_total") == len(sent), timeout=60)
+    assert ingest.terminate() == 0
+
+    marker = reading(10_000)
+    first: list[bytes] = []
+    arrived = threading.Event()
+
+    def on_message(_c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        first.append(msg.payload)
+        arrived.set()
+
+    resumed = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    resumed.on_message = on_message
+    resumed.connect(mosquitto.host, mosquitto.port, clean_start=False)
+    resumed.loop_start()
+    try:
+        publisher.publish_all([marker])
+        publisher.wait_acknowledged()
+        assert arrived.wait(30)
+        assert first[0] == marker[1]
+    finally:
+        resumed.disconnect()
+        resumed.loop_stop()
+        publisher.close()
