@@ -284,7 +284,7 @@ def test_stored_messages_are_acknowledged_to_the_broker(
     arrived = threading.Event()
 
     def on_message(_c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
-        first.append(msg.payload)
+        first.append(bytes(msg.payload))
         arrived.set()
 
     resumed = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
