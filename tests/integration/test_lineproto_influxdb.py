@@ -55,8 +55,8 @@ def test_influxdb_returns_the_values_we_encoded(
     assert len(rows) == 1, rows
     row = rows[0]
     assert row["time"] == ts_ms
-    for key, value in tags.items():
-        assert row[key] == value
+    for tag_key, tag_value in tags.items():
+        assert row[tag_key] == tag_value
     for key, value in fields.items():
         stored = row[key]
         if isinstance(value, bool):
