@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
-import threading
 import time
 from datetime import datetime
 from pathlib import Path
-from types import FrameType
 
 from common.devices import RegistryError
+from common.lifecycle import stop_on_signals
 from common.observability import setup_logging
 from common.settings import load_or_exit
 from devices.simulator.load import run_load
@@ -88,15 +86,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _install_signals(stop: threading.Event) -> None:
-    def handler(signum: int, _frame: FrameType | None) -> None:
-        log.info("stopping", extra={"signal": signal.Signals(signum).name})
-        stop.set()
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
-
-
 def main(argv: list[str] | None = None) -> int:
     args_in = list(sys.argv[1:] if argv is None else argv)
     if args_in[:1] == ["verify"]:
@@ -111,8 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         overrides["simulator_load_publisher"] = args.publisher
     settings = load_or_exit(SimulatorSettings, PROG, **overrides)
     setup_logging(PROG, settings.log_level, settings.log_format)
-    stop = threading.Event()
-    _install_signals(stop)
+    stop = stop_on_signals(log)
     summary_file = args.summary_file or settings.simulator_summary_file
 
     if args.devices is not None:

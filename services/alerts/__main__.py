@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
-from types import FrameType
 
 from common.devices import RegistryError, load_registry
+from common.lifecycle import stop_on_signals
 from common.observability import ServiceHttpServer, setup_logging
 from common.settings import load_or_exit
 from services.alerts.config import RulesError, load_rules
@@ -52,14 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"{PROG}: invalid setting {exc}", file=sys.stderr)
         return 2
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("stopping", extra={"signal": signal.Signals(signum).name})
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = stop_on_signals(log)
     try:
         http = ServiceHttpServer(
             settings.alerts_http_host,
