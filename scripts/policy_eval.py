@@ -28,7 +28,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +41,7 @@ from devices.simulator.models.base import ModelContext, to_datetime
 from devices.simulator.models.ewaste_bin import EwasteBin
 from devices.simulator.trucks import Fleet, TruckRun
 from scripts.servers import MosquittoServer, free_ports
+from scripts.service_ready import wait_alerts_ready
 from services.alerts.dispatch.planner import Candidate, TruckSlot, plan_zone
 from services.alerts.settings import AlertsSettings
 
@@ -223,7 +223,7 @@ class ServicePolicy:
             )
             proc = subprocess.Popen([sys.executable, "-m", "services.alerts"], cwd=ROOT, env=env)
             try:
-                _wait_ready(port)
+                wait_alerts_ready(port)
                 return self._drive(broker.url, days, seed)
             finally:
                 proc.terminate()
@@ -291,19 +291,6 @@ def _start_ms(days: int) -> int:
     # Whole local (UTC+9) days ending at or before now, so every ts is in the past (backfill).
     now = int(time.time() * 1000)
     return (now // DAY_MS - days - 1) * DAY_MS - 9 * HOUR_MS
-
-
-def _wait_ready(port: int) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
-                if json.loads(r.read()).get("state_restored"):
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError("facility-alerts did not become ready")
 
 
 def format_tables(results: dict[str, dict[str, Any]], header: str, verdict: str) -> tuple[str, str]:

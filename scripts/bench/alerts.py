@@ -28,6 +28,7 @@ from paho.mqtt import client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from scripts.servers import MosquittoServer, free_ports
+from scripts.service_ready import wait_alerts_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 P = "facility"
@@ -238,7 +239,7 @@ def run(repeats: int = 3) -> dict[str, Any]:
         )
         proc = subprocess.Popen([sys.executable, "-m", "services.alerts"], cwd=ROOT, env=env)
         try:
-            _wait_ready(port)
+            wait_alerts_ready(port)
             results: dict[str, Any] = {}
             for label, rate in (("idle", 0), ("loaded", RATE)):
                 samples: list[float] = []
@@ -286,19 +287,6 @@ def _service_p99_ms(before: list[tuple[float, float]], after: list[tuple[float, 
         if total and count >= 0.99 * total:
             return le * 1000
     return math.nan
-
-
-def _wait_ready(port: int) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
-                if json.loads(r.read()).get("state_restored"):
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError("facility-alerts did not become ready")
 
 
 def main() -> None:
