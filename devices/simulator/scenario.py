@@ -6,25 +6,12 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 SCENARIO_DIR: Final = Path("config/scenarios")
-FAULT_TYPES: Final = (
-    "malformed_json",
-    "missing_field",
-    "wrong_type",
-    "not_finite",
-    "out_of_range",
-    "device_id_mismatch",
-    "duplicate",
-    "out_of_order",
-    "clock_skew",
-    "silent",
-    "burst",
-)
 FaultType = Literal[
     "malformed_json",
     "missing_field",
@@ -38,6 +25,7 @@ FaultType = Literal[
     "silent",
     "burst",
 ]
+FAULT_TYPES: Final[tuple[str, ...]] = get_args(FaultType)
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 
 
