@@ -29,6 +29,11 @@ class IngestMetrics:
         self.replayed = Counter(
             "ingest_points_replayed", "points replayed from the spool", registry=r
         )
+        self.self_report_stored = Counter(
+            "ingest_self_report_points_stored",
+            "ingest's own ingest_stats/ingest_rejections points stored (not in the counters above)",
+            registry=r,
+        )
         self.retries = Counter("ingest_write_retries", "write attempts retried", registry=r)
         self.acked = Counter("ingest_messages_acked", "MQTT messages acknowledged", registry=r)
         self.batch_points = Histogram(

@@ -28,6 +28,7 @@ from common.topics import DeviceTopic, Topics
 from services.ingest.batcher import Batch, Batcher, Origin
 from services.ingest.inbox import Inbox
 from services.ingest.metrics import IngestMetrics
+from services.ingest.stats import StatsReporter
 from services.ingest.writer import SINK_REJECTED, Abandoned, Writer
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,7 @@ class Pipeline:
         batch_size: int,
         flush_interval_s: float,
         inbox_size: int,
+        reporter: StatsReporter | None = None,
     ) -> None:
         self.topics = MemoTopics(topics.prefix)
         self.registry = registry
@@ -88,6 +90,7 @@ class Pipeline:
         self.batch_size = batch_size
         self.flush_interval_s = flush_interval_s
         self.deadletter_topic = topics.deadletter(PROGRAM)
+        self.reporter = reporter
         self.accepting = True
         self._inbox: Inbox[Inbound] = Inbox(inbox_size)
         # Two batches may wait while one is written: enough to overlap encoding and writing.
@@ -224,6 +227,8 @@ class Pipeline:
                         log.warning("stopping with a batch stored nowhere; left unacknowledged")
                         return
                     self._acknowledge(batch)
+                if self.reporter is not None and self.reporter.due(time.monotonic()):
+                    self._report(self.reporter)
                 if writer.replay_due():
                     writer.replay()
                 elif (
@@ -239,6 +244,19 @@ class Pipeline:
             raise
         finally:
             self.finished.set()
+
+    def _report(self, reporter: StatsReporter) -> None:
+        """Write the service's own figures like any batch (retried, else spooled). Here, on the
+        store thread, so they never sit in front of a data batch's acknowledgements for longer
+        than one small write, and never wait behind a full batch queue."""
+        try:
+            points = reporter.points(time.monotonic(), int(time.time() * 1000))
+            self.writer.store(("\n".join(encode_point(*p) for p in points) + "\n").encode())
+        except Abandoned:
+            pass  # stopping with nowhere to put it: the next run's counters start again anyway
+        except Exception:
+            # Our own figures must never stop the data; the next interval carries the counters.
+            log.exception("could not write ingest_stats")
 
     def _acknowledge(self, batch: Batch) -> None:
         with self._generation_lock:

@@ -23,6 +23,7 @@ from services.ingest.retry import RetryPolicy
 from services.ingest.settings import IngestSettings
 from services.ingest.sinks import Sink, build_sink
 from services.ingest.spool import Spool
+from services.ingest.stats import StatsReporter
 from services.ingest.writer import Writer
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,14 @@ class IngestService:
             attempts=settings.ingest_write_attempts,
         )
         self.writer = Writer(self.sink, self.spool, policy, self.metrics, self._on_bad_line)
+        reporter = None
+        if settings.ingest_stats_interval_s > 0:
+            reporter = StatsReporter(
+                self.link.client_id,
+                settings.ingest_stats_interval_s,
+                self.metrics,
+                self.writer.write_durations_s,
+            )
         self.pipeline = Pipeline(
             self.topics,
             self.registry,
@@ -92,6 +101,7 @@ class IngestService:
             batch_size=settings.ingest_batch_size,
             flush_interval_s=settings.ingest_flush_interval_ms / 1000,
             inbox_size=settings.receive_maximum + 1000,
+            reporter=reporter,
         )
         client = self.link.client
         client.on_message = self.pipeline.on_message

@@ -102,6 +102,16 @@ class IngestSettings(CommonSettings):
         description="Join this MQTT v5 shared-subscription group ($share/<group>/...) so "
         "several replicas split the load.",
     )
+    ingest_stats_interval_s: float = Field(
+        default=10.0,
+        ge=0,
+        le=3600,
+        description="Every this many seconds write ingest's own figures as points "
+        "(`ingest_stats`: cumulative received/stored/rejected/spooled/replayed/retries, spool "
+        "size, write p99/max ms and lag p99 s over the interval; `ingest_rejections`: "
+        "cumulative count per reason), tagged client_id, through the same batches/spool as "
+        "the data; 0 = off.",
+    )
     ingest_http_host: str = Field(
         default="127.0.0.1", description="Address of the /healthz and /metrics server."
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -19,6 +20,7 @@ from services.ingest.retry import RetryPolicy
 from services.ingest.salvage import Salvage, write_salvaging
 from services.ingest.sinks.base import Outcome, Sink, WriteResult
 from services.ingest.spool import Spool, SpoolFull
+from services.ingest.stats import is_self_report
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +65,8 @@ class Writer:
         self.status = SinkState()
         self._replay_failures = 0
         self._next_replay_s = 0.0
+        # Durations of recent writes (one per write, not per message) for ingest_stats.
+        self.write_durations_s: deque[float] = deque(maxlen=4096)
         metrics.spool_max_bytes.set(spool.max_bytes)
         self._spool_gauges()
 
@@ -105,9 +109,9 @@ class Writer:
     def _write_once(self, body: bytes, origins: list[Origin] | None) -> Salvage:
         started = time.perf_counter()
         salvage = write_salvaging(self.sink, body)
-        self.metrics.write_seconds.labels(salvage.result.outcome.value).observe(
-            time.perf_counter() - started
-        )
+        elapsed = time.perf_counter() - started
+        self.metrics.write_seconds.labels(salvage.result.outcome.value).observe(elapsed)
+        self.write_durations_s.append(elapsed)
         for index, line, reason in salvage.bad:
             origin = origins[index] if origins is not None else None
             try:
@@ -118,8 +122,11 @@ class Writer:
         self._note(salvage.result)
         if salvage.result.stored:
             points = body.count(b"\n") - len(salvage.bad)
-            self.metrics.stored.inc(points)
-            self.metrics.batch_points.observe(points)
+            if is_self_report(body):
+                self.metrics.self_report_stored.inc(points)
+            else:
+                self.metrics.stored.inc(points)
+                self.metrics.batch_points.observe(points)
         return salvage
 
     def _note(self, result: WriteResult) -> None:
@@ -166,7 +173,8 @@ class Writer:
                     raise Abandoned from exc
                 continue
             self.status.spool_full = False
-            self.metrics.spooled.inc(points)
+            if not is_self_report(body):
+                self.metrics.spooled.inc(points)
             self._spool_gauges()
             return
 
@@ -204,7 +212,8 @@ class Writer:
                 break
             self._replay_failures = 0
             self.spool.pop(record)
-            self.metrics.replayed.inc(record.data.count(b"\n") - len(salvage.bad))
+            if not is_self_report(record.data):
+                self.metrics.replayed.inc(record.data.count(b"\n") - len(salvage.bad))
             progressed = True
             if self.spool.empty:
                 log.info("spool replayed completely")
