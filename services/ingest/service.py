@@ -16,15 +16,16 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from common.devices import Registry, RegistryError, load_registry
 from common.mqtt import MqttLink
 from common.observability import ServiceHttpServer
+from common.payloads import REASON_CODES
 from common.topics import Topics
 from services.ingest.metrics import IngestMetrics
-from services.ingest.pipeline import Pipeline
+from services.ingest.pipeline import UNENCODABLE, Pipeline
 from services.ingest.retry import RetryPolicy
 from services.ingest.settings import IngestSettings
 from services.ingest.sinks import Sink, build_sink
 from services.ingest.spool import Spool
 from services.ingest.stats import StatsReporter
-from services.ingest.writer import Writer
+from services.ingest.writer import SINK_REJECTED, Writer
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,7 @@ class IngestService:
                 settings.ingest_stats_interval_s,
                 self.metrics,
                 self.writer.write_durations_s,
+                reasons=REASON_CODES | {SINK_REJECTED, UNENCODABLE},
             )
         self.pipeline = Pipeline(
             self.topics,

@@ -135,8 +135,12 @@ class StatsReporter:
         interval_s: float,
         metrics: IngestMetrics,
         write_durations_s: deque[float],
+        reasons: Iterable[str] = (),
     ) -> None:
         self.client_id = client_id
+        # Every known reason is reported from the start, at 0: a dashboard taking differences
+        # of the cumulative count would otherwise miss a reason's first rejections.
+        self.reasons = dict.fromkeys(reasons, 0)
         self.interval_s = interval_s
         self.metrics = metrics
         self.write_durations_s = write_durations_s
@@ -163,7 +167,7 @@ class StatsReporter:
             retries=_total(m.retries),
             spool_bytes=_gauge(m.spool_bytes),
             spool_batches=_gauge(m.spool_batches),
-            rejected_by_reason=_totals_by(m.rejected, "reason"),
+            rejected_by_reason=self.reasons | _totals_by(m.rejected, "reason"),
             write_p99_ms=None if p99 is None else round(p99 * 1000, 3),
             write_max_ms=round(max(durations) * 1000, 3) if durations else None,
             lag_p99_s=bucket_quantile(0.99, lag_delta),

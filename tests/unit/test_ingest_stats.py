@@ -109,7 +109,9 @@ def test_bucket_quantile_interpolates_like_histogram_quantile() -> None:
 def test_reporter_reads_the_prometheus_counters_and_resets_interval_latencies() -> None:
     metrics = IngestMetrics()
     durations: deque[float] = deque()
-    reporter = StatsReporter("ingest-b", 10, metrics, durations)
+    reporter = StatsReporter(
+        "ingest-b", 10, metrics, durations, reasons=["invalid_json", "bad_topic"]
+    )
     metrics.received.labels("telemetry").inc(90)
     metrics.received.labels("status").inc(10)
     metrics.stored.inc(95)
@@ -133,7 +135,8 @@ def test_reporter_reads_the_prometheus_counters_and_resets_interval_latencies() 
         3,
     )
     assert (first.spool_bytes, first.spool_batches) == (4096, 2)
-    assert first.rejected_by_reason == {"invalid_json": 4, "sink_rejected": 1}
+    # Known reasons are there from the start at 0, so their first rejections show as an increase.
+    assert first.rejected_by_reason == {"invalid_json": 4, "sink_rejected": 1, "bad_topic": 0}
     assert first.write_p99_ms == 20.0 and first.write_max_ms == 50.0
     assert first.lag_p99_s is not None and 0.1 < first.lag_p99_s <= 0.2
 
