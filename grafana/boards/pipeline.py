@@ -1,4 +1,5 @@
-"""Pipeline health: devices online/offline, readings stored, data freshness per device."""
+"""Pipeline health: devices online/offline, readings stored, data freshness per device, and
+ingest's own figures (messages, rejections by reason, spool, write latency, lag)."""
 
 # ruff: noqa: S608 -- InfluxQL assembled at build time from constants and the registry, never
 # from user input (Grafana substitutes its own variables).
@@ -7,7 +8,10 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard as dash
 from grafana_foundation_sdk.builders import statetimeline, table, timeseries
-from grafana_foundation_sdk.builders.common import TableSortByFieldState
+from grafana_foundation_sdk.builders.common import (
+    GraphThresholdsStyleConfig,
+    TableSortByFieldState,
+)
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models.dashboard import (
     ValueMap,
@@ -25,6 +29,7 @@ from grafana.panels import (
     alert_annotation,
     count_stat,
     dashboard,
+    hide_time_column,
     merge_frames,
     rename_column,
     single_color,
@@ -39,6 +44,12 @@ LATEST_STATUS = (
     'SELECT LAST("online") AS "online" FROM "device_status" WHERE $timeFilter '
     'AND "kind" =~ /^$kind$/ GROUP BY "site", "kind", "device_id"'
 )
+# ingest reports every INGEST_STATS_INTERVAL_S (10 s by default): a finer interval only leaves
+# empty buckets between its points.
+STATS_MIN_INTERVAL = "10s"
+# The spool's default cap is 1 GiB (INGEST_SPOOL_MAX_BYTES); half of it is the alerting point.
+SPOOL_WARN_BYTES = 256 * 1024**2
+SPOOL_ALERT_BYTES = 512 * 1024**2
 # One field per measurement that every reading of that kind carries.
 READINGS = {"energy": "load_power_w", "visitors": "entries_total", "ewaste_bin": "fill_pct"}
 
@@ -104,8 +115,8 @@ def build(registry: Registry) -> dash.Dashboard:
             "Pipeline health",
             UID,
             f"Is data flowing? {device_count} registered devices -> MQTT -> ingest -> InfluxDB. "
-            "The services' own counters (rejections, spool, write latency) are on their "
-            "/metrics endpoints.",
+            "The ingest rows come from ingest's own ingest_stats / ingest_rejections points "
+            "(every INGEST_STATS_INTERVAL_S), so no Prometheus is needed.",
             ["facility", "operations", "pipeline"],
         )
         .with_variable(
@@ -199,4 +210,132 @@ def build(registry: Registry) -> dash.Dashboard:
         .with_row(dash.Row("Data flow"))
         .with_panel(stored)
         .with_panel(freshness)
+        .with_row(dash.Row("Ingest"))
+        .with_panel(_message_rates())
+        .with_panel(_rejections_by_reason())
+        .with_panel(_spool_depth())
+        .with_panel(_write_latency())
+        .with_panel(_lag())
+    )
+
+
+def _message_rates() -> timeseries.Panel:
+    counters = ("received", "stored", "rejected")
+    # Rate per replica first (a counter restarts at 0 with its process; the non-negative
+    # derivative skips that drop), then summed over replicas.
+    per_client = ", ".join(f'NON_NEGATIVE_DERIVATIVE(LAST("{c}"), 1s) AS "{c}"' for c in counters)
+    summed = ", ".join(f'SUM("{c}") AS "{c}"' for c in counters)
+    return (
+        timeseries.Panel()
+        .title("Messages received, stored, rejected")
+        .description(
+            "Messages per second through ingest, all replicas together: received from MQTT, "
+            "stored in InfluxDB (excluding ingest's own points), rejected (dead-lettered). "
+            "Received above stored+rejected for long means writes are failing (see the spool)."
+        )
+        .unit("suffix: msg/s")
+        .decimals(1)
+        .min(0)
+        .interval(STATS_MIN_INTERVAL)
+        .thresholds(single_color(BLUE))
+        .with_target(
+            InfluxQL(
+                f'SELECT {summed} FROM (SELECT {per_client} FROM "ingest_stats" '
+                'WHERE $timeFilter GROUP BY time($__interval), "client_id") '
+                "WHERE $timeFilter GROUP BY time($__interval) fill(null)"
+            )
+            .ref_id("A")
+            .alias("$col")
+        )
+        .span(12)
+        .height(8)
+    )
+
+
+def _rejections_by_reason() -> table.Panel:
+    return (
+        table.Panel()
+        .title("Rejections by reason")
+        .description(
+            "Messages dead-lettered in the time range per reason code, all replicas together "
+            "(facility/deadletter/ingest holds each one). sink_rejected means InfluxDB refused "
+            "a line: a schema clash to fix."
+        )
+        .unit("none")
+        .decimals(0)
+        .thresholds(thresholds((None, GREEN), (1, ORANGE), (100, RED)))
+        .sort_by([TableSortByFieldState().display_name("Rejected").desc(True)])
+        .with_target(
+            InfluxQL(
+                'SELECT SUM("rejected") AS "Rejected" FROM (SELECT '
+                'NON_NEGATIVE_DIFFERENCE("count") AS "rejected" FROM "ingest_rejections" '
+                'WHERE $timeFilter GROUP BY "client_id", "reason") WHERE $timeFilter '
+                'GROUP BY "reason"'
+            )
+            .ref_id("A")
+            .table()
+        )
+        .with_transformation(merge_frames())
+        .with_transformation(hide_time_column())
+        .span(12)
+        .height(8)
+    )
+
+
+def _per_client(title: str, description: str, query: str) -> timeseries.Panel:
+    return (
+        timeseries.Panel()
+        .title(title)
+        .description(description)
+        .interval(STATS_MIN_INTERVAL)
+        .min(0)
+        .with_target(InfluxQL(query).ref_id("A").alias("$tag_client_id $col"))
+        .thresholds_style(GraphThresholdsStyleConfig().mode(common.GraphThresholdsStyleMode.DASHED))
+        .span(8)
+        .height(8)
+    )
+
+
+def _spool_depth() -> timeseries.Panel:
+    return (
+        _per_client(
+            "Spool depth",
+            "Bytes waiting in each ingest replica's spool (batches InfluxDB did not take, "
+            "replayed in order when it answers). Above half of INGEST_SPOOL_MAX_BYTES (1 GiB "
+            "by default) act; at the cap ingest stops acknowledging and the broker queues.",
+            'SELECT LAST("spool_bytes") AS "spool" FROM "ingest_stats" WHERE $timeFilter '
+            'GROUP BY time($__interval), "client_id" fill(previous)',
+        )
+        .unit("bytes")
+        .thresholds(thresholds((None, GREEN), (SPOOL_WARN_BYTES, ORANGE), (SPOOL_ALERT_BYTES, RED)))
+    )
+
+
+def _write_latency() -> timeseries.Panel:
+    return (
+        _per_client(
+            "Write latency",
+            "Duration of ingest's writes to InfluxDB per replica: p99 and slowest over each "
+            "reporting interval (failed attempts included). Seconds-long writes mean the "
+            "database is struggling; at INGEST_WRITE_TIMEOUT_MS (10 s) batches are spooled.",
+            'SELECT MAX("write_p99_ms") AS "p99", MAX("write_max_ms") AS "max" FROM '
+            '"ingest_stats" WHERE $timeFilter GROUP BY time($__interval), "client_id" fill(null)',
+        )
+        .unit("ms")
+        .thresholds(thresholds((None, GREEN), (1000, ORANGE), (5000, RED)))
+    )
+
+
+def _lag() -> timeseries.Panel:
+    return (
+        _per_client(
+            "End-to-end lag (p99)",
+            "Reading timestamp to stored and acknowledged, p99 per reporting interval and "
+            "replica (estimated from histogram buckets). Target: at most 1 s; devices with "
+            "slow clocks or replayed backlogs raise it.",
+            'SELECT MAX("lag_p99_s") AS "p99" FROM "ingest_stats" WHERE $timeFilter '
+            'GROUP BY time($__interval), "client_id" fill(null)',
+        )
+        .unit("s")
+        .thresholds(thresholds((None, GREEN), (1, ORANGE), (10, RED)))
     )

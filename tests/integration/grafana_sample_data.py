@@ -1,4 +1,5 @@
-"""One realistic day of every measurement in the contract, for running dashboard queries.
+"""One realistic day of every measurement in the contract (and ingest's own ingest_stats /
+ingest_rejections), for running dashboard queries.
 
 Deterministic (fixed seed) and shaped like the facilities: a sunny PV curve with a meter reset,
 visitors during opening hours on two gates, 44 bins filling (some emptied by a truck), devices
@@ -210,10 +211,83 @@ def dispatches(registry: Registry, start_ms: int, end_ms: int) -> Iterator[Point
             )
 
 
+REJECTION_REASONS = ("invalid_json", "out_of_range", "ts_in_future", "sink_rejected")
+
+
+def ingest_self_report(registry: Registry, start_ms: int, end_ms: int) -> Iterator[Point]:
+    """Two ingest replicas (shared subscription) reporting every minute: a 30-minute database
+    outage (retries, spool growing, then replayed) and a restart of one replica (counters from
+    0), as ``ingest_stats`` and ``ingest_rejections`` write them."""
+    rng = random.Random(4)
+    per_minute = max(1, len(registry.devices)) * 2  # both replicas share the fleet's readings
+    outage = (start_ms + DAY_MS // 3, start_ms + DAY_MS // 3 + 30 * MINUTE_MS)
+    restart_b = start_ms + 3 * DAY_MS // 4
+    for client in ("ingest-a", "ingest-b"):
+        total = dict.fromkeys(("received", "stored", "spooled", "replayed", "retries"), 0)
+        rejected = dict.fromkeys(REJECTION_REASONS, 0)
+        spool_bytes = spool_batches = 0
+        restarted = False
+        for ts in range(start_ms, end_ms + 1, MINUTE_MS):
+            if client == "ingest-b" and ts >= restart_b and not restarted:
+                total, rejected, restarted = (
+                    dict.fromkeys(total, 0),
+                    dict.fromkeys(rejected, 0),
+                    True,
+                )
+            arrived = per_minute // 2 + rng.randint(-5, 5)
+            bad = {
+                "invalid_json": int(rng.random() < 0.2),
+                "out_of_range": int(rng.random() < 0.05),
+            }
+            bad["ts_in_future"] = int(rng.random() < 0.01)
+            points = arrived - sum(bad.values())
+            total["received"] += arrived
+            for reason, count in bad.items():
+                rejected[reason] += count
+            write_ms = rng.uniform(4, 15)
+            if outage[0] <= ts < outage[1]:
+                total["spooled"] += points
+                total["retries"] += 2
+                spool_bytes += points * 140
+                spool_batches += 1
+                write_ms = 3000.0  # connection timeouts before each batch is spooled
+            elif spool_batches:
+                total["replayed"] += total["spooled"] - total["replayed"]
+                total["stored"] += points
+                spool_bytes = spool_batches = 0
+            else:
+                total["stored"] += points
+            fields: dict[str, float | int | bool | str] = {
+                **total,
+                "rejected": sum(rejected.values()),
+                "spool_bytes": spool_bytes,
+                "spool_batches": spool_batches,
+                "write_p99_ms": round(write_ms, 3),
+                "write_max_ms": round(write_ms * rng.uniform(1.0, 1.6), 3),
+                "lag_p99_s": round(rng.uniform(0.1, 0.4) if not spool_batches else 60.0, 3),
+            }
+            yield "ingest_stats", {"client_id": client}, fields, ts
+            for reason, count in rejected.items():
+                yield (
+                    "ingest_rejections",
+                    {"client_id": client, "reason": reason},
+                    {"count": count},
+                    ts,
+                )
+
+
 def one_day(registry: Registry, end_ms: int) -> list[Point]:
     """Every measurement, for the 24 hours ending at ``end_ms``."""
     start_ms = end_ms - DAY_MS
     points: list[Point] = []
-    for generate in (energy, visitors, bins, device_status, alerts, dispatches):
+    for generate in (
+        energy,
+        visitors,
+        bins,
+        device_status,
+        alerts,
+        dispatches,
+        ingest_self_report,
+    ):
         points.extend(generate(registry, start_ms, end_ms))
     return points

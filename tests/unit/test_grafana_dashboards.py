@@ -172,3 +172,12 @@ def test_build_check_reports_drift_and_build_repairs_it(tmp_path: Path) -> None:
     assert main(["build", "--out", str(tmp_path)]) == 0
     assert main(["build", "--check", "--out", str(tmp_path)]) == 0
     assert sorted(p.name for p in tmp_path.glob("*.json")) == [p.name for p in PATHS]
+
+
+def test_ingest_counters_become_rates_without_restart_spikes() -> None:
+    queries = [t["query"] for t in _targets(BOARDS["pipeline-health"])]
+    own = [q for q in queries if '"ingest_stats"' in q or '"ingest_rejections"' in q]
+    counters = [q for q in own if re.search(r'"(received|stored|rejected|count)"', q)]
+    assert len(own) >= 4 and counters
+    for query in counters:
+        assert "NON_NEGATIVE_DERIVATIVE" in query or "NON_NEGATIVE_DIFFERENCE" in query, query
