@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import logging
-import signal
 import struct
-import threading
 import time
-from types import FrameType
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from common.devices import Registry, RegistryError, load_registry
+from common.lifecycle import stop_on_signals
 from common.mqtt import MqttLink
 from common.observability import ServiceHttpServer
 from common.payloads import REASON_CODES
@@ -237,14 +235,7 @@ class IngestService:
 
 def run(settings: IngestSettings) -> int:
     """Run until SIGTERM/SIGINT; 0 on a clean stop."""
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("signal received, stopping", extra={"signal": signal.Signals(signum).name})
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = stop_on_signals(log)
     service = IngestService(settings)
     service.start()
     while not stop.wait(1.0):
