@@ -42,16 +42,7 @@ class AbsenceRule(BaseRule):
             return ()
         seen.absent = False
         return (
-            Signal(
-                reading.site,
-                reading.device_id,
-                reading.kind,
-                reading.ts_ms,
-                "clear",
-                0.0,
-                self.spec.after_ms / 1000,
-                "device reports again",
-            ),
+            Signal.about(reading, "clear", 0.0, self.spec.after_ms / 1000, "device reports again"),
         )
 
     def on_status(self, status: StatusReading) -> Iterable[Signal]:

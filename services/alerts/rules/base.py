@@ -29,6 +29,27 @@ class Signal:
     threshold: float | None = None
     message: str = ""
 
+    @classmethod
+    def about(
+        cls,
+        reading: Reading,
+        verdict: Verdict,
+        value: float | None,
+        threshold: float | None,
+        message: str,
+    ) -> Signal:
+        """A verdict on the device that sent ``reading``, at the reading's event time."""
+        return cls(
+            reading.site,
+            reading.device_id,
+            reading.kind,
+            reading.ts_ms,
+            verdict,
+            value,
+            threshold,
+            message,
+        )
+
 
 class Rule(Protocol):
     """A rule watches readings (and status, and time) and returns verdicts per device."""

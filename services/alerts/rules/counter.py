@@ -12,7 +12,7 @@ from datetime import date, time
 from common.devices import Registry
 from common.payloads import Reading
 from services.alerts.config import DailyBalanceSpec, RateSpec
-from services.alerts.rules.base import BaseRule, CounterTrack, Signal
+from services.alerts.rules.base import BaseRule, CounterTrack, Signal, Verdict
 
 MS_PER_H = 3_600_000
 
@@ -54,17 +54,8 @@ class RateRule(BaseRule):
         t0, v0 = state.points[0]
         span_ms = reading.ts_ms - t0
 
-        def signal(verdict: str, value: float | None, message: str) -> Signal:
-            return Signal(
-                reading.site,
-                reading.device_id,
-                reading.kind,
-                reading.ts_ms,
-                verdict,  # type: ignore[arg-type]
-                value,
-                self.spec.when.value,
-                message,
-            )
+        def signal(verdict: Verdict, value: float | None, message: str) -> Signal:
+            return Signal.about(reading, verdict, value, self.spec.when.value, message)
 
         if self.spec.hours is not None:
             local = self.local_time(reading.site, reading.ts_ms).time()
@@ -142,6 +133,7 @@ class DailyBalanceRule(BaseRule):
 
     def _judge(self, reading: Reading, day: _Day) -> Signal:
         net = (day.produced - day.produced0) - (day.consumed - day.consumed0)
+        verdict: Verdict
         if self.spec.when.holds(net):
             verdict = "fire"
         elif self.clear.holds(net):
@@ -152,13 +144,4 @@ class DailyBalanceRule(BaseRule):
             f"{day.day.isoformat()}: net {net / 1000:+.2f} kWh "
             f"({self.spec.produced} - {self.spec.consumed})"
         )
-        return Signal(
-            reading.site,
-            reading.device_id,
-            reading.kind,
-            reading.ts_ms,
-            verdict,  # type: ignore[arg-type]
-            round(net, 3),
-            self.spec.when.value,
-            message,
-        )
+        return Signal.about(reading, verdict, round(net, 3), self.spec.when.value, message)

@@ -12,7 +12,7 @@ from statistics import median
 from common.devices import Registry
 from common.payloads import Reading
 from services.alerts.config import ForecastSpec
-from services.alerts.rules.base import BaseRule, Signal
+from services.alerts.rules.base import BaseRule, Signal, Verdict
 
 MAX_FIT_POINTS = 48  # Theil-Sen is quadratic; an even subsample keeps a fit well under 1 ms
 MS_PER_H = 3_600_000
@@ -87,17 +87,8 @@ class ForecastRule(BaseRule):
     def _judge(self, reading: Reading, points: deque[tuple[int, float]], collected: bool) -> Signal:
         within_h = self.spec.within_ms / MS_PER_H
 
-        def signal(verdict: str, value: float | None, message: str) -> Signal:
-            return Signal(
-                reading.site,
-                reading.device_id,
-                reading.kind,
-                reading.ts_ms,
-                verdict,  # type: ignore[arg-type]
-                value,
-                within_h,
-                message,
-            )
+        def signal(verdict: Verdict, value: float | None, message: str) -> Signal:
+            return Signal.about(reading, verdict, value, within_h, message)
 
         if collected:
             return signal("clear", None, "collected: fill fell, history restarted")

@@ -30,15 +30,4 @@ class ThresholdRule(BaseRule):
         else:
             verdict = "hold"
         message = f"{self.spec.field} is {value:g} (fires {self.spec.when}, clears {self.clear})"
-        return (
-            Signal(
-                reading.site,
-                reading.device_id,
-                reading.kind,
-                reading.ts_ms,
-                verdict,
-                value,
-                self.spec.when.value,
-                message,
-            ),
-        )
+        return (Signal.about(reading, verdict, value, self.spec.when.value, message),)
