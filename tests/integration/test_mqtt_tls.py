@@ -19,76 +19,25 @@ def _openssl(*args: str, cwd: Path) -> None:
     subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
 
 
+def _self_signed(d: Path, name: str, subject: str) -> None:
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", subject,
+             "-keyout", f"{name}.key", "-out", f"{name}.crt", cwd=d)  # fmt: skip
+
+
 @pytest.fixture
 def tls_files(tmp_path: Path) -> dict[str, Path]:
-    """A throwaway CA and a server certificate for 127.0.0.1."""
+    """A throwaway CA, a server certificate for 127.0.0.1 it signed, and an unrelated CA."""
     d = tmp_path / "tls"
     d.mkdir()
-    _openssl(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=facility test CA",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-        cwd=d,
-    )
-    _openssl(
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=127.0.0.1",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-        cwd=d,
-    )
+    _self_signed(d, "ca", "/CN=facility test CA")
+    _self_signed(d, "other", "/CN=someone else")
+    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+             "-keyout", "server.key", "-out", "server.csr", cwd=d)  # fmt: skip
     (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
-    _openssl(
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        "san.ext",
-        "-out",
-        "server.crt",
-        cwd=d,
-    )
-    _openssl(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=someone else",
-        "-keyout",
-        "other.key",
-        "-out",
-        "other.crt",
-        cwd=d,
-    )
-    return {name: d / name for name in ("ca.crt", "server.crt", "server.key", "other.crt")}  # fmt: skip
+    _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+             "-CAcreateserial", "-days", "2", "-extfile", "san.ext", "-out", "server.crt",
+             cwd=d)  # fmt: skip
+    return {name: d / name for name in ("ca.crt", "server.crt", "server.key", "other.crt")}
 
 
 def _tls_broker(
