@@ -30,6 +30,7 @@ from services.alerts.notifiers.apprise import AppriseNotifier
 from services.alerts.notifiers.base import Notifier
 from services.alerts.notifiers.influx import InfluxNotifier, InfluxWriter
 from services.alerts.notifiers.mqtt import MqttNotifier
+from services.alerts.notifiers.outbox import Outbox, OutboxError
 from services.alerts.notifiers.webhook import JsonPoster, WebhookNotifier
 from services.alerts.settings import AlertsSettings
 
@@ -99,12 +100,20 @@ class AlertsService:
         )
         if settings.alerts_webhook_url:
             poster = JsonPoster(settings.alerts_webhook_url, secret)
-            self.notifiers.append(WebhookNotifier("webhook", poster, self.metrics, **queue_args))
+            self.notifiers.append(
+                WebhookNotifier(
+                    "webhook", poster, self.metrics, self._outbox("webhook"), **queue_args
+                )
+            )
         self.dispatch_hook: WebhookNotifier | None = None
         if settings.alerts_dispatch_webhook_url:
             poster = JsonPoster(settings.alerts_dispatch_webhook_url, secret)
             self.dispatch_hook = WebhookNotifier(
-                "dispatch_webhook", poster, self.metrics, **queue_args
+                "dispatch_webhook",
+                poster,
+                self.metrics,
+                self._outbox("dispatch_webhook"),
+                **queue_args,
             )
         if settings.apprise_urls:
             self.notifiers.append(
@@ -112,9 +121,16 @@ class AlertsService:
                     settings.apprise_urls,
                     settings.alerts_apprise_group_s,
                     self.metrics,
+                    self._outbox("apprise"),
                     **queue_args,
                 )
             )
+
+    def _outbox(self, notifier: str) -> Outbox:
+        try:
+            return Outbox(self.settings.alerts_state_dir / f"{notifier}.outbox")
+        except OutboxError as exc:
+            raise ValueError(f"ALERTS_STATE_DIR: {exc}") from exc
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:

@@ -51,6 +51,11 @@ class AlertsSettings(CommonSettings):
     alerts_queue_max: int = Field(
         default=10_000, ge=10, description="Pending deliveries kept per notifier."
     )
+    alerts_state_dir: Path = Field(
+        default=Path("data/alerts"),
+        description="Outboxes of the webhook and apprise queues: undelivered items survive a "
+        "crash or restart and are retried first at the next start.",
+    )
     # Riders only fill room left on a truck that goes anyway (heaviest first, never another
     # truck), so a low level is cheap; at 70 % the city's trucks ran more trips than a weekly
     # round (scripts/policy_eval.py).

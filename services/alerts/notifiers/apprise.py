@@ -12,6 +12,7 @@ import apprise
 from services.alerts.lifecycle import Transition
 from services.alerts.metrics import AlertsMetrics
 from services.alerts.notifiers.base import DeliveryError, DeliveryQueue
+from services.alerts.notifiers.outbox import Outbox
 
 MAX_LINES = 40
 
@@ -39,7 +40,12 @@ class AppriseNotifier:
     name = "apprise"
 
     def __init__(
-        self, urls: Sequence[str], group_s: float, metrics: AlertsMetrics, **queue_args: float
+        self,
+        urls: Sequence[str],
+        group_s: float,
+        metrics: AlertsMetrics,
+        outbox: Outbox | None = None,
+        **queue_args: float,
     ) -> None:
         self.apobj = apprise.Apprise()
         for url in urls:
@@ -49,10 +55,17 @@ class AppriseNotifier:
         self._batch: list[Transition] = []
         self._lock = threading.Lock()
         self._timer: threading.Timer | None = None
-        self.queue = DeliveryQueue(self.name, self._deliver, metrics, **queue_args)  # type: ignore[arg-type]
+        self.queue = DeliveryQueue(
+            self.name,
+            self._deliver,
+            metrics,
+            outbox=outbox,
+            **queue_args,  # type: ignore[arg-type]
+        )
 
     def _deliver(self, payload: object) -> None:
-        assert isinstance(payload, tuple)
+        # A tuple when queued, a list when reloaded from the outbox (JSON).
+        assert isinstance(payload, (tuple, list)) and len(payload) == 2
         title, body = str(payload[0]), str(payload[1])
         if not self.apobj.notify(title=title, body=body):
             raise DeliveryError("apprise could not notify every URL")

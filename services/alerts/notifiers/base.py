@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import random
 import threading
@@ -12,6 +14,7 @@ from typing import Protocol
 
 from services.alerts.lifecycle import Transition
 from services.alerts.metrics import AlertsMetrics
+from services.alerts.notifiers.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
@@ -30,10 +33,18 @@ class DeliveryError(Exception):
     """One delivery attempt failed; it will be retried."""
 
 
+def content_key(payload: object) -> str:
+    """A stable key for a payload that has no idempotency key of its own."""
+    raw = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
+    return hashlib.sha256(raw).hexdigest()[:32]
+
+
 class DeliveryQueue:
     """Delivers items in order on its own thread. A failed item stays at the head and is
     retried with capped exponential backoff (with jitter), so a receiver sees transitions in
-    the order they happened; nothing is dropped except when the queue is full (counted)."""
+    the order they happened; nothing is dropped except when the queue is full (counted).
+    With an ``outbox`` every queued item is journaled (fsynced) first and reloaded at the next
+    start, so a crash loses nothing; payloads must then be JSON values."""
 
     def __init__(
         self,
@@ -44,12 +55,19 @@ class DeliveryQueue:
         base_s: float = 1.0,
         max_s: float = 300.0,
         max_items: int = 10_000,
+        outbox: Outbox | None = None,
+        key: Callable[[object], str] = content_key,
     ) -> None:
         self.name = name
         self.deliver = deliver
         self.metrics = metrics
         self.base_s, self.max_s, self.max_items = base_s, max_s, max_items
-        self._items: deque[object] = deque()
+        self.outbox = outbox
+        self.key = key
+        # (outbox seq or None when not journaled, payload)
+        self._items: deque[tuple[int | None, object]] = deque()
+        if outbox is not None:
+            self._reload(outbox)
         self._cond = threading.Condition()
         self._stopping = False
         self._busy = False
@@ -63,9 +81,47 @@ class DeliveryQueue:
                 self.metrics.deliveries.labels(self.name, "dropped").inc()
                 log.error("delivery queue full, dropping", extra={"notifier": self.name})
                 return
-            self._items.append(payload)
+            seq: int | None = None
+            if self.outbox is not None:
+                try:
+                    seq = self.outbox.append(self.key(payload), payload)
+                except OSError as exc:
+                    # Still deliverable while the process lives; only a crash would lose it.
+                    log.error(
+                        "outbox write failed, item kept in memory only",
+                        extra={"notifier": self.name, "error": str(exc)},
+                    )
+            self._items.append((seq, payload))
             self.metrics.queued.labels(self.name).set(len(self._items))
             self._cond.notify_all()
+
+    def _reload(self, outbox: Outbox) -> None:
+        """Undelivered items of the last run go first, in their order, within the bound."""
+        pending = outbox.pending
+        for seq, payload in pending[: self.max_items]:
+            self._items.append((seq, payload))
+        for seq, _ in pending[self.max_items :]:
+            self.metrics.deliveries.labels(self.name, "dropped").inc()
+            self._mark_done(seq)
+        if len(pending) > self.max_items:
+            log.error(
+                "outbox holds more than the queue limit, dropping the newest",
+                extra={"notifier": self.name, "dropped": len(pending) - self.max_items},
+            )
+        if pending:
+            log.info(
+                "reloaded undelivered items", extra={"notifier": self.name, "items": len(pending)}
+            )
+        self.metrics.queued.labels(self.name).set(len(self._items))
+
+    def _mark_done(self, seq: int | None) -> None:
+        if self.outbox is None or seq is None:
+            return
+        try:
+            self.outbox.done(seq)
+        except OSError as exc:
+            # The item was delivered; at worst it is delivered again after a restart.
+            log.error("outbox update failed", extra={"notifier": self.name, "error": str(exc)})
 
     def pending(self) -> int:
         with self._cond:
@@ -80,7 +136,7 @@ class DeliveryQueue:
                     self._cond.wait(wait)
                 if self._stopping:
                     return
-                item = self._items[0]
+                _, item = self._items[0]
                 self._busy = True
             try:
                 self.deliver(item)
@@ -106,7 +162,8 @@ class DeliveryQueue:
             attempts = 0
             self.metrics.deliveries.labels(self.name, "delivered").inc()
             with self._cond:
-                self._items.popleft()
+                seq, _ = self._items.popleft()
+                self._mark_done(seq)
                 self._busy = False
                 self._retry_at = 0.0
                 self.metrics.queued.labels(self.name).set(len(self._items))
@@ -124,5 +181,11 @@ class DeliveryQueue:
             self._stopping = True
             self._cond.notify_all()
         if left:
-            log.error("undelivered at shutdown", extra={"notifier": self.name, "items": left})
+            kept = " (kept in the outbox for the next start)" if self.outbox else ""
+            log.error(
+                "undelivered at shutdown" + kept, extra={"notifier": self.name, "items": left}
+            )
         self._thread.join(timeout=2)
+        if self.outbox is not None:
+            with self._cond:
+                self.outbox.close()

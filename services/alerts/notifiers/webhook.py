@@ -12,6 +12,7 @@ import httpx
 from services.alerts.lifecycle import Transition
 from services.alerts.metrics import AlertsMetrics
 from services.alerts.notifiers.base import DeliveryError, DeliveryQueue
+from services.alerts.notifiers.outbox import Outbox
 
 SIGNATURE_HEADER = "X-Facility-Signature"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -59,11 +60,24 @@ class WebhookNotifier:
         name: str,
         poster: JsonPoster,
         metrics: AlertsMetrics,
+        outbox: Outbox | None = None,
         **queue_args: float,
     ) -> None:
         self.name = name
         self.poster = poster
-        self.queue = DeliveryQueue(name, self._deliver, metrics, **queue_args)  # type: ignore[arg-type]
+        self.queue = DeliveryQueue(
+            name,
+            self._deliver,
+            metrics,
+            outbox=outbox,
+            key=self._key,
+            **queue_args,  # type: ignore[arg-type]
+        )
+
+    @staticmethod
+    def _key(payload: object) -> str:
+        assert isinstance(payload, dict)
+        return idempotency_key(payload)
 
     def _deliver(self, payload: object) -> None:
         self.poster.post(payload)  # type: ignore[arg-type]
