@@ -6,9 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -21,64 +19,24 @@ from services.alerts.notifiers.webhook import (
     WebhookNotifier,
 )
 from tests.helpers import wait_until
+from tests.integration.alerts.support import BIN_FULL_RULES, WebhookReceiver
 from tests.unit.alerts.helpers import MIN, T0, bin_reading, engine
-
-RULES = """
-rules:
-  - name: bin_full
-    type: threshold
-    select: {kind: ewaste_bin}
-    field: fill_pct
-    when: ">= 90"
-    clear: "< 60"
-"""
-
-
-class Receiver:
-    """A local HTTP server that answers 500 to the first ``fail_first`` requests."""
-
-    def __init__(self, fail_first: int) -> None:
-        self.requests: list[tuple[dict[str, str], bytes]] = []
-        self.fail_first = fail_first
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                outer.requests.append((dict(self.headers), body))
-                code = 500 if len(outer.requests) <= outer.fail_first else 200
-                self.send_response(code)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
 
 
 @pytest.fixture
-def receiver(request: pytest.FixtureRequest) -> Iterator[Receiver]:
-    server = Receiver(getattr(request, "param", 0))
-    server.thread.start()
-    yield server
-    server.server.shutdown()
-    server.server.server_close()
+def receiver(request: pytest.FixtureRequest) -> Iterator[WebhookReceiver]:
+    with WebhookReceiver(fail_first=getattr(request, "param", 0)) as server:
+        yield server
 
 
 @pytest.mark.parametrize("receiver", [2], indirect=True)
-def test_webhook_retries_a_failing_receiver_until_delivered(receiver: Receiver) -> None:
+def test_webhook_retries_a_failing_receiver_until_delivered(receiver: WebhookReceiver) -> None:
     metrics = AlertsMetrics()
     secret = b"s3cret"
     hook = WebhookNotifier(
         "webhook", JsonPoster(receiver.url, secret), metrics, base_s=0.05, max_s=0.2
     )
-    eng = engine(RULES)
+    eng = engine(BIN_FULL_RULES)
     fired = eng.handle(bin_reading("bin-001", T0, 95))
     resolved = eng.handle(bin_reading("bin-001", T0 + MIN, 10))
     for transition in fired + resolved:
@@ -104,11 +62,11 @@ def test_webhook_retries_a_failing_receiver_until_delivered(receiver: Receiver) 
 
 
 def test_apprise_groups_an_incident_across_thirty_bins_into_one_message(
-    receiver: Receiver,
+    receiver: WebhookReceiver,
 ) -> None:
     url = receiver.url.replace("http://", "json://")
     notifier = AppriseNotifier([url], group_s=60, metrics=AlertsMetrics(), base_s=0.05)
-    eng = engine(RULES)
+    eng = engine(BIN_FULL_RULES)
     for i in range(1, 31):
         for transition in eng.handle(bin_reading(f"bin-{i:03d}", T0, 95)):
             notifier.notify(transition)

@@ -8,53 +8,16 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
-import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from scripts.servers import MosquittoServer, free_ports
+from scripts.service_ready import wait_alerts_ready
 from services.alerts.notifiers.webhook import IDEMPOTENCY_HEADER
 from tests.helpers import publish, wait_until
+from tests.integration.alerts.support import BIN_FULL_RULES, WebhookReceiver
 
 ROOT = Path(__file__).resolve().parents[3]
-RULES = """
-rules:
-  - name: bin_full
-    type: threshold
-    select: {kind: ewaste_bin}
-    field: fill_pct
-    when: ">= 90"
-    clear: "< 60"
-"""
-
-
-class Receiver:
-    """The webhook's receiver on a fixed loopback port, recording (key, body) per POST."""
-
-    def __init__(self, port: int) -> None:
-        self.got: list[tuple[str, bytes]] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                outer.got.append((self.headers.get(IDEMPOTENCY_HEADER, ""), body))
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def _start(env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -64,17 +27,6 @@ def _start(env: dict[str, str]) -> subprocess.Popen[bytes]:
         env=env,
         stderr=subprocess.PIPE,
     )
-
-
-def _wait_ready(port: int) -> None:
-    def ready() -> bool:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
-                return r.status == 200 and json.loads(r.read()).get("state_restored") is True
-        except OSError:
-            return False
-
-    wait_until(ready, timeout=30)
 
 
 def _stop(proc: subprocess.Popen[bytes], sig: int) -> bytes:
@@ -93,7 +45,7 @@ def test_a_queued_webhook_delivery_survives_sigkill_and_is_delivered_after_resta
 ) -> None:
     http_port, hook_port = free_ports(2)
     rules = tmp_path / "rules.yaml"
-    rules.write_text(RULES)
+    rules.write_text(BIN_FULL_RULES)
     state = tmp_path / "state"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MQTT_", "ALERTS_", "INFLUX_"))}
     env.update(
@@ -109,11 +61,11 @@ def test_a_queued_webhook_delivery_survives_sigkill_and_is_delivered_after_resta
         LOG_FORMAT="json",
     )
     procs: list[subprocess.Popen[bytes]] = []
-    receiver: Receiver | None = None
+    receiver: WebhookReceiver | None = None
     try:
         # Run 1: the receiver is down, so the firing alert can only wait in the queue.
         procs.append(_start(env))
-        _wait_ready(http_port)
+        wait_alerts_ready(http_port)
         body = {"ts": int(time.time() * 1000), "fill_pct": 95.0, "weight_kg": 30.0}
         publish(mosquitto.url, "facility/ewaste/ewaste_bin/bin-001/telemetry", json.dumps(body))
         outbox = state / "webhook.outbox"
@@ -122,9 +74,9 @@ def test_a_queued_webhook_delivery_survives_sigkill_and_is_delivered_after_resta
 
         # Run 2: the receiver is up; the delivery comes from the outbox (the alert itself is
         # restored from the broker as already firing, so it is not fired a second time).
-        receiver = Receiver(hook_port)
+        receiver = WebhookReceiver(hook_port).start()
         procs.append(_start(env))
-        wait_until(lambda: len(receiver.got) >= 1, timeout=30)
+        wait_until(lambda: len(receiver.requests) >= 1, timeout=30)
         wait_until(lambda: outbox.read_bytes() == b"", timeout=30)  # marked delivered
         log = _stop(procs[1], signal.SIGTERM)
         assert procs[1].returncode == 0
@@ -133,8 +85,8 @@ def test_a_queued_webhook_delivery_survives_sigkill_and_is_delivered_after_resta
         # Duplicates (a delivery in flight at the kill) are allowed; the receiver dedupes by
         # key, and every copy of a key must carry the same body.
         by_key: dict[str, set[bytes]] = {}
-        for key, raw in receiver.got:
-            by_key.setdefault(key, set()).add(raw)
+        for headers, raw in receiver.requests:
+            by_key.setdefault(headers.get(IDEMPOTENCY_HEADER, ""), set()).add(raw)
         assert len(by_key) == 1
         (bodies,) = by_key.values()
         assert len(bodies) == 1
