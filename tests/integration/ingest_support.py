@@ -215,6 +215,14 @@ def assert_exactly_stored(influx: InfluxDB1Server, expected: list[tuple[str, byt
     assert len(stored) == len(want)
 
 
+def wait_exactly_stored(
+    influx: InfluxDB1Server, expected: list[tuple[str, bytes, int]], ingest: IngestProcess
+) -> None:
+    """The fault tests' verdict: every expected reading arrives, and nothing else."""
+    wait_stored(influx, len(expected), ingest)
+    assert_exactly_stored(influx, expected)
+
+
 def labelled(name: str, **labels: str) -> str:
     inner = ",".join(f'{k}="{v}"' for k, v in labels.items())
     return f"{name}{{{inner}}}"

@@ -19,7 +19,7 @@ from tests.integration.ingest_support import (
     ingest_processes,
     readings,
     stored_count,
-    wait_stored,
+    wait_exactly_stored,
 )
 
 
@@ -53,8 +53,7 @@ def test_two_sigkills_mid_run_lose_nothing(
         ingest.start()
     publisher.wait_acknowledged()
     publisher.close()
-    wait_stored(influxdb1, len(expected), ingest)
-    assert_exactly_stored(influxdb1, expected)
+    wait_exactly_stored(influxdb1, expected, ingest)
 
 
 def test_database_outage_is_spooled_and_replayed_in_order(
@@ -81,8 +80,7 @@ def test_database_outage_is_spooled_and_replayed_in_order(
     influxdb1.start()
     publisher.wait_acknowledged()
     publisher.close()
-    wait_stored(influxdb1, len(expected), ingest)
-    assert_exactly_stored(influxdb1, expected)
+    wait_exactly_stored(influxdb1, expected, ingest)
     wait_until(lambda: ingest.health()[1]["spool"]["batches"] == 0, timeout=30)
     assert ingest.metric("ingest_points_replayed_total") >= 1000
     wait_until(lambda: ingest.health()[0] == 200, timeout=30)
@@ -109,8 +107,7 @@ def test_broker_restart_mid_run_loses_nothing(
     publisher.publish_all(second)
     publisher.wait_acknowledged()
     publisher.close()
-    wait_stored(influxdb1, len(first) + len(second), ingest)
-    assert_exactly_stored(influxdb1, first + second)
+    wait_exactly_stored(influxdb1, first + second, ingest)
 
 
 def test_sigterm_mid_run_exits_cleanly_and_loses_nothing(
@@ -126,8 +123,7 @@ def test_sigterm_mid_run_exits_cleanly_and_loses_nothing(
     ingest.start()
     publisher.wait_acknowledged()
     publisher.close()
-    wait_stored(influxdb1, len(expected), ingest)
-    assert_exactly_stored(influxdb1, expected)
+    wait_exactly_stored(influxdb1, expected, ingest)
 
 
 def test_missing_database_is_unhealthy_and_nothing_lost_once_created(
@@ -148,8 +144,7 @@ def test_missing_database_is_unhealthy_and_nothing_lost_once_created(
     assert health["sink"]["state"] == "refused" and health["sink"]["last_status"] == 404
     assert "database not found" in ingest.log_tail(200)
     influxdb1.create_database("facility")  # the operator fixes it
-    wait_stored(influxdb1, len(expected), ingest)
-    assert_exactly_stored(influxdb1, expected)
+    wait_exactly_stored(influxdb1, expected, ingest)
     wait_until(lambda: ingest.health()[0] == 200, timeout=30)
 
 

@@ -28,6 +28,7 @@ from tests.integration.ingest_support import (
     reading,
     readings,
     stored_count,
+    wait_exactly_stored,
     wait_stored,
 )
 
@@ -107,8 +108,7 @@ def test_invalid_messages_are_dead_lettered_with_reasons_and_valid_ones_stored(
     assert by_code["bad_topic"].topic == "facility/BAD/ewaste_bin/bin-001/telemetry"
     assert all(letter.program == "ingest" and letter.reason for letter in received)
 
-    wait_stored(influxdb1, len(good), ingest)
-    assert_exactly_stored(influxdb1, good)
+    wait_exactly_stored(influxdb1, good, ingest)
     metrics = ingest.metrics()
     for code, count in Counter(code for _, _, code in bad).items():
         assert metrics[labelled("ingest_messages_rejected_total", reason=code)] == count
@@ -224,8 +224,7 @@ def test_shared_group_replicas_split_the_load_and_store_everything(
     publisher.publish_all(expected, rate=3000)
     publisher.wait_acknowledged()
     publisher.close()
-    wait_stored(influxdb1, len(expected), replicas[0])
-    assert_exactly_stored(influxdb1, expected)
+    wait_exactly_stored(influxdb1, expected, replicas[0])
     shares = [
         r.metric(labelled("ingest_messages_received_total", channel="telemetry")) for r in replicas
     ]
