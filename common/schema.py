@@ -5,14 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
-from common.payloads import Reading, StatusReading
+from common.payloads import STATUS_MEASUREMENT, Reading, StatusReading
 
 Point = tuple[str, dict[str, str], dict[str, float | int | bool | str], int]
 """``(measurement, tags, fields, ts_ms)`` as ``common.lineproto`` encodes it."""
 
 ALERT_MEASUREMENT: Final = "alert"
 DISPATCH_MEASUREMENT: Final = "dispatch"
-STATUS_MEASUREMENT: Final = "device_status"
 
 
 def reading_point(reading: Reading, extra_tags: Mapping[str, str] | None = None) -> Point:

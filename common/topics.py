@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import Final, Literal
 
-ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-KINDS: frozenset[str] = frozenset({"energy_meter", "visitor_counter", "ewaste_bin"})
+ID_PATTERN: Final = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+"""Every id of the contract: site, kind, device, zone, truck, rule, dispatch."""
+_ID_RE: Final = re.compile(ID_PATTERN)
 DEFAULT_PREFIX = "facility"
 # Reserved second levels: a site may not be called like these or its topics would collide.
 RESERVED_SITES: frozenset[str] = frozenset({"alerts", "dispatch", "deadletter"})
@@ -26,8 +27,8 @@ class TopicError(ValueError):
 
 def check_id(value: str, what: str) -> str:
     """Return ``value`` if it is a valid site/kind/device/rule id, else raise TopicError."""
-    if not isinstance(value, str) or not ID_PATTERN.fullmatch(value):
-        raise TopicError(f"invalid {what} {value!r}: must match {ID_PATTERN.pattern}")
+    if not isinstance(value, str) or not _ID_RE.fullmatch(value):
+        raise TopicError(f"invalid {what} {value!r}: must match {ID_PATTERN}")
     return value
 
 

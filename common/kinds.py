@@ -1,0 +1,257 @@
+"""The device kinds, each declared once: what it sends and what the registry tells about it.
+
+A :class:`Kind` names the kind's telemetry model (the payload fields it sends), its InfluxDB
+measurement, its default reporting interval and its registry parameters (the keys a device of
+that kind may set in ``config/devices.yaml``). Topics, payload validation, the registry, the
+simulator, scenarios and dashboards all derive their per-kind tables from :data:`KINDS`;
+``docs/architecture.md`` ("Adding a device kind") lists the files a new kind touches.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Final, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from common.fields import (
+    Count,
+    Finite,
+    Flag,
+    Id,
+    NonNegative,
+    NonNegativeFloat,
+    Percent,
+    Positive,
+    PositiveFloat,
+    PositiveInt,
+    ResidentialType,
+    registry_error,
+)
+from common.topics import check_id
+
+MAX_FUTURE_MS: Final = 5 * 60 * 1000
+
+# Rejection codes raised from inside the telemetry models, as pydantic error types (the
+# judge, common.payloads, reads codes from error types, never from message wording).
+INVALID_TS: Final = "invalid_ts"
+TS_IN_FUTURE: Final = "ts_in_future"
+NO_FIELDS: Final = "no_fields"
+
+
+def parse_ts(value: object) -> int:
+    """RFC 3339 with an offset, or integer epoch milliseconds -> epoch milliseconds."""
+    if isinstance(value, bool):
+        raise ValueError("ts must be an RFC 3339 string or integer epoch milliseconds")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError("ts must not be negative")
+        return value
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"ts {value[:40]!r} is not an RFC 3339 timestamp") from None
+        if parsed.tzinfo is None or ("T" not in value.upper() and " " not in value):
+            raise ValueError(f"ts {value[:40]!r} needs a date, a time and a UTC offset")
+        return int(parsed.timestamp() * 1000)
+    raise ValueError("ts must be an RFC 3339 string or integer epoch milliseconds")
+
+
+# -- telemetry -------------------------------------------------------------------------------
+class Telemetry(BaseModel):
+    """Fields every telemetry payload shares. Unknown keys are ignored (never stored).
+
+    A kind's value fields are the fields its subclass declares, in declaration order.
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True, allow_inf_nan=False)
+    value_fields: ClassVar[tuple[str, ...]] = ()
+    required_fields: ClassVar[tuple[str, ...]] = ()
+
+    ts: int
+    seq: Count | None = None
+    device_id: Annotated[str, Field(strict=True)] | None = None
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        cls.value_fields = tuple(n for n in cls.model_fields if n not in Telemetry.model_fields)
+        cls.required_fields = tuple(
+            n for n in cls.value_fields if cls.model_fields[n].is_required()
+        )
+
+    @field_validator("ts", mode="plain")
+    @classmethod
+    def _ts(cls, value: object, info: ValidationInfo) -> int:
+        try:
+            ts_ms = parse_ts(value)
+        except ValueError as exc:
+            raise PydanticCustomError(INVALID_TS, str(exc)) from None
+        now_ms = info.context["now_ms"] if info.context else time.time_ns() // 1_000_000
+        if ts_ms > now_ms + MAX_FUTURE_MS:
+            raise PydanticCustomError(TS_IN_FUTURE, "ts is more than 5 minutes in the future")
+        return ts_ms
+
+    def values(self) -> dict[str, float | int | bool]:
+        """The measurement's fields that the device sent, in schema order."""
+        out: dict[str, float | int | bool] = {}
+        for name in self.value_fields:
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        return out
+
+
+# -- registry parameters ---------------------------------------------------------------------
+class KindParams(BaseModel):
+    """A kind's registry parameters: the keys a device of the kind may set in devices.yaml."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    def tags(self) -> dict[str, str]:
+        """Extra InfluxDB tags this device's readings carry (none unless the kind says so)."""
+        return {}
+
+
+# -- energy_meter ------------------------------------------------------------------------------
+class EnergyMeterTelemetry(Telemetry):
+    pv_power_w: NonNegative | None = None
+    load_power_w: NonNegative | None = None
+    grid_power_w: Finite | None = None
+    battery_soc_pct: Percent | None = None
+    pv_energy_wh: NonNegative | None = None
+    load_energy_wh: NonNegative | None = None
+    grid_import_wh: NonNegative | None = None
+    grid_export_wh: NonNegative | None = None
+
+    @model_validator(mode="after")
+    def _at_least_one(self) -> EnergyMeterTelemetry:
+        if not any(getattr(self, name) is not None for name in self.value_fields):
+            raise PydanticCustomError(
+                NO_FIELDS, "an energy_meter reading needs at least one field"
+            )
+        return self
+
+
+class EnergyMeterParams(KindParams):
+    pv_peak_w: PositiveFloat | None = None
+    battery_kwh: NonNegativeFloat | None = None
+    battery_power_w: PositiveFloat | None = None
+    base_load_w: NonNegativeFloat | None = None
+    peak_load_w: PositiveFloat | None = None
+
+    @model_validator(mode="after")
+    def _base_below_peak(self) -> EnergyMeterParams:
+        if (
+            self.base_load_w is not None
+            and self.peak_load_w is not None
+            and self.base_load_w > self.peak_load_w
+        ):
+            raise registry_error("base_load_w must not exceed peak_load_w")
+        return self
+
+
+# -- visitor_counter -------------------------------------------------------------------------
+class VisitorCounterTelemetry(Telemetry):
+    entries_total: Count
+    exits_total: Count
+    occupancy: Count | None = None
+
+
+class VisitorCounterParams(KindParams):
+    capacity_people: PositiveInt | None = None
+
+
+# -- ewaste_bin ------------------------------------------------------------------------------
+class EwasteBinTelemetry(Telemetry):
+    weight_kg: NonNegative
+    fill_pct: Percent
+    capacity_kg: Positive | None = None
+    battery_pct: Percent | None = None
+    temperature_c: Finite | None = None
+    lid_open: Flag | None = None
+
+
+class EwasteBinParams(KindParams):
+    zone: Id
+    residential_type: ResidentialType
+    capacity_kg: PositiveFloat
+    volume_l: PositiveFloat | None = None
+
+    def tags(self) -> dict[str, str]:
+        return {"zone": self.zone, "residential_type": self.residential_type}
+
+
+# -- the registry of kinds -------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Kind:
+    """One device kind; every per-kind table elsewhere is derived from these."""
+
+    name: str
+    measurement: str
+    telemetry: type[Telemetry]
+    params: type[KindParams]
+    default_interval_s: int
+    # A value field every reading of the kind carries: dashboards count readings by it.
+    count_field: str
+    # Devices of the kind must have coordinates (trucks drive to them).
+    located: bool = False
+
+    def __post_init__(self) -> None:
+        check_id(self.name, "kind")
+        if self.count_field not in self.telemetry.value_fields:
+            raise ValueError(f"kind {self.name}: count_field {self.count_field!r} is not sent")
+
+    def required_keys(self) -> tuple[str, ...]:
+        """Registry keys a device of this kind must set (besides id, site and kind)."""
+        params = tuple(n for n, f in self.params.model_fields.items() if f.is_required())
+        return params + (("latitude", "longitude") if self.located else ())
+
+
+_DECLARED: Final = (
+    Kind(
+        "energy_meter",
+        measurement="energy",
+        telemetry=EnergyMeterTelemetry,
+        params=EnergyMeterParams,
+        default_interval_s=60,
+        count_field="load_power_w",
+    ),
+    Kind(
+        "visitor_counter",
+        measurement="visitors",
+        telemetry=VisitorCounterTelemetry,
+        params=VisitorCounterParams,
+        default_interval_s=60,
+        count_field="entries_total",
+    ),
+    Kind(
+        "ewaste_bin",
+        measurement="ewaste_bin",
+        telemetry=EwasteBinTelemetry,
+        params=EwasteBinParams,
+        default_interval_s=300,
+        count_field="fill_pct",
+        located=True,
+    ),
+)
+KINDS: Final[Mapping[str, Kind]] = {kind.name: kind for kind in _DECLARED}
+"""Every device kind by name, in declaration order."""
+
+if TYPE_CHECKING:
+    KindName = str
+else:
+    # For pydantic: a field of this type accepts exactly the declared kinds.
+    KindName = Literal[tuple(KINDS)]
