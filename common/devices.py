@@ -6,11 +6,10 @@ Validated with pydantic (frozen models, unknown keys rejected); see config/devic
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, time, timedelta, timezone, tzinfo
 from pathlib import Path
-from typing import Annotated, Any, Final, Literal, get_args
+from typing import Annotated, Any, Final, Literal, TypeVar, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -23,18 +22,31 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
+
+from common.fields import (
+    Id,
+    Latitude,
+    Longitude,
+    PositiveFloat,
+    PositiveInt,
+    ResidentialType,
+    Text,
+)
+from common.fields import registry_error as _custom_error
+from common.kinds import (
+    KINDS,
+    EnergyMeterParams,
+    EwasteBinParams,
+    KindName,
+    KindParams,
+    VisitorCounterParams,
+)
 
 __all__ = [
     "DEFAULT_DEVICES_FILE",
-    "DEFAULT_INTERVAL_S",
-    "DEVICE_KINDS",
-    "ID_PATTERN",
-    "ID_RE",
     "RESIDENTIAL_TYPES",
     "Depot",
     "Device",
-    "DeviceKind",
     "OpeningHours",
     "Registry",
     "RegistryError",
@@ -46,53 +58,21 @@ __all__ = [
     "load_registry",
 ]
 
-ID_PATTERN: Final = r"^[a-z0-9][a-z0-9_-]{0,63}$"
-ID_RE: Final = re.compile(ID_PATTERN)
-
-DeviceKind = Literal["energy_meter", "visitor_counter", "ewaste_bin"]
-ResidentialType = Literal["apartment", "row_house", "detached"]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
-DEVICE_KINDS: Final[tuple[str, ...]] = get_args(DeviceKind)
 RESIDENTIAL_TYPES: Final[tuple[str, ...]] = get_args(ResidentialType)
 WEEKDAYS: Final[tuple[str, ...]] = get_args(Weekday)
 
 DEFAULT_DEVICES_FILE: Final = Path("config/devices.yaml")
-DEFAULT_INTERVAL_S: Final[Mapping[str, int]] = {
-    "energy_meter": 60,
-    "visitor_counter": 60,
-    "ewaste_bin": 300,
-}
 
 EARTH_RADIUS_KM: Final = 6371.0088
 
-# Fields that only make sense for one kind of device; setting them on another kind is an error.
-_KIND_FIELDS: Final[Mapping[str, frozenset[str]]] = {
-    "energy_meter": frozenset(
-        {"pv_peak_w", "battery_kwh", "battery_power_w", "base_load_w", "peak_load_w"}
-    ),
-    "visitor_counter": frozenset({"capacity_people"}),
-    "ewaste_bin": frozenset({"zone", "residential_type", "capacity_kg", "volume_l"}),
-}
-_BIN_REQUIRED: Final = ("zone", "residential_type", "latitude", "longitude", "capacity_kg")
-
-Id = Annotated[str, Field(strict=True, pattern=ID_PATTERN)]
-Latitude = Annotated[float, Field(strict=True, ge=-90.0, le=90.0)]
-Longitude = Annotated[float, Field(strict=True, ge=-180.0, le=180.0)]
-PositiveFloat = Annotated[float, Field(strict=True, gt=0)]
-NonNegativeFloat = Annotated[float, Field(strict=True, ge=0)]
-PositiveInt = Annotated[int, Field(strict=True, ge=1)]
-Text = Annotated[str, Field(strict=True, min_length=1, max_length=200)]
-
 _MODEL_CONFIG: Final = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+P = TypeVar("P", bound=KindParams)
 
 
 class RegistryError(ValueError):
     """The device registry file is missing, unreadable or invalid."""
-
-
-def _custom_error(message: str) -> PydanticCustomError:
-    return PydanticCustomError("registry", message)
 
 
 def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
@@ -193,66 +173,99 @@ class Site(BaseModel):
 
 
 class Device(BaseModel):
-    """One device; kind-specific fields are None unless they apply to its kind."""
+    """One device: what every device has, and its kind's typed ``params``.
+
+    In devices.yaml a kind's parameters sit beside the common keys; the kind's declaration in
+    ``common.kinds`` says which keys those are, which are required and what they default to.
+    """
 
     model_config = _MODEL_CONFIG
 
     id: Id
     site: Id
-    kind: DeviceKind
+    kind: KindName
     interval_s: Annotated[int, Field(strict=True, ge=1, le=86_400)]
     name: Text | None = None
     latitude: Latitude | None = None
     longitude: Longitude | None = None
-    # ewaste_bin
-    zone: Id | None = None
-    residential_type: ResidentialType | None = None
-    capacity_kg: PositiveFloat | None = None
-    volume_l: PositiveFloat | None = None
-    # energy_meter
-    pv_peak_w: PositiveFloat | None = None
-    battery_kwh: NonNegativeFloat | None = None
-    battery_power_w: PositiveFloat | None = None
-    base_load_w: NonNegativeFloat | None = None
-    peak_load_w: PositiveFloat | None = None
-    # visitor_counter
-    capacity_people: PositiveInt | None = None
+    params: KindParams = KindParams()
 
     @model_validator(mode="before")
     @classmethod
-    def _default_interval(cls, data: Any) -> Any:
-        if isinstance(data, Mapping) and "interval_s" not in data:
-            default = DEFAULT_INTERVAL_S.get(str(data.get("kind")))
-            if default is not None:
-                return {**data, "interval_s": default}
-        return data
+    def _kind_params(cls, data: Any) -> Any:
+        """Split a flat registry entry into the common keys and the kind's ``params``."""
+        if not isinstance(data, Mapping) or isinstance(data.get("params"), KindParams):
+            return data
+        common = {k: v for k, v in data.items() if k in _COMMON_KEYS}
+        name = data.get("kind")
+        kind = KINDS.get(name) if isinstance(name, str) else None
+        if kind is None:
+            return common  # the kind's own error is the one worth reading
+        own = {k: v for k, v in data.items() if k not in _COMMON_KEYS}
+        # A key of another kind (set, not null) gets a sentence naming that kind.
+        owners = {k: _owner_of(k, kind.name) for k, v in own.items() if v is not None}
+        for owner in dict.fromkeys(o for o in owners.values() if o is not None):
+            misplaced = sorted(k for k, o in owners.items() if o == owner)
+            raise _custom_error(
+                f"{owner} field(s) {', '.join(misplaced)} not allowed on a {kind.name} device"
+            )
+        # null is as good as absent: a required key set to null is missing.
+        own = {k: v for k, v in own.items() if v is not None and owners[k] is None}
+        missing = [key for key in kind.required_keys() if data.get(key) is None]
+        try:
+            common["params"] = kind.params.model_validate(own)
+        except ValidationError as exc:
+            if not missing or any(e["type"] != "missing" for e in exc.errors()):
+                raise  # a wrong value or key says more than what is missing
+        if missing:
+            raise _custom_error(f"{kind.name} requires {', '.join(missing)}")
+        common.setdefault("interval_s", kind.default_interval_s)
+        return common
 
     @model_validator(mode="after")
-    def _kind_rules(self) -> Device:
-        own = _KIND_FIELDS[self.kind]
-        for kind, fields in _KIND_FIELDS.items():
-            misplaced = sorted(f for f in fields - own if getattr(self, f) is not None)
-            if misplaced:
-                raise _custom_error(
-                    f"{kind} field(s) {', '.join(misplaced)} not allowed on a {self.kind} device"
-                )
-        if self.kind == "ewaste_bin":
-            missing = [f for f in _BIN_REQUIRED if getattr(self, f) is None]
-            if missing:
-                raise _custom_error(f"ewaste_bin requires {', '.join(missing)}")
+    def _coordinates(self) -> Device:
         if (self.latitude is None) != (self.longitude is None):
             raise _custom_error("latitude and longitude must be given together")
-        if (
-            self.base_load_w is not None
-            and self.peak_load_w is not None
-            and self.base_load_w > self.peak_load_w
-        ):
-            raise _custom_error("base_load_w must not exceed peak_load_w")
         return self
 
+    def params_of(self, params_type: type[P]) -> P:
+        """This device's parameters as ``params_type``; TypeError for a device of another kind."""
+        if not isinstance(self.params, params_type):
+            raise TypeError(f"device {self.id} is a {self.kind}, not {params_type.__name__}")
+        return self.params
+
+    # Read across kinds (None on a device of another kind) by alert selectors, the dispatch
+    # desk, the simulator's engine and the dashboards.
     @property
-    def is_bin(self) -> bool:
-        return self.kind == "ewaste_bin"
+    def zone(self) -> str | None:
+        return self.params.zone if isinstance(self.params, EwasteBinParams) else None
+
+    @property
+    def capacity_kg(self) -> float | None:
+        return self.params.capacity_kg if isinstance(self.params, EwasteBinParams) else None
+
+    @property
+    def capacity_people(self) -> int | None:
+        p = self.params
+        return p.capacity_people if isinstance(p, VisitorCounterParams) else None
+
+    @property
+    def pv_peak_w(self) -> float | None:
+        return self.params.pv_peak_w if isinstance(self.params, EnergyMeterParams) else None
+
+    @property
+    def peak_load_w(self) -> float | None:
+        return self.params.peak_load_w if isinstance(self.params, EnergyMeterParams) else None
+
+
+_COMMON_KEYS: Final = frozenset(Device.model_fields) - {"params"}
+
+
+def _owner_of(key: str, kind: str) -> str | None:
+    """The other kind whose parameter ``key`` is (None if it is ``kind``'s own, or nobody's)."""
+    if key in KINDS[kind].params.model_fields:
+        return None
+    return next((k.name for k in KINDS.values() if key in k.params.model_fields), None)
 
 
 class Depot(BaseModel):
@@ -334,9 +347,10 @@ class Registry(BaseModel):
         tags: dict[tuple[str, str], dict[str, str]] = {}
         for d in self.devices:
             by_kind.setdefault(d.kind, []).append(d)
-            if d.kind == "ewaste_bin" and d.zone is not None and d.residential_type is not None:
+            if d.zone is not None:
                 by_zone.setdefault(d.zone, []).append(d)
-                tags[(d.site, d.id)] = {"zone": d.zone, "residential_type": d.residential_type}
+            if own_tags := d.params.tags():
+                tags[(d.site, d.id)] = own_tags
         self._by_kind = {k: tuple(v) for k, v in by_kind.items()}
         self._by_zone = {z: tuple(by_zone[z]) for z in sorted(by_zone)}
         self._tags = tags
@@ -364,7 +378,7 @@ class Registry(BaseModel):
         return tuple(self._by_zone)
 
     def tags_for(self, site: str, device_id: str) -> dict[str, str]:
-        """Extra InfluxDB tags for a device: zone and residential_type for known bins, else {}."""
+        """Extra InfluxDB tags of a known device (its kind's ``params.tags()``), else {}."""
         tags = self._tags.get((site, device_id))
         return dict(tags) if tags is not None else {}
 

@@ -11,13 +11,13 @@ import pytest
 import yaml
 
 from common.devices import (
-    DEFAULT_INTERVAL_S,
     Device,
     Registry,
     RegistryError,
     haversine_km,
     load_registry,
 )
+from common.kinds import KINDS, EnergyMeterParams, EwasteBinParams
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "config" / "devices.yaml"
@@ -64,12 +64,13 @@ def test_shipped_bins(registry: Registry) -> None:
     assert len(bins) >= 40
     assert bins == registry.devices_of_kind("ewaste_bin")
     assert registry.zones() == ("cheolsan", "gwangmyeong", "haan", "soha")
-    assert {b.residential_type for b in bins} == {"apartment", "row_house", "detached"}
-    for b in bins:
+    params = [b.params_of(EwasteBinParams) for b in bins]
+    assert {p.residential_type for p in params} == {"apartment", "row_house", "detached"}
+    for b, p in zip(bins, params, strict=True):
         assert b.site == "ewaste"
-        assert b.zone is not None and b.residential_type is not None
+        assert b.zone is not None and p.residential_type is not None
         assert b.capacity_kg is not None and b.capacity_kg > 0
-        assert b.volume_l is not None and b.volume_l > 0
+        assert p.volume_l is not None and p.volume_l > 0
         assert b.interval_s > 0
     assert sum(len(registry.bins_in_zone(z)) for z in registry.zones()) == len(bins)
     assert registry.bins_in_zone("nowhere") == ()
@@ -77,7 +78,9 @@ def test_shipped_bins(registry: Registry) -> None:
 
 def test_apartments_have_more_and_bigger_bins(registry: Registry) -> None:
     def of(rtype: str) -> list[Device]:
-        return [b for b in registry.bins() if b.residential_type == rtype]
+        return [
+            b for b in registry.bins() if b.params_of(EwasteBinParams).residential_type == rtype
+        ]
 
     apt, row, det = of("apartment"), of("row_house"), of("detached")
     assert len(apt) > len(row) > 0
@@ -93,7 +96,8 @@ def test_shipped_gates_and_meter(registry: Registry) -> None:
     (meter,) = registry.devices_of_kind("energy_meter")
     assert meter.site == "nzc"
     assert meter.pv_peak_w is not None and 10_000 <= meter.pv_peak_w <= 30_000
-    assert meter.battery_kwh and meter.base_load_w
+    params = meter.params_of(EnergyMeterParams)
+    assert params.battery_kwh and params.base_load_w
     uac = registry.site("uac")
     assert uac is not None and uac.capacity_people == 300
     assert uac.opening_hours is not None and uac.opening_hours.closed_days == ("mon",)
@@ -132,7 +136,7 @@ def test_tags_for(registry: Registry) -> None:
     b = registry.bins()[0]
     assert registry.tags_for(b.site, b.id) == {
         "zone": b.zone,
-        "residential_type": b.residential_type,
+        "residential_type": b.params_of(EwasteBinParams).residential_type,
     }
     assert registry.tags_for("ewaste", "bin-999") == {}
     assert registry.tags_for("uac", "uac-gate-main") == {}
@@ -155,7 +159,7 @@ def test_opening_hours(registry: Registry) -> None:
 
 def test_interval_defaults_per_kind() -> None:
     d = Device.model_validate({"id": "m", "site": "s", "kind": "energy_meter"})
-    assert d.interval_s == DEFAULT_INTERVAL_S["energy_meter"]
+    assert d.interval_s == KINDS["energy_meter"].default_interval_s
 
 
 # --- bad files --------------------------------------------------------------------------------
