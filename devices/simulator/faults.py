@@ -11,24 +11,15 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
+from common.kinds import KINDS
 from common.messages import ms_to_iso
 from common.payloads import Rejection, parse_message
 from common.topics import Topics
+from devices.simulator.models import MODEL_KINDS
 from devices.simulator.models.base import Fields
 from devices.simulator.rand import stream
 from devices.simulator.scenario import FAULT_TYPES, FaultSpec
 
-# The value field each fault tampers with, per kind (required ones where the kind has any).
-_TARGET = {
-    "energy_meter": "pv_power_w",
-    "visitor_counter": "entries_total",
-    "ewaste_bin": "fill_pct",
-}
-_OUT_OF_RANGE: dict[str, tuple[str, float]] = {
-    "energy_meter": ("battery_soc_pct", 140.0),
-    "visitor_counter": ("entries_total", -5),
-    "ewaste_bin": ("fill_pct", 130.0),
-}
 # What the contract says a receiver does with each fault (None: accepted, not rejected).
 EXPECTED_CODE: dict[str, str | None] = {
     "malformed_json": "invalid_json",
@@ -93,11 +84,12 @@ class FaultInjector:
     ) -> bytes:
         """The faulty payload for a rejecting fault type."""
         payload: dict[str, Any] = {"ts": ms_to_iso(ts_ms), "seq": seq, **fields}
-        target = _TARGET.get(kind, next(iter(fields), "ts"))
+        model = MODEL_KINDS.get(kind)
+        target = model.fault_field if model else next(iter(fields), "ts")
         if fault == "malformed_json":
             return encode(payload)[:-7]  # cut off mid-value, as a dropped TCP segment would
         if fault == "missing_field":
-            if kind == "energy_meter":
+            if kind in KINDS and not KINDS[kind].telemetry.required_fields:
                 payload = {"ts": payload["ts"], "seq": seq}  # nothing to store at all
             else:
                 payload.pop(target, None)
@@ -106,7 +98,7 @@ class FaultInjector:
         elif fault == "not_finite":
             payload[target] = float("nan") if seq % 2 else float("inf")
         elif fault == "out_of_range":
-            name, value = _OUT_OF_RANGE.get(kind, (target, -1))
+            name, value = model.out_of_range if model else (target, -1)
             payload[name] = value
         elif fault == "device_id_mismatch":
             payload["device_id"] = f"{device_id}-x"

@@ -9,7 +9,16 @@ from pathlib import Path
 from typing import Annotated, Any, Final, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    RootModel,
+    ValidationError,
+    field_validator,
+)
+
+from common.kinds import KINDS, KindName
 
 SCENARIO_DIR: Final = Path("config/scenarios")
 FaultType = Literal[
@@ -119,12 +128,17 @@ class Expectation(_Strict):
         return parse_duration_s(value)
 
 
-class Synthetic(_Strict):
+class Synthetic(RootModel[dict[KindName, Annotated[int, Field(ge=0)]]]):
     """Extra devices cloned from the registry's (for stress runs): how many per kind."""
 
-    energy_meter: int = Field(default=0, ge=0)
-    visitor_counter: int = Field(default=0, ge=0)
-    ewaste_bin: int = Field(default=0, ge=0)
+    model_config = ConfigDict(frozen=True)
+    root: dict[KindName, Annotated[int, Field(ge=0)]] = Field(default_factory=dict)
+
+    @field_validator("root")
+    @classmethod
+    def _in_kind_order(cls, value: dict[str, int]) -> dict[str, int]:
+        # Clones are made kind by kind in declaration order, whatever order the file uses.
+        return {kind: value[kind] for kind in KINDS if kind in value}
 
 
 class Scenario(_Strict):
@@ -136,7 +150,7 @@ class Scenario(_Strict):
     backfill: bool = False
     seed: int = 1
     devices: tuple[str, ...] | None = None  # None: every device in the registry
-    kinds: tuple[Literal["energy_meter", "visitor_counter", "ewaste_bin"], ...] | None = None
+    kinds: tuple[KindName, ...] | None = None
     interval_s: dict[str, Annotated[int, Field(ge=1)]] = Field(default_factory=dict)
     connection: Literal["per_device", "shared"] = "per_device"
     synthetic: Synthetic = Synthetic()

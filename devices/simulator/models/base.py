@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
@@ -40,6 +41,17 @@ class Model(Protocol):
     def reset_counters(self) -> None:
         """Meter reboot: cumulative counters restart at zero (no-op for kinds without any)."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class KindModel:
+    """What the simulator knows of one device kind: ``MODEL`` in ``models/<kind>.py``."""
+
+    build: Callable[[ModelContext], Model]
+    # The value field most faults tamper with (a required one where the kind has any).
+    fault_field: str
+    # A field and a value outside the contract's range, for the out_of_range fault.
+    out_of_range: tuple[str, float]
 
 
 def to_datetime(ts_ms: int) -> datetime:

@@ -7,7 +7,8 @@ minus what it discharges. Cumulative Wh counters integrate the powers (trapezoid
 
 from __future__ import annotations
 
-from devices.simulator.models.base import Fields, ModelContext, to_datetime
+from common.kinds import EnergyMeterParams
+from devices.simulator.models.base import Fields, KindModel, ModelContext, to_datetime
 from devices.simulator.models.weather import (
     GWANGMYEONG_LAT,
     GWANGMYEONG_LON,
@@ -33,17 +34,18 @@ class EnergyMeter:
 
     def __init__(self, ctx: ModelContext) -> None:
         d = ctx.device
+        params = d.params_of(EnergyMeterParams)
         self.device = d
         self.site = ctx.site
         self._rng = stream(ctx.seed, d.id, "load")
         self._clouds = CloudCover(stream(ctx.seed, d.id, "clouds"), ctx.start_ms)
         self.lat = d.latitude if d.latitude is not None else GWANGMYEONG_LAT
         self.lon = d.longitude if d.longitude is not None else GWANGMYEONG_LON
-        self.pv_peak_w = d.pv_peak_w or 20_000.0
-        self.base_load_w = d.base_load_w if d.base_load_w is not None else 2_500.0
-        self.peak_load_w = d.peak_load_w or 12_000.0
-        self.battery_wh = (d.battery_kwh or 0.0) * 1000
-        self.battery_power_w = d.battery_power_w or 0.0
+        self.pv_peak_w = params.pv_peak_w or 20_000.0
+        self.base_load_w = params.base_load_w if params.base_load_w is not None else 2_500.0
+        self.peak_load_w = params.peak_load_w or 12_000.0
+        self.battery_wh = (params.battery_kwh or 0.0) * 1000
+        self.battery_power_w = params.battery_power_w or 0.0
         # The battery only shaves imports above this level, so the base load at night is
         # always bought from the grid (and the demand charge stays low).
         self.peak_shave_w = ctx.params.get("peak_shave_w", 0.4 * self.peak_load_w)
@@ -132,3 +134,6 @@ class EnergyMeter:
     def reset_counters(self) -> None:
         self.pv_energy_wh = self.load_energy_wh = 0.0
         self.grid_import_wh = self.grid_export_wh = 0.0
+
+
+MODEL = KindModel(EnergyMeter, fault_field="pv_power_w", out_of_range=("battery_soc_pct", 140.0))

@@ -6,7 +6,8 @@ Only a truck empties a bin (:meth:`EwasteBin.collect`).
 
 from __future__ import annotations
 
-from devices.simulator.models.base import Fields, ModelContext, to_datetime
+from common.kinds import EwasteBinParams
+from devices.simulator.models.base import Fields, KindModel, ModelContext, to_datetime
 from devices.simulator.models.weather import air_temperature_c
 from devices.simulator.rand import poisson, stream
 
@@ -37,17 +38,18 @@ class EwasteBin:
 
     def __init__(self, ctx: ModelContext) -> None:
         d = ctx.device
+        params = d.params_of(EwasteBinParams)
         self.device = d
         self.site = ctx.site
         p = ctx.params
         self._rng = stream(ctx.seed, d.id, "dropoffs")
         init = stream(ctx.seed, d.id, "initial")
-        self.capacity_kg = d.capacity_kg or 200.0
-        self.volume_l = d.volume_l or self.capacity_kg * 3
+        self.capacity_kg = params.capacity_kg
+        self.volume_l = params.volume_l or self.capacity_kg * 3
         # Bulk density varies with what people bring (cables pack dense, monitors do not).
         self.density_kg_l = self.capacity_kg / self.volume_l * init.uniform(0.8, 1.05)
         self.full_kg = min(self.capacity_kg, self.density_kg_l * self.volume_l)
-        self.daily_kg = DAILY_KG.get(d.residential_type or "apartment", 7.0) * p.get(
+        self.daily_kg = DAILY_KG.get(params.residential_type, 7.0) * p.get(
             "fill_rate_factor", 1.0
         )
         self.with_temperature = bool(p.get("temperature", 0.0))
@@ -124,3 +126,6 @@ class EwasteBin:
 
     def reset_counters(self) -> None:
         """Bins keep no cumulative counters."""
+
+
+MODEL = KindModel(EwasteBin, fault_field="fill_pct", out_of_range=("fill_pct", 130.0))

@@ -8,7 +8,8 @@ import heapq
 import math
 from datetime import datetime, timedelta
 
-from devices.simulator.models.base import Fields, ModelContext, to_datetime
+from common.kinds import VisitorCounterParams
+from devices.simulator.models.base import Fields, KindModel, ModelContext, to_datetime
 from devices.simulator.rand import poisson, stream
 
 MINUTE_MS = 60_000
@@ -33,7 +34,7 @@ class VisitorCounter:
         self.miss_rate = p.get("count_miss_rate", 0.01)
         self.double_rate = p.get("count_double_rate", 0.005)
         self.dwell_median_min = p.get("dwell_median_min", 45.0)
-        self.capacity = ctx.device.capacity_people
+        self.capacity = ctx.device.params_of(VisitorCounterParams).capacity_people
         self.entries_total = int(ctx.initial.get("entries_total", 0))
         self.exits_total = int(ctx.initial.get("exits_total", 0))
         self.inside = 0  # true number of people inside through this gate
@@ -141,3 +142,6 @@ class VisitorCounter:
     def reset_counters(self) -> None:
         self.entries_total = 0
         self.exits_total = 0
+
+
+MODEL = KindModel(VisitorCounter, fault_field="entries_total", out_of_range=("entries_total", -5))
