@@ -20,6 +20,7 @@ from grafana_foundation_sdk.models.dashboard import (
 )
 
 from common.devices import Registry
+from common.kinds import KINDS
 from grafana.influxql import InfluxQL
 from grafana.panels import (
     BLUE,
@@ -51,7 +52,7 @@ STATS_MIN_INTERVAL = "10s"
 SPOOL_WARN_BYTES = 256 * 1024**2
 SPOOL_ALERT_BYTES = 512 * 1024**2
 # One field per measurement that every reading of that kind carries.
-READINGS = {"energy": "load_power_w", "visitors": "entries_total", "ewaste_bin": "fill_pct"}
+READINGS = {kind.measurement: kind.count_field for kind in KINDS.values()}
 
 
 def build(registry: Registry) -> dash.Dashboard:

@@ -14,7 +14,7 @@ from common.devices import Registry, RegistryError, load_registry
 from common.lifecycle import stop_on_signals
 from common.mqtt import MqttLink
 from common.observability import ServiceHttpServer
-from common.payloads import REASON_CODES
+from common.payloads import INTERNAL_ERROR, REASON_CODES
 from common.topics import Topics
 from services.ingest.metrics import IngestMetrics
 from services.ingest.pipeline import UNENCODABLE, Pipeline
@@ -89,7 +89,7 @@ class IngestService:
                 settings.ingest_stats_interval_s,
                 self.metrics,
                 self.writer.write_durations_s,
-                reasons=REASON_CODES | {SINK_REJECTED, UNENCODABLE},
+                reasons=REASON_CODES | {INTERNAL_ERROR, SINK_REJECTED, UNENCODABLE},
             )
         self.pipeline = Pipeline(
             self.topics,
