@@ -139,9 +139,7 @@ class EnergyMeterTelemetry(Telemetry):
     @model_validator(mode="after")
     def _at_least_one(self) -> EnergyMeterTelemetry:
         if not any(getattr(self, name) is not None for name in self.value_fields):
-            raise PydanticCustomError(
-                NO_FIELDS, "an energy_meter reading needs at least one field"
-            )
+            raise PydanticCustomError(NO_FIELDS, "an energy_meter reading needs at least one field")
         return self
 
 

@@ -14,11 +14,36 @@ from typing import Any, ClassVar, Final
 
 from pydantic import ValidationError
 
-from common.kinds import INVALID_TS as INVALID_TS
-from common.kinds import KINDS
-from common.kinds import NO_FIELDS as NO_FIELDS
-from common.kinds import TS_IN_FUTURE as TS_IN_FUTURE
+from common.kinds import INVALID_TS, KINDS, NO_FIELDS, TS_IN_FUTURE
 from common.topics import TopicError, Topics
+
+__all__ = [
+    "BAD_STATUS",
+    "BAD_TOPIC",
+    "DEVICE_ID_MISMATCH",
+    "INTERNAL_ERROR",
+    "INVALID_JSON",
+    "INVALID_TS",
+    "MAX_PAYLOAD_BYTES",
+    "MISSING_FIELD",
+    "NOT_FINITE",
+    "NOT_OBJECT",
+    "NOT_UTF8",
+    "NO_FIELDS",
+    "OUT_OF_RANGE",
+    "REASON_CODES",
+    "STATUS_MEASUREMENT",
+    "STATUS_VALUES",
+    "TOO_LARGE",
+    "TS_IN_FUTURE",
+    "UNKNOWN_KIND",
+    "WRONG_TYPE",
+    "ParseResult",
+    "Reading",
+    "Rejection",
+    "StatusReading",
+    "parse_message",
+]
 
 log = logging.getLogger(__name__)
 

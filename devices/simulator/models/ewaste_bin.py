@@ -49,9 +49,7 @@ class EwasteBin:
         # Bulk density varies with what people bring (cables pack dense, monitors do not).
         self.density_kg_l = self.capacity_kg / self.volume_l * init.uniform(0.8, 1.05)
         self.full_kg = min(self.capacity_kg, self.density_kg_l * self.volume_l)
-        self.daily_kg = DAILY_KG.get(params.residential_type, 7.0) * p.get(
-            "fill_rate_factor", 1.0
-        )
+        self.daily_kg = DAILY_KG.get(params.residential_type, 7.0) * p.get("fill_rate_factor", 1.0)
         self.with_temperature = bool(p.get("temperature", 0.0))
         fill0 = ctx.initial.get("fill_pct", init.uniform(5, 80))
         self.weight_kg = self.full_kg * min(100.0, fill0) / 100
