@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 
 import pytest
+from pydantic import BaseModel, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 
 from common import payloads as p
+from common.kinds import EwasteBinTelemetry
 from common.payloads import Reading, Rejection, StatusReading, parse_message
 from common.topics import Topics
 
@@ -163,6 +167,48 @@ def test_bad_payload_is_rejected_with_its_reason(topic: str, payload: bytes, cod
 def test_the_table_covers_at_least_forty_cases_and_every_reason_code() -> None:
     assert len(BAD) >= 40
     assert {case[3] for case in BAD} == set(p.REASON_CODES)
+
+
+def test_a_failure_of_the_judge_is_internal_error_logged_never_the_devices_fault(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(self: EwasteBinTelemetry) -> dict[str, float | int | bool]:
+        raise RuntimeError("a bug in the judge")
+
+    monkeypatch.setattr(EwasteBinTelemetry, "values", broken)
+    with caplog.at_level(logging.ERROR, logger="common.payloads"):
+        result = judge(BIN, bin_payload())
+    assert isinstance(result, Rejection)
+    assert result.code == p.INTERNAL_ERROR
+    assert result.code not in p.REASON_CODES  # none of the device's faults
+    assert "RuntimeError" in result.reason
+    (record,) = [r for r in caplog.records if r.name == "common.payloads"]
+    assert record.exc_info is not None and record.exc_info[0] is RuntimeError  # the traceback
+    assert record.__dict__["topic"] == BIN
+
+
+@pytest.mark.parametrize("code", [p.TS_IN_FUTURE, p.INVALID_TS, p.NO_FIELDS])
+def test_codes_come_from_pydantic_error_types_not_from_their_wording(code: str) -> None:
+    class Model(BaseModel):
+        @model_validator(mode="after")
+        def _refuse(self) -> Model:
+            raise PydanticCustomError(code, "a sentence that names no code at all")
+
+    with pytest.raises(ValidationError) as info:
+        Model.model_validate({})
+    assert p._rejection_from(info.value).code == code
+
+
+def test_model_raised_reasons_read_as_sentences() -> None:
+    future = judge(BIN, bin_payload(ts=NOW_MS + 600_000))
+    assert isinstance(future, Rejection)
+    assert future.reason == f"ts: ts is more than 5 minutes in the future (got {NOW_MS + 600_000})"
+    empty = judge(METER, json.dumps({"ts": NOW_MS}).encode())
+    assert isinstance(empty, Rejection)
+    assert empty.reason.startswith("payload: an energy_meter reading needs at least one field")
+    garbage = judge(BIN, bin_payload(ts="yesterday"))
+    assert isinstance(garbage, Rejection)
+    assert garbage.reason.startswith("ts: ts 'yesterday' is not an RFC 3339 timestamp")
 
 
 def test_rejection_names_the_offending_field() -> None:
