@@ -201,16 +201,20 @@ class Device(BaseModel):
         kind = KINDS.get(name) if isinstance(name, str) else None
         if kind is None:
             return common  # the kind's own error is the one worth reading
-        own = {k: v for k, v in data.items() if k not in _COMMON_KEYS}
-        # A key of another kind (set, not null) gets a sentence naming that kind.
-        owners = {k: _owner_of(k, kind.name) for k, v in own.items() if v is not None}
-        for owner in dict.fromkeys(o for o in owners.values() if o is not None):
-            misplaced = sorted(k for k, o in owners.items() if o == owner)
-            raise _custom_error(
-                f"{owner} field(s) {', '.join(misplaced)} not allowed on a {kind.name} device"
-            )
-        # null is as good as absent: a required key set to null is missing.
-        own = {k: v for k, v in own.items() if v is not None and owners[k] is None}
+        owners = {k: _owner_of(k, kind.name) for k in data if k not in _COMMON_KEYS}
+        for other in KINDS:
+            misplaced = sorted(k for k, o in owners.items() if o == other and data[k] is not None)
+            if misplaced:
+                raise _custom_error(
+                    f"{other} field(s) {', '.join(misplaced)} not allowed on a {kind.name} device"
+                )
+        # null is as good as absent (a required key set to null is missing); unknown keys stay,
+        # to be refused by name.
+        own = {
+            k: data[k]
+            for k, owner in owners.items()
+            if owner is None and (data[k] is not None or k not in kind.params.model_fields)
+        }
         missing = [key for key in kind.required_keys() if data.get(key) is None]
         try:
             common["params"] = kind.params.model_validate(own)

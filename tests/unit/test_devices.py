@@ -230,6 +230,23 @@ def test_field_on_wrong_kind(tmp_path: Path, raw: dict[str, Any]) -> None:
     assert_rejected(tmp_path, raw, f"devices[{i}]", "zone", "'uac-gate-main'")
 
 
+def test_null_parameter_of_another_kind_is_allowed_but_an_unknown_key_is_not(
+    tmp_path: Path, raw: dict[str, Any]
+) -> None:
+    i = index_of(raw, "uac-gate-main")
+    raw["devices"][i]["zone"] = None
+    gate = load_registry(write(tmp_path, raw)).device("uac-gate-main")
+    assert gate is not None and gate.zone is None and gate.capacity_people == 200
+    raw["devices"][i]["zoen"] = None
+    assert_rejected(tmp_path, raw, f"devices[{i}].zoen", "'uac-gate-main'")
+
+
+def test_meter_base_load_above_peak(tmp_path: Path, raw: dict[str, Any]) -> None:
+    i = index_of(raw, "nzc-meter-1")
+    raw["devices"][i]["base_load_w"] = raw["devices"][i]["peak_load_w"] + 1
+    assert_rejected(tmp_path, raw, f"devices[{i}]: base_load_w must not exceed peak_load_w")
+
+
 def test_unquoted_opening_time(tmp_path: Path, raw: dict[str, Any]) -> None:
     uac = next(s for s in raw["sites"] if s["id"] == "uac")
     uac["opening_hours"]["opens"] = 600  # what YAML 1.1 makes of an unquoted 10:00
