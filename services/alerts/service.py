@@ -21,10 +21,9 @@ from common.messages import AlertEvent, DispatchRequest, DispatchStatus, ms_to_i
 from common.mqtt import MqttLink
 from common.payloads import Reading, Rejection, StatusReading, parse_message
 from common.topics import TopicError, Topics
+from services.alerts.alert_lifecycle import Transition
 from services.alerts.config import RulesFile
 from services.alerts.dispatch.desk import DeskOutput, DispatchDesk
-from services.alerts.engine import Engine
-from services.alerts.lifecycle import Transition
 from services.alerts.metrics import AlertsMetrics
 from services.alerts.notifiers.apprise import AppriseNotifier
 from services.alerts.notifiers.base import Notifier
@@ -32,6 +31,7 @@ from services.alerts.notifiers.influx import InfluxNotifier, InfluxWriter
 from services.alerts.notifiers.mqtt import MqttNotifier
 from services.alerts.notifiers.outbox import Outbox, OutboxError
 from services.alerts.notifiers.webhook import JsonPoster, WebhookNotifier
+from services.alerts.rule_engine import RuleEngine
 from services.alerts.settings import AlertsSettings
 
 log = logging.getLogger("services.alerts")
@@ -55,7 +55,7 @@ class AlertsService:
         self.settings = settings
         self.topics = Topics(settings.mqtt_topic_prefix)
         self.metrics = metrics or AlertsMetrics()
-        self.engine = Engine(
+        self.engine = RuleEngine(
             rules, registry, allowed_lateness_ms=int(settings.alerts_allowed_lateness_s * 1000)
         )
         self.desk = DispatchDesk(

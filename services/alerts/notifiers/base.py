@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
-from services.alerts.lifecycle import Transition
+from services.alerts.alert_lifecycle import Transition
 from services.alerts.metrics import AlertsMetrics
 from services.alerts.notifiers.outbox import Outbox
 

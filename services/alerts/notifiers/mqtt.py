@@ -6,7 +6,7 @@ from __future__ import annotations
 import paho.mqtt.client as mqtt
 
 from common.topics import Topics
-from services.alerts.lifecycle import Transition
+from services.alerts.alert_lifecycle import Transition
 
 
 class MqttNotifier:

@@ -9,7 +9,7 @@ import json
 
 import httpx
 
-from services.alerts.lifecycle import Transition
+from services.alerts.alert_lifecycle import Transition
 from services.alerts.metrics import AlertsMetrics
 from services.alerts.notifiers.base import DeliveryError, DeliveryQueue
 from services.alerts.notifiers.outbox import Outbox

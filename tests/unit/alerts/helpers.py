@@ -7,9 +7,9 @@ from pathlib import Path
 
 from common.devices import Registry, load_registry
 from common.payloads import Reading, StatusReading
+from services.alerts.alert_lifecycle import Transition
 from services.alerts.config import RulesFile, parse_rules
-from services.alerts.engine import Engine
-from services.alerts.lifecycle import Transition
+from services.alerts.rule_engine import RuleEngine
 
 ROOT = Path(__file__).resolve().parents[3]
 T0 = int(datetime(2025, 6, 2, 0, 0, tzinfo=UTC).timestamp() * 1000)  # 09:00 in Seoul
@@ -25,8 +25,8 @@ def rules(text: str) -> RulesFile:
     return parse_rules(text, "test.yaml")
 
 
-def engine(text: str, with_registry: bool = False) -> Engine:
-    return Engine(rules(text), registry() if with_registry else None)
+def engine(text: str, with_registry: bool = False) -> RuleEngine:
+    return RuleEngine(rules(text), registry() if with_registry else None)
 
 
 def bin_reading(device: str, ts_ms: int, fill: float, **extra: float) -> Reading:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from services.alerts.engine import Engine
-from services.alerts.lifecycle import Transition
+from services.alerts.alert_lifecycle import Transition
+from services.alerts.rule_engine import RuleEngine
 from services.alerts.rules.absence import AbsenceRule
 from services.alerts.rules.forecast import ForecastRule, theil_sen
 from tests.unit.alerts.helpers import (
@@ -123,8 +123,8 @@ def test_absence_fires_on_the_watermark_and_clears_when_the_device_reports() -> 
 def test_absence_waits_allowed_lateness_for_a_device_behind_the_watermark() -> None:
     # One connection per device: in a backfill bin-002's readings ran 16 min ahead of
     # bin-001's, which were still on their way. That is skew, not silence.
-    def skewed(lateness_ms: int) -> tuple[Engine, list[Transition]]:
-        eng = Engine(rules(ABSENCE), None, allowed_lateness_ms=lateness_ms)
+    def skewed(lateness_ms: int) -> tuple[RuleEngine, list[Transition]]:
+        eng = RuleEngine(rules(ABSENCE), None, allowed_lateness_ms=lateness_ms)
         eng.handle(bin_reading("bin-001", T0, 10))
         return eng, eng.handle(bin_reading("bin-002", T0 + 16 * MIN, 10))
 
@@ -155,7 +155,7 @@ def test_absence_expects_registered_devices_that_never_spoke() -> None:
 
 def test_a_reading_older_than_its_bins_collection_neither_refires_nor_feeds_forecast() -> None:
     more = (FORECAST + ABSENCE).replace("rules:\n", "")
-    eng = Engine(rules(BIN_FULL + more))
+    eng = RuleEngine(rules(BIN_FULL + more))
     for minute in range(0, 240, 5):
         eng.handle(bin_reading("bin-001", T0 + minute * MIN, 60 + minute / 7))
     assert eng.lifecycle.get(("bin_full", "ewaste", "bin-001")) is not None
@@ -293,7 +293,7 @@ rules:
 
 
 def _day(
-    eng: Engine, start_ms: int, pv_per_h: float, load_per_h: float, pv0: float, load0: float
+    eng: RuleEngine, start_ms: int, pv_per_h: float, load_per_h: float, pv0: float, load0: float
 ) -> tuple[list[Transition], float, float]:
     out: list[Transition] = []
     pv, load = pv0, load0

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 from common.devices import Registry
 from common.payloads import Reading, StatusReading
+from services.alerts.alert_lifecycle import AlertKey, Lifecycle, Transition
 from services.alerts.config import RulesFile, RuleSpec
-from services.alerts.lifecycle import AlertKey, Lifecycle, Transition
 from services.alerts.rules import BaseRule, build_rule
 
 TICK_STEP_MS = 1000  # re-judge time-driven rules at most once per second of event time
@@ -21,7 +21,7 @@ class EngineStats:
     superseded: int = 0  # readings older than their bin's collection (judged for liveness only)
 
 
-class Engine:
+class RuleEngine:
     """Routes each reading to the rules that select its device; advances time on the
     watermark (latest reading ``ts``); plain object, no I/O, no clock of its own.
 
