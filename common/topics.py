@@ -90,6 +90,15 @@ class Topics:
     def alert_active(self, rule: str, site: str, device_id: str) -> str:
         return f"{self.prefix}/alerts/active/{_ids(rule=rule, site=site, device_id=device_id)}"
 
+    # -- the alerts service's own subtree (``_`` can never start a rule name) ----------------
+    def alerts_sync(self) -> str:
+        """The marker the alerts service sends itself once its retained state is in."""
+        return f"{self.prefix}/alerts/_sync"
+
+    def dispatch_record(self, dispatch_id: str) -> str:
+        """Where an open dispatch's request is retained until it closes."""
+        return f"{self.prefix}/alerts/_dispatch/{check_id(dispatch_id, 'dispatch_id')}"
+
     # -- dispatch --------------------------------------------------------------------------
     def dispatch_requests(self) -> str:
         return f"{self.prefix}/dispatch/requests"
@@ -116,6 +125,9 @@ class Topics:
     def all_dispatch_status(self) -> str:
         return f"{self.prefix}/dispatch/+/status"
 
+    def all_dispatch_records(self) -> str:
+        return f"{self.prefix}/alerts/_dispatch/+"
+
     # -- parsing ---------------------------------------------------------------------------
     def parse_device_topic(self, topic: str) -> DeviceTopic:
         """Parse a telemetry/status topic; raise TopicError naming what is wrong."""
@@ -139,6 +151,25 @@ class Topics:
         if not topic.startswith(head) or not topic.endswith("/status"):
             raise TopicError(f"topic {topic!r} is not a dispatch status topic")
         return check_id(topic[len(head) : -len("/status")], "dispatch_id")
+
+    def is_active_alert(self, topic: str) -> bool:
+        """True for any topic under ``P/alerts/active/`` (well-formed or not)."""
+        return topic.startswith(f"{self.prefix}/alerts/active/")
+
+    def is_dispatch_record(self, topic: str) -> bool:
+        """True for any topic under ``P/alerts/_dispatch/`` (well-formed or not)."""
+        return topic.startswith(f"{self.prefix}/alerts/_dispatch/")
+
+    def is_dispatch(self, topic: str) -> bool:
+        """True for any topic under ``P/dispatch/`` (requests and statuses)."""
+        return topic.startswith(f"{self.prefix}/dispatch/")
+
+    def parse_dispatch_record(self, topic: str) -> str:
+        """Return the dispatch id of a ``P/alerts/_dispatch/{id}`` topic."""
+        head = f"{self.prefix}/alerts/_dispatch/"
+        if not topic.startswith(head):
+            raise TopicError(f"topic {topic!r} is not a dispatch record topic")
+        return check_id(topic[len(head) :], "dispatch_id")
 
     def parse_active_alert(self, topic: str) -> tuple[str, str, str]:
         """Return ``(rule, site, device_id)`` of a ``P/alerts/active/...`` topic."""

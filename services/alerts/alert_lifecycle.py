@@ -8,7 +8,7 @@ from datetime import datetime
 
 from common.messages import AlertEvent, AlertState, ms_to_iso
 from services.alerts.config import RuleSpec
-from services.alerts.rules import Signal
+from services.alerts.rules import Signal, Verdict
 
 AlertKey = tuple[str, str, str]
 """``(rule, site, device_id)``."""
@@ -45,7 +45,7 @@ class Alert:
     value: float | None
     threshold: float | None
     message: str
-    last_verdict: str = "fire"
+    last_verdict: Verdict = Verdict.FIRE
     last_sent_ms: int = 0
     clear_since_ms: int | None = None
     labels: dict[str, str] = field(default_factory=dict)
@@ -100,7 +100,7 @@ class Lifecycle:
         key = (spec.name, sig.site, sig.device_id)
         alert = self.alerts.get(key)
         if alert is None:
-            if sig.verdict != "fire":
+            if sig.verdict != Verdict.FIRE:
                 return []
             alert = Alert(
                 spec,
@@ -120,11 +120,11 @@ class Lifecycle:
         if sig.ts_ms < alert.since_ms:
             return []  # older than what we already judged (a late message)
         alert.last_verdict = sig.verdict
-        if sig.verdict == "fire" or alert.state == "pending":
+        if sig.verdict == Verdict.FIRE or alert.state == "pending":
             alert.value, alert.message = sig.value, sig.message
             alert.threshold = sig.threshold
         if alert.state == "pending":
-            if sig.verdict != "fire":
+            if sig.verdict != Verdict.FIRE:
                 # ``for`` means the condition held all along; it did not.
                 return [
                     self._resolve(
@@ -133,9 +133,9 @@ class Lifecycle:
                 ]
             return self.advance_one(key, alert, sig.ts_ms)
         # firing
-        if sig.verdict == "fire":
+        if sig.verdict == Verdict.FIRE:
             alert.clear_since_ms = None
-        elif sig.verdict == "clear":
+        elif sig.verdict == Verdict.CLEAR:
             if alert.clear_since_ms is None:
                 alert.clear_since_ms = sig.ts_ms
             alert.value, alert.message = sig.value, sig.message
@@ -146,7 +146,7 @@ class Lifecycle:
     def advance_one(self, key: AlertKey, alert: Alert, now_ms: int) -> list[Transition]:
         spec = alert.spec
         if alert.state == "pending":
-            if alert.last_verdict == "fire" and now_ms - alert.since_ms >= spec.for_ms:
+            if alert.last_verdict == Verdict.FIRE and now_ms - alert.since_ms >= spec.for_ms:
                 return [self._fire(alert, now_ms)]
             return []
         if alert.clear_since_ms is not None:
@@ -189,6 +189,3 @@ class Lifecycle:
             last_sent_ms=ts_ms,
             labels=dict(event.labels),
         )
-
-    def forget(self, key: AlertKey) -> None:
-        self.alerts.pop(key, None)

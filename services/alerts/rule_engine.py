@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from common.devices import Registry
 from common.payloads import Reading, StatusReading
 from services.alerts.alert_lifecycle import AlertKey, Lifecycle, Transition
+from services.alerts.collected import CollectedBins
 from services.alerts.config import RulesFile, RuleSpec
 from services.alerts.rules import BaseRule, build_rule
 
@@ -32,7 +33,11 @@ class RuleEngine:
     """
 
     def __init__(
-        self, rules: RulesFile, registry: Registry | None = None, allowed_lateness_ms: int = 0
+        self,
+        rules: RulesFile,
+        registry: Registry | None = None,
+        allowed_lateness_ms: int = 0,
+        collected: CollectedBins | None = None,
     ) -> None:
         self.registry = registry
         self.allowed_lateness_ms = allowed_lateness_ms
@@ -42,7 +47,7 @@ class RuleEngine:
         self.watermark_ms = 0
         self.last_tick_ms = 0
         self.stats = EngineStats()
-        self.collected_ms: dict[str, int] = {}  # bin -> event time of its last collection
+        self.collected_bins = collected if collected is not None else CollectedBins()
         self._routes: dict[tuple[str, str, str], list[BaseRule]] = {}
 
     def _rules_for(self, site: str, kind: str, device_id: str) -> list[BaseRule]:
@@ -57,7 +62,7 @@ class RuleEngine:
         rules = self._rules_for(message.site, message.kind, message.device_id)
         if isinstance(message, Reading):
             self.stats.readings += 1
-            if message.ts_ms < self.collected_ms.get(message.device_id, message.ts_ms):
+            if self.collected_bins.supersedes(message.device_id, message.ts_ms):
                 # Taken before the bin was emptied and overtaken by the collection: its level
                 # is history and must neither re-fire an alert nor feed a forecast. It still
                 # shows the device is alive.
@@ -95,7 +100,7 @@ class RuleEngine:
     def collected(self, site: str, device_id: str, ts_ms: int) -> None:
         """The bin was emptied at ``ts_ms`` (event time): older readings of it arriving from
         now on are superseded, and every rule forgets what it learnt about its level."""
-        self.collected_ms[device_id] = max(ts_ms, self.collected_ms.get(device_id, ts_ms))
+        self.collected_bins.record(device_id, ts_ms)
         for rule in self.rules:
             rule.forget(site, device_id)
 

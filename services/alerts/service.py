@@ -1,5 +1,7 @@
-"""The running service: MQTT in, engine + dispatch desk on one worker thread, notifiers out.
+"""The running service: MQTT in, ``AlertsCore`` on paho's thread and a ticker, effects out.
 
+The core decides; this adapter only does I/O: it feeds the core MQTT messages and the wall
+clock, and executes the effects the core returns (publishes, notifiers, points, metrics, logs).
 State survives restarts through retained messages: active alerts (``P/alerts/active/...``)
 and open dispatches (``P/alerts/_dispatch/{id}``) are read back before any telemetry is judged.
 """
@@ -10,38 +12,112 @@ import logging
 import secrets
 import threading
 import time
-from dataclasses import replace
+from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from pydantic import ValidationError
 
 from common.devices import Registry
-from common.messages import AlertEvent, DispatchRequest, DispatchStatus, ms_to_iso
+from common.messages import ms_to_iso
 from common.mqtt import MqttLink
-from common.payloads import Reading, Rejection, StatusReading, parse_message
-from common.topics import TopicError, Topics
-from services.alerts.alert_lifecycle import Transition
+from common.topics import Topics
 from services.alerts.config import RulesFile
-from services.alerts.dispatch.desk import DeskOutput, DispatchDesk
+from services.alerts.core import (
+    Accepted,
+    AlertsCore,
+    ClearRetained,
+    CoreSettings,
+    DispatchClosed,
+    DispatchPlanned,
+    Effect,
+    Inbound,
+    Log,
+    Notify,
+    Publish,
+    Rejected,
+    Retain,
+    StateRestored,
+    WritePoints,
+)
 from services.alerts.metrics import AlertsMetrics
 from services.alerts.notifiers.apprise import AppriseNotifier
-from services.alerts.notifiers.base import Notifier
+from services.alerts.notifiers.base import Notifier, QueueArgs
 from services.alerts.notifiers.influx import InfluxNotifier, InfluxWriter
 from services.alerts.notifiers.mqtt import MqttNotifier
 from services.alerts.notifiers.outbox import Outbox, OutboxError
 from services.alerts.notifiers.webhook import JsonPoster, WebhookNotifier
-from services.alerts.rule_engine import RuleEngine
 from services.alerts.settings import AlertsSettings
 
 log = logging.getLogger("services.alerts")
 
 CLIENT_ID = "facility-alerts"
-Inbound = tuple[str, bytes, float]  # topic, payload, arrival (monotonic)
 
 
 def wall_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Notifiers:
+    """The notifiers by role. MQTT is always on; the others are configured by settings."""
+
+    mqtt: MqttNotifier
+    influx: InfluxNotifier | None = None
+    webhook: WebhookNotifier | None = None
+    apprise: AppriseNotifier | None = None
+    dispatch_hook: WebhookNotifier | None = None
+    """Gets dispatch requests, not alerts."""
+
+    def of_alerts(self) -> tuple[Notifier, ...]:
+        """Who hears of each alert transition, MQTT first."""
+        return tuple(n for n in (self.mqtt, self.influx, self.webhook, self.apprise) if n)
+
+    def delivering(self) -> tuple[InfluxNotifier | WebhookNotifier | AppriseNotifier, ...]:
+        """The ones with a delivery queue to flush at shutdown."""
+        found = (self.influx, self.webhook, self.apprise, self.dispatch_hook)
+        return tuple(n for n in found if n is not None)
+
+
+def build_notifiers(
+    settings: AlertsSettings, client: mqtt.Client, topics: Topics, metrics: AlertsMetrics
+) -> Notifiers:
+    limits: QueueArgs = {
+        "base_s": settings.alerts_retry_base_s,
+        "max_s": settings.alerts_retry_max_s,
+        "max_items": settings.alerts_queue_max,
+    }
+
+    def outbox(notifier: str) -> Outbox:
+        try:
+            return Outbox(settings.alerts_state_dir / f"{notifier}.outbox")
+        except OutboxError as exc:
+            raise ValueError(f"ALERTS_STATE_DIR: {exc}") from exc
+
+    secret = (
+        settings.alerts_webhook_secret.get_secret_value().encode()
+        if settings.alerts_webhook_secret
+        else None
+    )
+    influx = webhook = apprise = dispatch_hook = None
+    if settings.alerts_influx_enabled:
+        influx = InfluxNotifier(InfluxWriter(settings), metrics, **limits)
+    if settings.alerts_webhook_url:
+        poster = JsonPoster(settings.alerts_webhook_url, secret)
+        webhook = WebhookNotifier("webhook", poster, metrics, outbox("webhook"), **limits)
+    if settings.alerts_dispatch_webhook_url:
+        poster = JsonPoster(settings.alerts_dispatch_webhook_url, secret)
+        dispatch_hook = WebhookNotifier(
+            "dispatch_webhook", poster, metrics, outbox("dispatch_webhook"), **limits
+        )
+    if settings.apprise_urls:
+        apprise = AppriseNotifier(
+            settings.apprise_urls,
+            settings.alerts_apprise_group_s,
+            metrics,
+            outbox("apprise"),
+            **limits,
+        )
+    return Notifiers(MqttNotifier(client, topics), influx, webhook, apprise, dispatch_hook)
 
 
 class AlertsService:
@@ -55,82 +131,36 @@ class AlertsService:
         self.settings = settings
         self.topics = Topics(settings.mqtt_topic_prefix)
         self.metrics = metrics or AlertsMetrics()
-        self.engine = RuleEngine(
-            rules, registry, allowed_lateness_ms=int(settings.alerts_allowed_lateness_s * 1000)
-        )
-        self.desk = DispatchDesk(
-            registry, settings.alerts_opportunistic_pct, settings.alerts_dispatch_timeout_s * 1000
+        self.core = AlertsCore(
+            rules,
+            registry,
+            self.topics,
+            CoreSettings(
+                allowed_lateness_ms=int(settings.alerts_allowed_lateness_s * 1000),
+                opportunistic_pct=settings.alerts_opportunistic_pct,
+                dispatch_timeout_ms=settings.alerts_dispatch_timeout_s * 1000,
+                live_lag_ms=settings.alerts_live_lag_s * 1000,
+            ),
+            nonce=secrets.token_hex(8),
         )
         self.link = MqttLink(
             settings, CLIENT_ID, persistent=True, max_inflight=1000, tcp_nodelay=True
         )
-        self.link.client.on_message = self._on_message
-        self.link.client.on_subscribe = self._on_subscribe
-        self.link.add_on_connect(self._subscribe)
-        prefix = self.topics.prefix
-        self.sync_topic = f"{prefix}/alerts/_sync"
-        self.dispatch_record_prefix = f"{prefix}/alerts/_dispatch/"
-        self.active_prefix = f"{prefix}/alerts/active/"
-        self.nonce = secrets.token_hex(8)
+        self._wire(self.link)
         self._lock = threading.Lock()
         self.synced = threading.Event()
-        self._held: list[Inbound] = []
         self._sub_mid: int | None = None
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._run, name="alerts-ticker", daemon=True)
-        self.live = False
         self.started_at = 0.0
-        self.last_error: str | None = None
+        self.notifiers = build_notifiers(settings, self.link.client, self.topics, self.metrics)
+        self._alert_notifiers = self.notifiers.of_alerts()
 
-        self.mqtt_notifier = MqttNotifier(self.link.client, self.topics)
-        self.notifiers: list[Notifier] = [self.mqtt_notifier]
-        queue_args: dict[str, Any] = {
-            "base_s": settings.alerts_retry_base_s,
-            "max_s": settings.alerts_retry_max_s,
-            "max_items": settings.alerts_queue_max,
-        }
-        self.influx: InfluxNotifier | None = None
-        if settings.alerts_influx_enabled:
-            self.influx = InfluxNotifier(InfluxWriter(settings), self.metrics, **queue_args)
-            self.notifiers.append(self.influx)
-        secret = (
-            settings.alerts_webhook_secret.get_secret_value().encode()
-            if settings.alerts_webhook_secret
-            else None
-        )
-        if settings.alerts_webhook_url:
-            poster = JsonPoster(settings.alerts_webhook_url, secret)
-            self.notifiers.append(
-                WebhookNotifier(
-                    "webhook", poster, self.metrics, self._outbox("webhook"), **queue_args
-                )
-            )
-        self.dispatch_hook: WebhookNotifier | None = None
-        if settings.alerts_dispatch_webhook_url:
-            poster = JsonPoster(settings.alerts_dispatch_webhook_url, secret)
-            self.dispatch_hook = WebhookNotifier(
-                "dispatch_webhook",
-                poster,
-                self.metrics,
-                self._outbox("dispatch_webhook"),
-                **queue_args,
-            )
-        if settings.apprise_urls:
-            self.notifiers.append(
-                AppriseNotifier(
-                    settings.apprise_urls,
-                    settings.alerts_apprise_group_s,
-                    self.metrics,
-                    self._outbox("apprise"),
-                    **queue_args,
-                )
-            )
-
-    def _outbox(self, notifier: str) -> Outbox:
-        try:
-            return Outbox(self.settings.alerts_state_dir / f"{notifier}.outbox")
-        except OutboxError as exc:
-            raise ValueError(f"ALERTS_STATE_DIR: {exc}") from exc
+    def _wire(self, link: MqttLink) -> None:
+        """Every MQTT hook of the service, in one place."""
+        link.client.on_message = self._on_message
+        link.client.on_subscribe = self._on_subscribe
+        link.add_on_connect(self._subscribe)
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
@@ -143,33 +173,32 @@ class AlertsService:
         paho still holds before the DISCONNECT)."""
         self._stop.set()
         self._worker.join(timeout)
-        for notifier in self.notifiers[1:]:
+        for notifier in self.notifiers.delivering():
             notifier.close(timeout)
-        if self.dispatch_hook is not None:
-            self.dispatch_hook.close(timeout)
         self.link.stop()  # not under the lock: paho's thread may be waiting for it
 
     def health(self) -> dict[str, Any]:
         connected = self.link.connected.is_set()
+        core = self.core
         return {
             "healthy": connected and self._worker.is_alive(),
             "mqtt_connected": connected,
             "mqtt_error": self.link.last_error,
             "state_restored": self.synced.is_set(),
-            "live": self.live,
-            "watermark": ms_to_iso(self.engine.watermark_ms) if self.engine.watermark_ms else None,
-            "firing": len(self.engine.lifecycle.firing()),
-            "open_dispatches": len(self.desk.open),
+            "live": core.live,
+            "watermark": ms_to_iso(core.watermark_ms) if core.watermark_ms else None,
+            "firing": core.firing_count(),
+            "open_dispatches": len(core.open_dispatch_ids()),
         }
 
-    # -- MQTT callbacks (paho's thread): only enqueue --------------------------------------
+    # -- MQTT callbacks (paho's thread) ----------------------------------------------------
     def _subscribe(self, client: mqtt.Client, _session_present: bool) -> None:
         t = self.topics
         filters = [
             t.all_active_alerts(),
-            f"{self.dispatch_record_prefix}+",
+            t.all_dispatch_records(),
             t.all_dispatch_status(),
-            self.sync_topic,
+            t.alerts_sync(),
             t.all_telemetry(),
             t.all_status(),
         ]
@@ -180,15 +209,16 @@ class AlertsService:
         # Retained messages of these subscriptions are queued to us before this marker, so
         # when it comes back every retained alert and dispatch is in.
         if mid == self._sub_mid and not self.synced.is_set():
-            client.publish(self.sync_topic, self.nonce.encode(), qos=1)
+            marker = self.core.sync_marker()
+            client.publish(marker.topic, marker.payload, qos=1)
 
     def _on_message(self, _client: mqtt.Client, _ud: object, msg: mqtt.MQTTMessage) -> None:
         # Judged right here on paho's thread: ~30 us a message, and no hand-over to another
         # thread (which under the GIL costs more than the judging at 5,000 msg/s).
-        item = (msg.topic, bytes(msg.payload), time.monotonic())
+        item = Inbound(msg.topic, bytes(msg.payload), time.monotonic())
         with self._lock:
             try:
-                self._process(item)
+                self._execute(self.core.receive(item, wall_ms()))
             except Exception:
                 # A bug with one message must not stop the next one being judged.
                 log.exception("failed to process message", extra={"topic": msg.topic})
@@ -202,214 +232,93 @@ class AlertsService:
                     waited = time.monotonic() - self.started_at
                     if not self.synced.is_set() and waited > self.settings.alerts_sync_timeout_s:
                         log.warning("retained state not confirmed in time; judging anyway")
-                        self._synced()
+                        self._execute(self.core.finish_restoring(wall_ms()))
                     self._tick()
                 except Exception:
                     log.exception("tick failed")
 
-    def now_ms(self) -> int:
-        if self.live:
-            return max(self.engine.watermark_ms, wall_ms())
-        return self.engine.watermark_ms
-
     def _tick(self) -> None:
         if not self.synced.is_set():
             return
-        if self.live:
-            self._emit(self.engine.tick(wall_ms()), None)
-        if self.engine.watermark_ms:
-            self._apply(self.desk.tick(self.now_ms()))
-        self.metrics.pending.set(
-            sum(1 for a in self.engine.lifecycle.alerts.values() if a.state == "pending")
-        )
-        self.metrics.active.set(len(self.engine.lifecycle.firing()))
-        self.metrics.open_dispatches.set(len(self.desk.open))
+        self._execute(self.core.tick(wall_ms()))
+        self.metrics.pending.set(self.core.pending_count())
+        self.metrics.active.set(self.core.firing_count())
+        self.metrics.open_dispatches.set(len(self.core.open_dispatch_ids()))
 
-    def _synced(self) -> None:
-        self.synced.set()
-        held, self._held = self._held, []
+    # -- effects ---------------------------------------------------------------------------
+    def _execute(self, effects: list[Effect]) -> None:
+        publish = self.link.client.publish
+        for effect in effects:
+            match effect:
+                case Notify():
+                    self._notify(effect)
+                case Accepted(watermark_ms=watermark_ms):
+                    self.metrics.messages.labels("accepted").inc()
+                    self.metrics.watermark.set(watermark_ms / 1000)
+                case Rejected(topic=topic, rejection=rejection):
+                    self.metrics.messages.labels("rejected").inc()
+                    self.metrics.rejected.labels(rejection.code).inc()
+                    log.debug("message rejected", extra={"topic": topic, "reason": str(rejection)})
+                case Publish(topic=topic, payload=payload):
+                    publish(topic, payload, qos=1)
+                case Retain(topic=topic, payload=payload):
+                    publish(topic, payload, qos=1, retain=True)
+                case ClearRetained(topic=topic):
+                    publish(topic, b"", qos=1, retain=True)
+                case WritePoints(points=points):
+                    if self.notifiers.influx is not None:
+                        self.notifiers.influx.write_points(list(points))
+                case DispatchPlanned(request=request):
+                    if self.notifiers.dispatch_hook is not None:
+                        self.notifiers.dispatch_hook.send(request.model_dump(mode="json"))
+                    self.metrics.dispatches.labels("planned").inc()
+                    log.info(
+                        "dispatch planned",
+                        extra={
+                            "dispatch_id": request.dispatch_id,
+                            "truck_id": request.truck_id,
+                            "zone": request.zone,
+                            "stops": [s.device_id for s in request.stops],
+                            "est_load_kg": request.est_load_kg,
+                            "route_km": request.route_km,
+                        },
+                    )
+                case DispatchClosed(dispatch_id=dispatch_id):
+                    self.metrics.dispatches.labels("closed").inc()
+                    log.info("dispatch closed", extra={"dispatch_id": dispatch_id})
+                case StateRestored():
+                    self.synced.set()
+                    log.info(
+                        "state restored",
+                        extra={
+                            "firing": effect.firing,
+                            "open_dispatches": effect.open_dispatches,
+                            "held_messages": effect.held_messages,
+                        },
+                    )
+                case Log(level=level, message=message, extra=extra):
+                    log.log(level, message, extra=dict(extra))
+
+    def _notify(self, effect: Notify) -> None:
+        transition = effect.transition
+        event = transition.event
+        for notifier in self._alert_notifiers:
+            try:
+                notifier.notify(transition)
+            except Exception:
+                log.exception("notifier failed", extra={"notifier": notifier.name})
+        if effect.arrived is not None and transition.notifies_people:
+            self.metrics.latency.observe(time.monotonic() - effect.arrived)
+        self.metrics.transitions.labels(event.rule, event.state).inc()
         log.info(
-            "state restored",
+            f"alert {event.state}",
             extra={
-                "firing": len(self.engine.lifecycle.firing()),
-                "open_dispatches": len(self.desk.open),
-                "held_messages": len(held),
+                "rule": event.rule,
+                "severity": event.severity,
+                "site": event.site,
+                "device_id": event.device_id,
+                "value": event.value,
+                "alert_message": event.message,
+                "repeat": transition.repeat,
             },
         )
-        for item in held:
-            self._process(item)
-
-    def _process(self, item: Inbound) -> None:
-        topic, payload, arrived = item
-        if topic == self.sync_topic:
-            if payload == self.nonce.encode() and not self.synced.is_set():
-                self._synced()
-            return
-        if topic.startswith(self.active_prefix):
-            if not self.synced.is_set() and payload:
-                self._restore_alert(topic, payload)
-            return
-        if topic.startswith(self.dispatch_record_prefix):
-            if not self.synced.is_set() and payload:
-                self._restore_dispatch(payload)
-            return
-        if not self.synced.is_set():
-            self._held.append(item)  # judged once the retained state is in
-            return
-        if topic.startswith(f"{self.topics.prefix}/dispatch/"):
-            self._dispatch_status(payload)
-            return
-        message = parse_message(topic, payload, self.topics)
-        if isinstance(message, Rejection):
-            self.metrics.messages.labels("rejected").inc()
-            self.metrics.rejected.labels(message.code).inc()
-            log.debug("message rejected", extra={"topic": topic, "reason": str(message)})
-            return
-        self.metrics.messages.labels("accepted").inc()
-        if isinstance(message, StatusReading):
-            if not self.live and self.engine.watermark_ms:
-                # A replayed stream: the status belongs to the stream's time, not the clock's.
-                message = replace(message, ts_ms=self.engine.watermark_ms)
-        else:
-            self.live = wall_ms() - message.ts_ms <= self.settings.alerts_live_lag_s * 1000
-        self._emit(self.engine.handle(message), arrived)
-        self.metrics.watermark.set(self.engine.watermark_ms / 1000)
-        if isinstance(message, Reading) and message.kind == "ewaste_bin":
-            self._apply(self.desk.observe(message))
-        if self.desk.wanted - self.desk.busy_bins():
-            self._apply(self.desk.plan(self.now_ms()))
-
-    # -- outputs ---------------------------------------------------------------------------
-    def _emit(self, transitions: list[Transition], arrived: float | None) -> None:
-        for transition in transitions:
-            event = transition.event
-            for notifier in self.notifiers:
-                try:
-                    notifier.notify(transition)
-                except Exception:
-                    log.exception("notifier failed", extra={"notifier": notifier.name})
-            if arrived is not None and transition.notifies_people:
-                self.metrics.latency.observe(time.monotonic() - arrived)
-            self.metrics.transitions.labels(event.rule, event.state).inc()
-            log.info(
-                f"alert {event.state}",
-                extra={
-                    "rule": event.rule,
-                    "severity": event.severity,
-                    "site": event.site,
-                    "device_id": event.device_id,
-                    "value": event.value,
-                    "alert_message": event.message,
-                    "repeat": transition.repeat,
-                },
-            )
-            if transition.spec.dispatch and event.kind == "ewaste_bin":
-                self._update_wanted(event.device_id)
-
-    def _update_wanted(self, device_id: str) -> None:
-        wanted = any(
-            a.spec.dispatch and a.device_id == device_id and a.state == "firing"
-            for a in self.engine.lifecycle.alerts.values()
-        )
-        if wanted:
-            self.desk.want(device_id)
-        else:
-            self.desk.unwant(device_id)
-
-    def _apply(self, out: DeskOutput) -> None:
-        client = self.link.client
-        for request in out.requests:
-            body = request.model_dump_json().encode()
-            client.publish(self.topics.dispatch_requests(), body, qos=1)
-            client.publish(self.dispatch_record_prefix + request.dispatch_id, body, 1, True)
-            planned = DispatchStatus(
-                dispatch_id=request.dispatch_id,
-                state="planned",
-                truck_id=request.truck_id,
-                zone=request.zone,
-                ts=request.created_at,
-                message=request.reason,
-            )
-            client.publish(
-                self.topics.dispatch_status(request.dispatch_id),
-                planned.model_dump_json().encode(),
-                qos=1,
-                retain=True,
-            )
-            if self.dispatch_hook is not None:
-                self.dispatch_hook.send(request.model_dump(mode="json"))
-            self.metrics.dispatches.labels("planned").inc()
-            log.info(
-                "dispatch planned",
-                extra={
-                    "dispatch_id": request.dispatch_id,
-                    "truck_id": request.truck_id,
-                    "zone": request.zone,
-                    "stops": [s.device_id for s in request.stops],
-                    "est_load_kg": request.est_load_kg,
-                    "route_km": request.route_km,
-                },
-            )
-        for status in out.statuses:
-            client.publish(
-                self.topics.dispatch_status(status.dispatch_id),
-                status.model_dump_json().encode(),
-                qos=1,
-                retain=True,
-            )
-        if self.influx is not None:
-            self.influx.write_points(out.points)
-        now = self.now_ms()
-        for device_id, dispatch_id in out.collected_bins:
-            device = self.desk.registry.device(device_id)
-            self.engine.collected(
-                device.site if device else "",
-                device_id,
-                self.desk.collected_ms.get(device_id, now),
-            )
-            for key, alert in list(self.engine.lifecycle.alerts.items()):
-                if alert.spec.dispatch and alert.device_id == device_id:
-                    done = self.engine.resolve(key, now, f"collected by dispatch {dispatch_id}")
-                    if done is not None:
-                        self._emit([done], None)
-            self.desk.unwant(device_id)
-        for dispatch_id in out.closed:
-            client.publish(self.dispatch_record_prefix + dispatch_id, b"", qos=1, retain=True)
-            self.metrics.dispatches.labels("closed").inc()
-            log.info("dispatch closed", extra={"dispatch_id": dispatch_id})
-
-    # -- inputs besides telemetry ----------------------------------------------------------
-    def _restore_alert(self, topic: str, payload: bytes) -> None:
-        try:
-            rule, _site, _device = self.topics.parse_active_alert(topic)
-            event = AlertEvent.model_validate_json(payload)
-        except (TopicError, ValidationError) as exc:
-            log.warning(
-                "ignoring unreadable retained alert", extra={"topic": topic, "error": str(exc)}
-            )
-            return
-        spec = self.engine.specs.get(rule)
-        if spec is None or event.state != "firing":
-            # The rule was removed from the rules file: nobody will ever resolve it.
-            self.link.client.publish(topic, b"", qos=1, retain=True)
-            log.info("cleared retained alert of a removed rule", extra={"topic": topic})
-            return
-        self.engine.lifecycle.restore(spec, event)
-        if spec.dispatch and event.kind == "ewaste_bin":
-            self.desk.want(event.device_id)
-
-    def _restore_dispatch(self, payload: bytes) -> None:
-        try:
-            self.desk.restore(DispatchRequest.model_validate_json(payload))
-        except (ValidationError, ValueError) as exc:
-            log.warning("ignoring unreadable dispatch record", extra={"error": str(exc)})
-
-    def _dispatch_status(self, payload: bytes) -> None:
-        if not payload:
-            return
-        try:
-            status = DispatchStatus.model_validate_json(payload)
-        except ValidationError as exc:
-            log.warning("ignoring unreadable dispatch status", extra={"error": str(exc)})
-            return
-        self._apply(self.desk.on_status(status, self.now_ms() or wall_ms()))

@@ -6,11 +6,14 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
+from typing import NamedTuple
 
 from common.devices import Registry
 from common.messages import DispatchRequest, DispatchStatus, DispatchStop, ms_to_iso
 from common.payloads import Reading
 from common.schema import DISPATCH_MEASUREMENT, Point
+from services.alerts.collected import CollectedBins
 from services.alerts.dispatch.planner import Candidate, TruckSlot, plan_zone
 
 MIN_DROP_KG = 5.0
@@ -20,16 +23,35 @@ DROP_SHARE = 0.3  # a bin that lost 30 % of its weight in one reading was emptie
 MAX_STATUS_LEAD_MS = 3_600_000
 
 
+class DispatchPhase(StrEnum):
+    """Where a dispatch is, as written in the ``dispatch`` measurement's ``state`` field: the
+    published ``DispatchState``s plus ``timed_out`` (closed by the desk, published as
+    ``cancelled``)."""
+
+    PLANNED = "planned"
+    EN_ROUTE = "en_route"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"
+
+
 @dataclass(slots=True)
 class OpenDispatch:
     request: DispatchRequest
     created_ms: int
-    state: str = "planned"
+    phase: DispatchPhase = DispatchPhase.PLANNED
     collected: dict[str, float] = field(default_factory=dict)  # device -> kg seen dropping
 
     @property
     def bins(self) -> set[str]:
         return {stop.device_id for stop in self.request.stops}
+
+
+class Collection(NamedTuple):
+    """A bin of an open dispatch was emptied (its time is in ``CollectedBins``)."""
+
+    device_id: str
+    dispatch_id: str
 
 
 @dataclass(slots=True)
@@ -39,7 +61,7 @@ class DeskOutput:
     requests: list[DispatchRequest] = field(default_factory=list)
     statuses: list[DispatchStatus] = field(default_factory=list)
     points: list[Point] = field(default_factory=list)
-    collected_bins: list[tuple[str, str]] = field(default_factory=list)  # (bin, dispatch)
+    collected_bins: list[Collection] = field(default_factory=list)
     closed: list[str] = field(default_factory=list)
 
     def extend(self, other: DeskOutput) -> None:
@@ -58,7 +80,11 @@ class _Bin:
 
 class DispatchDesk:
     def __init__(
-        self, registry: Registry, opportunistic_pct: float = 40.0, timeout_ms: int = 8 * 3_600_000
+        self,
+        registry: Registry,
+        opportunistic_pct: float = 40.0,
+        timeout_ms: int = 8 * 3_600_000,
+        collected: CollectedBins | None = None,
     ) -> None:
         self.registry = registry
         self.opportunistic_pct = opportunistic_pct
@@ -67,10 +93,7 @@ class DispatchDesk:
         self.bins: dict[str, _Bin] = {}
         self.wanted: set[str] = set()  # bins whose own alert asks for a collection
         self.open: dict[str, OpenDispatch] = {}
-        # bin -> event time it was (last) emptied. The truck's status travels on its own
-        # connection and may overtake the bin's readings; older readings arriving later are
-        # history, not the bin's level.
-        self.collected_ms: dict[str, int] = {}
+        self.collected = collected if collected is not None else CollectedBins()
 
     # -- inputs --------------------------------------------------------------------------
     def busy_bins(self) -> set[str]:
@@ -88,7 +111,7 @@ class DispatchDesk:
         out = DeskOutput()
         if reading.kind != "ewaste_bin":
             return out
-        if reading.ts_ms < self.collected_ms.get(reading.device_id, reading.ts_ms):
+        if self.collected.supersedes(reading.device_id, reading.ts_ms):
             return out  # taken before the collection we already know about
         state = self.bins.setdefault(reading.device_id, _Bin())
         weight = reading.fields.get("weight_kg")
@@ -104,10 +127,12 @@ class DispatchDesk:
         for dispatch in list(self.open.values()):
             if reading.device_id in dispatch.bins and reading.device_id not in dispatch.collected:
                 dispatch.collected[reading.device_id] = drop
-                self.collected_ms[reading.device_id] = reading.ts_ms
-                out.collected_bins.append((reading.device_id, dispatch.request.dispatch_id))
+                self.collected.record(reading.device_id, reading.ts_ms)
+                out.collected_bins.append(
+                    Collection(reading.device_id, dispatch.request.dispatch_id)
+                )
                 if dispatch.collected.keys() >= dispatch.bins:
-                    out.extend(self._close(dispatch, "completed", reading.ts_ms, None))
+                    out.extend(self._close(dispatch, DispatchPhase.COMPLETED, reading.ts_ms, None))
         return out
 
     def on_status(self, status: DispatchStatus, now_ms: int) -> DeskOutput:
@@ -115,8 +140,8 @@ class DispatchDesk:
         if dispatch is None or status.state == "planned":
             return DeskOutput()
         if status.state == "en_route":
-            dispatch.state = "en_route"
-            return DeskOutput(points=[self._point(dispatch, "en_route", now_ms, None)])
+            dispatch.phase = DispatchPhase.EN_ROUTE
+            return DeskOutput(points=[self._point(dispatch, dispatch.phase, now_ms, None)])
         if status.state == "completed":
             out = DeskOutput()
             # The bins were emptied by the time the truck reported back (its ``ts``, event
@@ -124,11 +149,11 @@ class DispatchDesk:
             # low, so it is a safe cut-off for the readings still on their way.
             done_ms = min(_iso_ms(status.ts, now_ms), now_ms + MAX_STATUS_LEAD_MS)
             for device_id in sorted(dispatch.bins - dispatch.collected.keys()):
-                self.collected_ms[device_id] = max(done_ms, self.collected_ms.get(device_id, 0))
-                out.collected_bins.append((device_id, status.dispatch_id))
-            out.extend(self._close(dispatch, "completed", now_ms, status.collected_kg))
+                self.collected.record(device_id, done_ms)
+                out.collected_bins.append(Collection(device_id, status.dispatch_id))
+            out.extend(self._close(dispatch, DispatchPhase.COMPLETED, now_ms, status.collected_kg))
             return out
-        return self._close(dispatch, "cancelled", now_ms, status.collected_kg)
+        return self._close(dispatch, DispatchPhase.CANCELLED, now_ms, status.collected_kg)
 
     def restore(self, request: DispatchRequest) -> None:
         """Take back an open dispatch after a restart (from its retained record)."""
@@ -140,7 +165,7 @@ class DispatchDesk:
         out = DeskOutput()
         for dispatch in list(self.open.values()):
             if now_ms - dispatch.created_ms >= self.timeout_ms:
-                out.extend(self._close(dispatch, "timed_out", now_ms, None))
+                out.extend(self._close(dispatch, DispatchPhase.TIMED_OUT, now_ms, None))
                 out.statuses.append(
                     DispatchStatus(
                         dispatch_id=dispatch.request.dispatch_id,
@@ -228,27 +253,35 @@ class DispatchDesk:
             dispatch = OpenDispatch(request, now_ms)
             self.open[request.dispatch_id] = dispatch
             out.requests.append(request)
-            out.points.append(self._point(dispatch, "planned", now_ms, None))
+            out.points.append(self._point(dispatch, DispatchPhase.PLANNED, now_ms, None))
         return out
 
     # -- helpers -------------------------------------------------------------------------
     def _close(
-        self, dispatch: OpenDispatch, state: str, now_ms: int, collected_kg: float | None
+        self,
+        dispatch: OpenDispatch,
+        phase: DispatchPhase,
+        now_ms: int,
+        collected_kg: float | None,
     ) -> DeskOutput:
         self.open.pop(dispatch.request.dispatch_id, None)
-        if state == "completed":
+        if phase is DispatchPhase.COMPLETED:
             for device_id in dispatch.bins:
                 self.wanted.discard(device_id)
                 self.bins.pop(device_id, None)  # its level is news only after the emptying
         if collected_kg is None:
             collected_kg = sum(dispatch.collected.values())
         return DeskOutput(
-            points=[self._point(dispatch, state, now_ms, collected_kg)],
+            points=[self._point(dispatch, phase, now_ms, collected_kg)],
             closed=[dispatch.request.dispatch_id],
         )
 
     def _point(
-        self, dispatch: OpenDispatch, state: str, ts_ms: int, collected_kg: float | None
+        self,
+        dispatch: OpenDispatch,
+        phase: DispatchPhase,
+        ts_ms: int,
+        collected_kg: float | None,
     ) -> Point:
         req = dispatch.request
         fields: dict[str, float | int | bool | str] = {
@@ -256,7 +289,7 @@ class DispatchDesk:
             "stops": len(req.stops),
             "est_load_kg": float(req.est_load_kg),
             "route_km": float(req.route_km),
-            "state": state,
+            "state": phase.value,
         }
         if collected_kg is not None:
             fields["collected_kg"] = round(float(collected_kg), 1)

@@ -6,12 +6,13 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Sequence
+from typing import Unpack
 
 import apprise
 
 from services.alerts.alert_lifecycle import Transition
 from services.alerts.metrics import AlertsMetrics
-from services.alerts.notifiers.base import DeliveryError, DeliveryQueue
+from services.alerts.notifiers.base import DeliveryError, DeliveryQueue, QueueArgs
 from services.alerts.notifiers.outbox import Outbox
 
 MAX_LINES = 40
@@ -45,7 +46,7 @@ class AppriseNotifier:
         group_s: float,
         metrics: AlertsMetrics,
         outbox: Outbox | None = None,
-        **queue_args: float,
+        **queue_args: Unpack[QueueArgs],
     ) -> None:
         self.apobj = apprise.Apprise()
         for url in urls:
@@ -60,7 +61,7 @@ class AppriseNotifier:
             self._deliver,
             metrics,
             outbox=outbox,
-            **queue_args,  # type: ignore[arg-type]
+            **queue_args,
         )
 
     def _deliver(self, payload: object) -> None:

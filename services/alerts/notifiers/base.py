@@ -10,7 +10,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, TypedDict
 
 from services.alerts.alert_lifecycle import Transition
 from services.alerts.metrics import AlertsMetrics
@@ -27,6 +27,14 @@ class Notifier(Protocol):
 
     def close(self, timeout: float) -> None:
         """Deliver what can be delivered within ``timeout``, then stop."""
+
+
+class QueueArgs(TypedDict, total=False):
+    """A ``DeliveryQueue``'s retry and size limits (``ALERTS_RETRY_*``, ``ALERTS_QUEUE_MAX``)."""
+
+    base_s: float
+    max_s: float
+    max_items: int
 
 
 class DeliveryError(Exception):

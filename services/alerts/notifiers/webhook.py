@@ -6,12 +6,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from typing import Unpack
 
 import httpx
 
 from services.alerts.alert_lifecycle import Transition
 from services.alerts.metrics import AlertsMetrics
-from services.alerts.notifiers.base import DeliveryError, DeliveryQueue
+from services.alerts.notifiers.base import DeliveryError, DeliveryQueue, QueueArgs
 from services.alerts.notifiers.outbox import Outbox
 
 SIGNATURE_HEADER = "X-Facility-Signature"
@@ -61,7 +62,7 @@ class WebhookNotifier:
         poster: JsonPoster,
         metrics: AlertsMetrics,
         outbox: Outbox | None = None,
-        **queue_args: float,
+        **queue_args: Unpack[QueueArgs],
     ) -> None:
         self.name = name
         self.poster = poster
@@ -71,7 +72,7 @@ class WebhookNotifier:
             metrics,
             outbox=outbox,
             key=self._key,
-            **queue_args,  # type: ignore[arg-type]
+            **queue_args,
         )
 
     @staticmethod
@@ -80,7 +81,8 @@ class WebhookNotifier:
         return idempotency_key(payload)
 
     def _deliver(self, payload: object) -> None:
-        self.poster.post(payload)  # type: ignore[arg-type]
+        assert isinstance(payload, dict)  # a JSON object: queued as one, reloaded as one
+        self.poster.post(payload)
 
     def notify(self, transition: Transition) -> None:
         if transition.notifies_people:

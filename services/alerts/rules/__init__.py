@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from common.devices import Registry
-from services.alerts.config import RuleSpec
+from services.alerts.config import AnyRuleSpec
 from services.alerts.rules.absence import AbsenceRule
 from services.alerts.rules.base import BaseRule, Rule, Signal, Verdict
 from services.alerts.rules.counter import DailyBalanceRule, RateRule
@@ -26,5 +26,5 @@ RULE_CLASSES: Final[dict[str, Callable[[Any, Registry | None], BaseRule]]] = {
 }
 
 
-def build_rule(spec: RuleSpec, registry: Registry | None) -> BaseRule:
-    return RULE_CLASSES[spec.type](spec, registry)  # type: ignore[attr-defined]
+def build_rule(spec: AnyRuleSpec, registry: Registry | None) -> BaseRule:
+    return RULE_CLASSES[spec.type](spec, registry)

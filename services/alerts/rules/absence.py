@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from common.devices import Registry
 from common.payloads import Reading, StatusReading
 from services.alerts.config import AbsenceSpec
-from services.alerts.rules.base import BaseRule, Signal
+from services.alerts.rules.base import BaseRule, Signal, Verdict
 
 
 @dataclass(slots=True)
@@ -42,7 +42,9 @@ class AbsenceRule(BaseRule):
             return ()
         seen.absent = False
         return (
-            Signal.about(reading, "clear", 0.0, self.spec.after_ms / 1000, "device reports again"),
+            Signal.about(
+                reading, Verdict.CLEAR, 0.0, self.spec.after_ms / 1000, "device reports again"
+            ),
         )
 
     def on_status(self, status: StatusReading) -> Iterable[Signal]:
@@ -54,17 +56,17 @@ class AbsenceRule(BaseRule):
                 return ()
             seen.absent = False
             seen.last_ms = max(seen.last_ms or 0, status.ts_ms)
-            verdict, message = "clear", "device is online"
+            verdict, message = Verdict.CLEAR, "device is online"
         else:
             seen.absent = True
-            verdict, message = "fire", "device reported offline (status)"
+            verdict, message = Verdict.FIRE, "device reported offline (status)"
         return (
             Signal(
                 status.site,
                 status.device_id,
                 status.kind,
                 status.ts_ms,
-                verdict,  # type: ignore[arg-type]
+                verdict,
                 None,
                 self.spec.after_ms / 1000,
                 message,
@@ -86,7 +88,7 @@ class AbsenceRule(BaseRule):
                         device_id,
                         seen.kind,
                         now_ms,
-                        "fire",
+                        Verdict.FIRE,
                         silent_ms / 1000,
                         self.spec.after_ms / 1000,
                         f"no telemetry for {silent_ms / 60_000:.1f} min",

@@ -5,15 +5,22 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
-from typing import Literal, Protocol
+from enum import StrEnum
+from typing import Protocol
 
 from common.devices import Registry
 from common.payloads import Reading, StatusReading
 from services.alerts.config import RuleSpec
 
-Verdict = Literal["fire", "clear", "hold"]
-"""``fire``: the firing condition holds; ``clear``: the clear condition holds; ``hold``: neither
-(between the two thresholds of a hysteresis, or not enough data) so the alert stays as it is."""
+
+class Verdict(StrEnum):
+    """``fire``: the firing condition holds; ``clear``: the clear condition holds; ``hold``:
+    neither (between the two thresholds of a hysteresis, or not enough data) so the alert stays
+    as it is."""
+
+    FIRE = "fire"
+    CLEAR = "clear"
+    HOLD = "hold"
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,20 +60,20 @@ class RateRule(BaseRule):
         if self.spec.hours is not None:
             local = self.local_time(reading.site, reading.ts_ms).time()
             if not in_hours(local, self.spec.hours):
-                return (signal("clear", None, "outside the rule's hours"),)
+                return (signal(Verdict.CLEAR, None, "outside the rule's hours"),)
         for name, condition in self.spec.require.items():
             other = reading.fields.get(name)
             if other is None or not condition.holds(float(other)):
-                return (signal("clear", None, f"guard {name} {condition} does not hold"),)
+                return (signal(Verdict.CLEAR, None, f"guard {name} {condition} does not hold"),)
         if span_ms < self.spec.window_ms / 2:
-            return (signal("hold", None, "window not yet covered"),)
+            return (signal(Verdict.HOLD, None, "window not yet covered"),)
         rate = (total - v0) / (span_ms / MS_PER_H)
         message = f"{self.spec.counter} rising {rate:.0f}/h (fires {self.spec.when})"
         if self.spec.when.holds(rate):
-            return (signal("fire", round(rate, 3), message),)
+            return (signal(Verdict.FIRE, round(rate, 3), message),)
         if self.clear.holds(rate):
-            return (signal("clear", round(rate, 3), message),)
-        return (signal("hold", round(rate, 3), message),)
+            return (signal(Verdict.CLEAR, round(rate, 3), message),)
+        return (signal(Verdict.HOLD, round(rate, 3), message),)
 
 
 @dataclass(slots=True)
@@ -135,11 +135,11 @@ class DailyBalanceRule(BaseRule):
         net = (day.produced - day.produced0) - (day.consumed - day.consumed0)
         verdict: Verdict
         if self.spec.when.holds(net):
-            verdict = "fire"
+            verdict = Verdict.FIRE
         elif self.clear.holds(net):
-            verdict = "clear"
+            verdict = Verdict.CLEAR
         else:
-            verdict = "hold"
+            verdict = Verdict.HOLD
         message = (
             f"{day.day.isoformat()}: net {net / 1000:+.2f} kWh "
             f"({self.spec.produced} - {self.spec.consumed})"

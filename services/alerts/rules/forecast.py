@@ -91,10 +91,10 @@ class ForecastRule(BaseRule):
             return Signal.about(reading, verdict, value, within_h, message)
 
         if collected:
-            return signal("clear", None, "collected: fill fell, history restarted")
+            return signal(Verdict.CLEAR, None, "collected: fill fell, history restarted")
         span = points[-1][0] - points[0][0]
         if len(points) < self.spec.min_points or span < self.spec.min_span_ms:
-            return signal("hold", None, "not enough history to forecast")
+            return signal(Verdict.HOLD, None, "not enough history to forecast")
         slope, level = theil_sen(list(points))
         per_h = slope * MS_PER_H
         if level >= self.spec.full_at:
@@ -110,7 +110,7 @@ class ForecastRule(BaseRule):
         )
         value = round(tte_h, 3) if math.isfinite(tte_h) else None
         if tte_ms < self.spec.within_ms:
-            return signal("fire", value, message)
+            return signal(Verdict.FIRE, value, message)
         if tte_ms > self.clear_within_ms:
-            return signal("clear", value, message)
-        return signal("hold", value, message)
+            return signal(Verdict.CLEAR, value, message)
+        return signal(Verdict.HOLD, value, message)

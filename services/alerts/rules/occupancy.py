@@ -10,7 +10,7 @@ from datetime import date, time, timedelta
 from common.devices import Registry
 from common.payloads import Reading
 from services.alerts.config import OccupancySpec
-from services.alerts.rules.base import BaseRule, Signal
+from services.alerts.rules.base import BaseRule, Signal, Verdict
 
 
 @dataclass(slots=True)
@@ -88,11 +88,11 @@ class OccupancyRule(BaseRule):
         over = capacity * self.spec.over_pct / 100
         clear = capacity * self.spec.clear_pct / 100
         if site.inside > over:
-            verdict = "fire"
+            verdict = Verdict.FIRE
         elif site.inside < clear:
-            verdict = "clear"
+            verdict = Verdict.CLEAR
         else:
-            verdict = "hold"
+            verdict = Verdict.HOLD
         message = f"{site.inside} people inside, capacity {capacity}"
         return (
             Signal(
@@ -100,7 +100,7 @@ class OccupancyRule(BaseRule):
                 reading.site,
                 reading.kind,
                 reading.ts_ms,
-                verdict,  # type: ignore[arg-type]
+                verdict,
                 float(site.inside),
                 over,
                 message,

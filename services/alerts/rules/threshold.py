@@ -24,10 +24,10 @@ class ThresholdRule(BaseRule):
         value = float(raw)
         verdict: Verdict
         if self.spec.when.holds(value):
-            verdict = "fire"
+            verdict = Verdict.FIRE
         elif self.clear.holds(value):
-            verdict = "clear"
+            verdict = Verdict.CLEAR
         else:
-            verdict = "hold"
+            verdict = Verdict.HOLD
         message = f"{self.spec.field} is {value:g} (fires {self.spec.when}, clears {self.clear})"
         return (Signal.about(reading, verdict, value, self.spec.when.value, message),)

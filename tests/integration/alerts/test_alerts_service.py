@@ -138,8 +138,10 @@ def test_restart_neither_refires_nor_forgets_and_collection_resolves(
     first.stop(timeout=2)
 
     second = start_service(settings)
-    assert ("bin_full", "ewaste", "bin-005") in second.engine.lifecycle.alerts
-    assert request.dispatch_id in second.desk.open  # the open dispatch is remembered too
+    assert second.core.alert(("bin_full", "ewaste", "bin-005")) is not None
+    assert (
+        request.dispatch_id in second.core.open_dispatch_ids()
+    )  # the open dispatch is remembered too
     # Still full after the restart: no second firing, no second dispatch.
     _bin(mosquitto.url, "bin-005", t0 + 6 * 60_000, 97.0, 288.0)
     # The truck reports the collection; the bin alert resolves.
@@ -150,7 +152,7 @@ def test_restart_neither_refires_nor_forgets_and_collection_resolves(
     assert "collected by dispatch" in events[2].message
     active = f"{P}/alerts/active/bin_full/ewaste/bin-005"
     wait_until(lambda: _retained(mosquitto.url, active) is None, timeout=10)
-    wait_until(lambda: request.dispatch_id not in second.desk.open, timeout=10)
+    wait_until(lambda: request.dispatch_id not in second.core.open_dispatch_ids(), timeout=10)
     assert len(requests.received) == 1
 
 

@@ -147,7 +147,7 @@ def test_readings_overtaken_by_the_completed_status_are_not_the_bins_level() -> 
     assert desk.on_status(status, T0 + 50 * MIN).collected_bins == [
         ("bin-001", request.dispatch_id)
     ]
-    assert desk.collected_ms["bin-001"] == done_at
+    assert desk.collected.at("bin-001") == done_at
     assert desk.observe(bin_reading("bin-001", done_at - 20 * MIN, 97)).collected_bins == []
     assert "bin-001" not in desk.bins  # the stale 97 % was not taken as its level
     desk.want("bin-002")

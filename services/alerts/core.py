@@ -1,0 +1,393 @@
+"""The alerts service's pure core: the rule engine, the alert lifecycle and the dispatch desk,
+coupled through bin collections. Messages, ticks and retained state in; typed effects out.
+
+Like the parts it joins it has no clock (callers pass the wall time) and no I/O: the service
+executes the effects (MQTT publishes, notifiers, InfluxDB points, metrics, logs) in order.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import NamedTuple
+
+from pydantic import ValidationError
+
+from common.devices import Registry
+from common.messages import AlertEvent, DispatchRequest, DispatchStatus
+from common.payloads import Reading, Rejection, StatusReading, parse_message
+from common.schema import Point
+from common.topics import TopicError, Topics
+from services.alerts.alert_lifecycle import Alert, AlertKey, Transition
+from services.alerts.collected import CollectedBins
+from services.alerts.config import RulesFile
+from services.alerts.dispatch.desk import DeskOutput, DispatchDesk
+from services.alerts.rule_engine import RuleEngine
+
+
+class Inbound(NamedTuple):
+    """One MQTT message as the core sees it."""
+
+    topic: str
+    payload: bytes
+    arrived: float
+    """Monotonic seconds at arrival; only measured against, never judged on."""
+
+
+# -- effects: what the service must do, in the order given ----------------------------------
+@dataclass(frozen=True, slots=True)
+class Publish:
+    """Publish ``payload`` on ``topic``, QoS 1, not retained."""
+
+    topic: str
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Retain:
+    """Publish ``payload`` on ``topic``, QoS 1, retained."""
+
+    topic: str
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ClearRetained:
+    """Clear the retained message of ``topic`` (an empty retained publish, QoS 1)."""
+
+    topic: str
+
+
+@dataclass(frozen=True, slots=True)
+class Notify:
+    """Hand an alert transition to every alert notifier (MQTT first)."""
+
+    transition: Transition
+    arrived: float | None
+    """Arrival of the message that caused it; None when time caused it."""
+
+
+@dataclass(frozen=True, slots=True)
+class WritePoints:
+    """Write the desk's ``dispatch`` points to InfluxDB (if it is enabled)."""
+
+    points: tuple[Point, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchPlanned:
+    """A dispatch request was published: tell the dispatch webhook, count and log it."""
+
+    request: DispatchRequest
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchClosed:
+    """A dispatch closed (completed, cancelled or timed out) and its record was cleared."""
+
+    dispatch_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """A telemetry or status message passed validation and was judged."""
+
+    watermark_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A telemetry or status message failed validation (counted, never judged)."""
+
+    topic: str
+    rejection: Rejection
+
+
+@dataclass(frozen=True, slots=True)
+class StateRestored:
+    """Every retained alert and dispatch is in; held messages follow as further effects."""
+
+    firing: int
+    open_dispatches: int
+    held_messages: int
+
+
+@dataclass(frozen=True, slots=True)
+class Log:
+    """Something worth a log line that is not an error of the service (bad retained input)."""
+
+    level: int
+    message: str
+    extra: Mapping[str, object]
+
+
+Effect = (
+    Publish
+    | Retain
+    | ClearRetained
+    | Notify
+    | WritePoints
+    | DispatchPlanned
+    | DispatchClosed
+    | Accepted
+    | Rejected
+    | StateRestored
+    | Log
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CoreSettings:
+    """The core's tunables, in milliseconds of event time (or of lag, for ``live_lag_ms``)."""
+
+    allowed_lateness_ms: int = 0
+    opportunistic_pct: float = 40.0
+    dispatch_timeout_ms: int = 8 * 3_600_000
+    live_lag_ms: int = 60_000
+    """A reading at most this far behind the wall clock makes the stream live."""
+
+
+class AlertsCore:
+    """Restores retained state first (holding telemetry until the sync marker comes back),
+    then judges telemetry and status, follows dispatches, and couples the two: a firing
+    ``dispatch`` alert asks the desk for a collection, and a collection resolves the bin's
+    alerts and makes the rules forget it.
+
+    Time is the watermark (latest reading ``ts``); once the stream is *live* (its readings
+    are at most ``live_lag_ms`` behind the wall clock) the wall clock moves time as well.
+    """
+
+    def __init__(
+        self,
+        rules: RulesFile,
+        registry: Registry,
+        topics: Topics,
+        settings: CoreSettings,
+        nonce: str,
+    ) -> None:
+        self.topics = topics
+        self.settings = settings
+        self.registry = registry
+        self.nonce = nonce.encode()
+        collected = CollectedBins()
+        self.engine = RuleEngine(rules, registry, settings.allowed_lateness_ms, collected)
+        self.desk = DispatchDesk(
+            registry, settings.opportunistic_pct, settings.dispatch_timeout_ms, collected
+        )
+        self.collected = collected
+        self.synced = False
+        self.live = False
+        self._held: list[Inbound] = []
+        self._sync_topic = topics.alerts_sync()
+
+    # -- views (health, metrics, tests) ----------------------------------------------------
+    @property
+    def watermark_ms(self) -> int:
+        return self.engine.watermark_ms
+
+    def alert(self, key: AlertKey) -> Alert | None:
+        """The pending or firing alert of ``(rule, site, device_id)``, if any."""
+        return self.engine.lifecycle.get(key)
+
+    def firing_count(self) -> int:
+        return len(self.engine.lifecycle.firing())
+
+    def pending_count(self) -> int:
+        return sum(1 for a in self.engine.lifecycle.alerts.values() if a.state == "pending")
+
+    def open_dispatch_ids(self) -> set[str]:
+        return set(self.desk.open)
+
+    def now_ms(self, wall_ms: int) -> int:
+        """Event time now: the watermark, or the wall clock if later and the stream is live."""
+        if self.live:
+            return max(self.engine.watermark_ms, wall_ms)
+        return self.engine.watermark_ms
+
+    # -- restoring -------------------------------------------------------------------------
+    def sync_marker(self) -> Publish:
+        """The marker to send once subscribed: the broker queues every retained message of
+        the subscriptions before it, so its return means the retained state is all in."""
+        return Publish(self._sync_topic, self.nonce)
+
+    def finish_restoring(self, wall_ms: int) -> list[Effect]:
+        """Judge from now on (the marker came back, or waiting for it took too long)."""
+        self.synced = True
+        held, self._held = self._held, []
+        out: list[Effect] = [
+            StateRestored(self.firing_count(), len(self.desk.open), len(held)),
+        ]
+        for item in held:
+            out += self.receive(item, wall_ms)
+        return out
+
+    # -- input -----------------------------------------------------------------------------
+    def receive(self, item: Inbound, wall_ms: int) -> list[Effect]:
+        topic, payload = item.topic, item.payload
+        topics = self.topics
+        if topic == self._sync_topic:
+            if payload == self.nonce and not self.synced:
+                return self.finish_restoring(wall_ms)
+            return []
+        if topics.is_active_alert(topic):
+            if not self.synced and payload:
+                return self._restore_alert(topic, payload)
+            return []
+        if topics.is_dispatch_record(topic):
+            if not self.synced and payload:
+                return self._restore_dispatch(payload)
+            return []
+        if not self.synced:
+            self._held.append(item)  # judged once the retained state is in
+            return []
+        if topics.is_dispatch(topic):
+            return self._dispatch_status(payload, wall_ms)
+        message = parse_message(topic, payload, topics)
+        if isinstance(message, Rejection):
+            return [Rejected(topic, message)]
+        if isinstance(message, StatusReading):
+            if not self.live and self.engine.watermark_ms:
+                # A replayed stream: the status belongs to the stream's time, not the clock's.
+                message = replace(message, ts_ms=self.engine.watermark_ms)
+        else:
+            self.live = wall_ms - message.ts_ms <= self.settings.live_lag_ms
+        out = self._transitions(self.engine.handle(message), item.arrived)
+        out.append(Accepted(self.engine.watermark_ms))
+        if isinstance(message, Reading) and message.kind == "ewaste_bin":
+            out += self._desk(self.desk.observe(message), wall_ms)
+        if self.desk.wanted - self.desk.busy_bins():
+            out += self._desk(self.desk.plan(self.now_ms(wall_ms)), wall_ms)
+        return out
+
+    def tick(self, wall_ms: int) -> list[Effect]:
+        """The wall clock moved: live absence, keep_firing_for, repeats, dispatch timeouts."""
+        if not self.synced:
+            return []
+        out: list[Effect] = []
+        if self.live:
+            out += self._transitions(self.engine.tick(wall_ms), None)
+        if self.engine.watermark_ms:
+            out += self._desk(self.desk.tick(self.now_ms(wall_ms)), wall_ms)
+        return out
+
+    def _restore_alert(self, topic: str, payload: bytes) -> list[Effect]:
+        try:
+            rule, site, device_id = self.topics.parse_active_alert(topic)
+            event = AlertEvent.model_validate_json(payload)
+        except (TopicError, ValidationError) as exc:
+            return [
+                Log(
+                    logging.WARNING,
+                    "ignoring unreadable retained alert",
+                    {"topic": topic, "error": str(exc)},
+                )
+            ]
+        spec = self.engine.specs.get(rule)
+        if spec is None or event.state != "firing":
+            # The rule was removed from the rules file: nobody will ever resolve it.
+            return [
+                ClearRetained(self.topics.alert_active(rule, site, device_id)),
+                Log(logging.INFO, "cleared retained alert of a removed rule", {"topic": topic}),
+            ]
+        self.engine.lifecycle.restore(spec, event)
+        if spec.dispatch and event.kind == "ewaste_bin":
+            self.desk.want(event.device_id)
+        return []
+
+    def _restore_dispatch(self, payload: bytes) -> list[Effect]:
+        try:
+            self.desk.restore(DispatchRequest.model_validate_json(payload))
+        except (ValidationError, ValueError) as exc:
+            return [
+                Log(logging.WARNING, "ignoring unreadable dispatch record", {"error": str(exc)})
+            ]
+        return []
+
+    def _dispatch_status(self, payload: bytes, wall_ms: int) -> list[Effect]:
+        if not payload:
+            return []
+        try:
+            status = DispatchStatus.model_validate_json(payload)
+        except ValidationError as exc:
+            return [
+                Log(logging.WARNING, "ignoring unreadable dispatch status", {"error": str(exc)})
+            ]
+        return self._desk(self.desk.on_status(status, self.now_ms(wall_ms) or wall_ms), wall_ms)
+
+    # -- alert transitions -------------------------------------------------------------------
+    def _transitions(self, transitions: list[Transition], arrived: float | None) -> list[Effect]:
+        out: list[Effect] = []
+        for transition in transitions:
+            out.append(Notify(transition, arrived))
+            if transition.spec.dispatch and transition.event.kind == "ewaste_bin":
+                self._update_wanted(transition.event.device_id)
+        return out
+
+    def _update_wanted(self, device_id: str) -> None:
+        wanted = any(
+            a.spec.dispatch and a.device_id == device_id and a.state == "firing"
+            for a in self.engine.lifecycle.alerts.values()
+        )
+        if wanted:
+            self.desk.want(device_id)
+        else:
+            self.desk.unwant(device_id)
+
+    # -- what a step of the desk means ---------------------------------------------------------
+    def _desk(self, out: DeskOutput, wall_ms: int) -> list[Effect]:
+        if not (out.requests or out.statuses or out.points or out.collected_bins or out.closed):
+            return []  # most bin readings: nothing happened to any dispatch
+        effects = self._planned(out.requests)
+        effects += [
+            Retain(self.topics.dispatch_status(s.dispatch_id), s.model_dump_json().encode())
+            for s in out.statuses
+        ]
+        if out.points:
+            effects.append(WritePoints(tuple(out.points)))
+        effects += self._collections(out, self.now_ms(wall_ms))
+        for dispatch_id in out.closed:
+            effects.append(ClearRetained(self.topics.dispatch_record(dispatch_id)))
+            effects.append(DispatchClosed(dispatch_id))
+        return effects
+
+    def _planned(self, requests: list[DispatchRequest]) -> list[Effect]:
+        out: list[Effect] = []
+        for request in requests:
+            body = request.model_dump_json().encode()
+            planned = DispatchStatus(
+                dispatch_id=request.dispatch_id,
+                state="planned",
+                truck_id=request.truck_id,
+                zone=request.zone,
+                ts=request.created_at,
+                message=request.reason,
+            )
+            out += [
+                Publish(self.topics.dispatch_requests(), body),
+                Retain(self.topics.dispatch_record(request.dispatch_id), body),
+                Retain(
+                    self.topics.dispatch_status(request.dispatch_id),
+                    planned.model_dump_json().encode(),
+                ),
+                DispatchPlanned(request),
+            ]
+        return out
+
+    def _collections(self, out: DeskOutput, now_ms: int) -> list[Effect]:
+        """A collected bin: older readings are superseded, rules forget it, its dispatch
+        alerts resolve and it no longer asks for a truck."""
+        effects: list[Effect] = []
+        for device_id, dispatch_id in out.collected_bins:
+            device = self.registry.device(device_id)
+            at = self.collected.at(device_id)
+            self.engine.collected(
+                device.site if device else "", device_id, now_ms if at is None else at
+            )
+            for key, alert in list(self.engine.lifecycle.alerts.items()):
+                if alert.spec.dispatch and alert.device_id == device_id:
+                    done = self.engine.resolve(key, now_ms, f"collected by dispatch {dispatch_id}")
+                    if done is not None:
+                        effects += self._transitions([done], None)
+            self.desk.unwant(device_id)
+        return effects
