@@ -243,7 +243,7 @@ class AlertsCore:
             return []
         if topics.is_dispatch(topic):
             return self._dispatch_status(payload, wall_ms)
-        message = parse_message(topic, payload, topics)
+        message = parse_message(topic, payload, topics, now_ms=wall_ms)
         if isinstance(message, Rejection):
             return [Rejected(topic, message)]
         if isinstance(message, StatusReading):

@@ -8,11 +8,12 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
 from scripts.servers import MosquittoServer, free_ports
-from tests.helpers import wait_until
+from tests.helpers import publish, wait_until
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -67,8 +68,22 @@ def test_serves_healthz_and_stops_cleanly_on_sigterm(mosquitto: MosquittoServer)
                 return False
 
         wait_until(healthy, timeout=30)
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
-            assert b"alerts_messages_total" in r.read() or True
+        # /metrics counts what the program judged: one valid reading, one broken one.
+        topic = "facility/ewaste/ewaste_bin/bin-001/telemetry"
+        reading = {"ts": int(time.time() * 1000), "fill_pct": 10.0, "weight_kg": 30.0}
+        publish(mosquitto.url, topic, json.dumps(reading))
+        publish(mosquitto.url, topic, "{not json")
+        judged = (
+            b'alerts_messages_total{outcome="accepted"} 1.0',
+            b'alerts_messages_total{outcome="rejected"} 1.0',
+        )
+
+        def counted() -> bool:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+                text = r.read()
+            return all(line in text for line in judged)
+
+        wait_until(counted, timeout=20)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
         assert b'"stopped"' in (proc.stderr.read() if proc.stderr else b"")
