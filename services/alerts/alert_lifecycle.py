@@ -64,6 +64,9 @@ class Lifecycle:
     def firing(self) -> list[Alert]:
         return [a for a in self.alerts.values() if a.state == "firing"]
 
+    def pending(self) -> list[Alert]:
+        return [a for a in self.alerts.values() if a.state == "pending"]
+
     def get(self, key: AlertKey) -> Alert | None:
         return self.alerts.get(key)
 

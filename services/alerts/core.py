@@ -194,7 +194,7 @@ class AlertsCore:
         return len(self.engine.lifecycle.firing())
 
     def pending_count(self) -> int:
-        return sum(1 for a in self.engine.lifecycle.alerts.values() if a.state == "pending")
+        return len(self.engine.lifecycle.pending())
 
     def open_dispatch_ids(self) -> set[str]:
         return set(self.desk.open)
@@ -256,7 +256,7 @@ class AlertsCore:
         out.append(Accepted(self.engine.watermark_ms))
         if isinstance(message, Reading) and message.kind == "ewaste_bin":
             out += self._desk(self.desk.observe(message), wall_ms)
-        if self.desk.wanted - self.desk.busy_bins():
+        if self.desk.waiting():
             out += self._desk(self.desk.plan(self.now_ms(wall_ms)), wall_ms)
         return out
 
@@ -325,11 +325,7 @@ class AlertsCore:
         return out
 
     def _update_wanted(self, device_id: str) -> None:
-        wanted = any(
-            a.spec.dispatch and a.device_id == device_id and a.state == "firing"
-            for a in self.engine.lifecycle.alerts.values()
-        )
-        if wanted:
+        if any(a.state == "firing" for _, a in self.engine.dispatch_alerts(device_id)):
             self.desk.want(device_id)
         else:
             self.desk.unwant(device_id)
@@ -384,10 +380,9 @@ class AlertsCore:
             self.engine.collected(
                 device.site if device else "", device_id, now_ms if at is None else at
             )
-            for key, alert in list(self.engine.lifecycle.alerts.items()):
-                if alert.spec.dispatch and alert.device_id == device_id:
-                    done = self.engine.resolve(key, now_ms, f"collected by dispatch {dispatch_id}")
-                    if done is not None:
-                        effects += self._transitions([done], None)
+            for key, _ in self.engine.dispatch_alerts(device_id):
+                done = self.engine.resolve(key, now_ms, f"collected by dispatch {dispatch_id}")
+                if done is not None:
+                    effects += self._transitions([done], None)
             self.desk.unwant(device_id)
         return effects

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from common.devices import Registry
 from common.payloads import Reading, StatusReading
-from services.alerts.alert_lifecycle import AlertKey, Lifecycle, Transition
+from services.alerts.alert_lifecycle import Alert, AlertKey, Lifecycle, Transition
 from services.alerts.collected import CollectedBins
 from services.alerts.config import RulesFile, RuleSpec
 from services.alerts.rules import BaseRule, build_rule
@@ -103,6 +103,14 @@ class RuleEngine:
         self.collected_bins.record(device_id, ts_ms)
         for rule in self.rules:
             rule.forget(site, device_id)
+
+    def dispatch_alerts(self, device_id: str) -> list[tuple[AlertKey, Alert]]:
+        """The device's pending or firing alerts of ``dispatch`` rules."""
+        return [
+            (key, alert)
+            for key, alert in self.lifecycle.alerts.items()
+            if alert.spec.dispatch and alert.device_id == device_id
+        ]
 
     def resolve(self, key: AlertKey, ts_ms: int, message: str) -> Transition | None:
         """Resolve an alert from outside (a collection) and let its rule forget the device."""

@@ -99,6 +99,10 @@ class DispatchDesk:
     def busy_bins(self) -> set[str]:
         return {b for d in self.open.values() for b in d.bins}
 
+    def waiting(self) -> bool:
+        """True if a bin asks for a collection and is on no open dispatch yet."""
+        return bool(self.wanted - self.busy_bins())
+
     def want(self, device_id: str) -> None:
         if self.registry.device(device_id) is not None:
             self.wanted.add(device_id)
