@@ -14,12 +14,13 @@ from datetime import datetime
 from pathlib import Path
 
 from common.devices import RegistryError
+from common.durations import duration_s
 from common.lifecycle import stop_on_signals
 from common.observability import setup_logging
 from common.settings import load_or_exit
 from devices.simulator.load import run_load
 from devices.simulator.run import finish, resolve_window, run_scenario
-from devices.simulator.scenario import ScenarioError, load_scenario, parse_duration_s
+from devices.simulator.scenario import ScenarioError, load_scenario
 from devices.simulator.settings import SimulatorSettings
 from devices.simulator.verify import main as verify_main
 
@@ -39,7 +40,7 @@ def _datetime(value: str) -> datetime:
 
 def _duration(value: str) -> float:
     try:
-        return parse_duration_s(float(value) if value.replace(".", "", 1).isdigit() else value)
+        return duration_s(value)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 

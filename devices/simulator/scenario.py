@@ -3,7 +3,6 @@ events, faults and the expected outcomes, validated with pydantic (errors name t
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal, get_args
@@ -20,6 +19,8 @@ from pydantic import (
 
 from common.kinds import KINDS, KindName
 
+from common.durations import DurationS, duration_s
+
 SCENARIO_DIR: Final = Path("config/scenarios")
 FaultType = Literal[
     "malformed_json",
@@ -35,30 +36,10 @@ FaultType = Literal[
     "burst",
 ]
 FAULT_TYPES: Final[tuple[str, ...]] = get_args(FaultType)
-_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 
 
 class ScenarioError(ValueError):
     """A scenario file that cannot be read or does not validate."""
-
-
-def parse_duration_s(value: object) -> float:
-    """``90``, ``"90s"``, ``"15m"``, ``"2h30m"``, ``"1d"`` -> seconds."""
-    if isinstance(value, bool):
-        raise ValueError("a duration is a number of seconds or a string like '2h30m'")
-    if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError("a duration must not be negative")
-        return float(value)
-    if isinstance(value, str):
-        match = _DURATION.fullmatch(value.strip())
-        if match and any(match.groups()):
-            d, h, m, s = (int(g) if g else 0 for g in match.groups())
-            return float(((d * 24 + h) * 60 + m) * 60 + s)
-    raise ValueError(f"{value!r} is not a duration like 90, '15m', '2h30m' or '1d'")
-
-
-Duration = Annotated[float, Field(ge=0)]
 
 
 class _Strict(BaseModel):
@@ -72,16 +53,11 @@ class FaultSpec(_Strict):
     count: int = Field(default=0, ge=0)
     rate: float = Field(default=0.0, ge=0.0, le=1.0)
     devices: tuple[str, ...] | None = None
-    duration_s: Duration = 1800.0  # silent: how long the device stays quiet
+    duration_s: DurationS = 1800.0  # silent: how long the device stays quiet
     size: int = Field(default=20, ge=2, le=10_000)  # burst: messages in one burst
     # clock_skew: how far ahead the device's clock runs; 20 years, like an RTC that lost its
     # battery and woke in 2045, so replays of past windows are still refused.
-    skew_s: Duration = 20 * 365 * 86_400.0
-
-    @field_validator("duration_s", "skew_s", mode="before")
-    @classmethod
-    def _duration(cls, value: object) -> float:
-        return parse_duration_s(value)
+    skew_s: DurationS = 20 * 365 * 86_400.0
 
 
 class Event(_Strict):
@@ -92,14 +68,9 @@ class Event(_Strict):
     device: str | None = None
     size: int = Field(default=30, ge=1, le=1000)  # group_visit
     dwell_min: float = Field(default=90.0, gt=0)  # group_visit
-    duration_s: Duration = 1800.0  # silence
+    duration_s: DurationS = 1800.0  # silence
     truck: str | None = None  # dispatch
     stops: tuple[str, ...] = ()  # dispatch: bin ids in driving order
-
-    @field_validator("duration_s", mode="before")
-    @classmethod
-    def _duration(cls, value: object) -> float:
-        return parse_duration_s(value)
 
 
 class Expectation(_Strict):
@@ -120,12 +91,7 @@ class Expectation(_Strict):
     ]
     device: str
     threshold: float | None = None
-    min_gap_s: Duration = 900.0
-
-    @field_validator("min_gap_s", mode="before")
-    @classmethod
-    def _duration(cls, value: object) -> float:
-        return parse_duration_s(value)
+    min_gap_s: DurationS = 900.0
 
 
 class Synthetic(RootModel[dict[KindName, Annotated[int, Field(ge=0)]]]):
@@ -145,7 +111,7 @@ class Scenario(_Strict):
     name: str
     description: str = ""
     start: datetime | None = None  # None: now - duration when faster than real time, else now
-    duration_s: Duration = 86_400.0
+    duration_s: DurationS = 86_400.0
     speed: float = Field(default=60.0, gt=0)
     backfill: bool = False
     seed: int = 1
@@ -159,11 +125,6 @@ class Scenario(_Strict):
     events: tuple[Event, ...] = ()
     faults: dict[FaultType, FaultSpec] = Field(default_factory=dict)
     expect: tuple[Expectation, ...] = ()
-
-    @field_validator("duration_s", mode="before")
-    @classmethod
-    def _duration(cls, value: object) -> float:
-        return parse_duration_s(value)
 
     @field_validator("start")
     @classmethod
@@ -179,7 +140,7 @@ class Scenario(_Strict):
             if stamp.tzinfo is None:
                 raise ScenarioError(f"scenario {self.name}: event time {at!r} needs a UTC offset")
             return int(stamp.timestamp() * 1000)
-        return start_ms + int(parse_duration_s(at) * 1000)
+        return start_ms + int(duration_s(at) * 1000)
 
 
 def _format(source: str, exc: ValidationError) -> str:

@@ -14,12 +14,10 @@ from typing import Annotated, Any, Final, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
+from common.durations import DurationMs
 from common.messages import Severity
 from common.topics import ID_PATTERN
 
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?$")
-_UNIT_MS: Final = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
-_UNIT_MS["w"] = 7 * _UNIT_MS["d"]
 _CONDITION = re.compile(r"^\s*(>=|<=|==|!=|>|<)\s*(-?\d+(?:\.\d+)?|true|false)\s*$")
 _OPS: Final[dict[str, Callable[[float, float], bool]]] = {
     ">": operator.gt,
@@ -34,24 +32,6 @@ _NEGATION: Final = {">": "<=", ">=": "<", "<": ">=", "<=": ">", "==": "!=", "!="
 
 class RulesError(ValueError):
     """The rules file is missing, unreadable or invalid; the message says where and why."""
-
-
-def duration_ms(value: object) -> int:
-    """``90s``, ``2m``, ``12h``, ``1d``, ``500ms`` or a number of seconds -> milliseconds."""
-    if isinstance(value, bool):
-        raise ValueError("a duration is a number of seconds or a string like 2m, 12h, 1d")
-    if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError("a duration must not be negative")
-        return int(value * 1000)
-    if isinstance(value, str):
-        match = _DURATION.fullmatch(value.strip().lower())
-        if match:
-            return int(float(match.group(1)) * _UNIT_MS[match.group(2) or "s"])
-    raise ValueError(f"{value!r} is not a duration like 30s, 2m, 12h or 1d")
-
-
-Duration = Annotated[int, BeforeValidator(duration_ms)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,9 +109,9 @@ class RuleSpec(BaseModel):
     name: Annotated[str, Field(pattern=ID_PATTERN)]
     severity: Severity = "warning"
     description: str = ""
-    for_ms: Duration = Field(default=0, alias="for")
-    keep_firing_for_ms: Duration = Field(default=0, alias="keep_firing_for")
-    repeat_ms: Duration = Field(default=0, alias="repeat")
+    for_ms: DurationMs = Field(default=0, alias="for")
+    keep_firing_for_ms: DurationMs = Field(default=0, alias="keep_firing_for")
+    repeat_ms: DurationMs = Field(default=0, alias="repeat")
     select: Selector = Selector()
     dispatch: bool = Field(default=False, description="a firing alert asks for a collection")
 
@@ -151,7 +131,7 @@ class ThresholdSpec(RuleSpec):
 
 class AbsenceSpec(RuleSpec):
     type: Literal["absence"]
-    after_ms: Duration = Field(alias="after", gt=0)
+    after_ms: DurationMs = Field(alias="after", gt=0)
     offline_status: bool = True
 
 
@@ -159,11 +139,11 @@ class ForecastSpec(RuleSpec):
     type: Literal["forecast"]
     field: str = "fill_pct"
     full_at: float = 100.0
-    within_ms: Duration = Field(alias="within", gt=0)
-    clear_within_ms: Duration | None = Field(default=None, alias="clear_within")
-    window_ms: Duration = Field(default=48 * 3_600_000, alias="window", gt=0)
+    within_ms: DurationMs = Field(alias="within", gt=0)
+    clear_within_ms: DurationMs | None = Field(default=None, alias="clear_within")
+    window_ms: DurationMs = Field(default=48 * 3_600_000, alias="window", gt=0)
     min_points: int = Field(default=4, ge=2)
-    min_span_ms: Duration = Field(default=3_600_000, alias="min_span")
+    min_span_ms: DurationMs = Field(default=3_600_000, alias="min_span")
     reset_drop: float = Field(default=20.0, gt=0, description="a fall this big is a collection")
 
 
@@ -172,7 +152,7 @@ class RateSpec(RuleSpec):
     counter: str
     when: ConditionText
     clear: ConditionText | None = None
-    window_ms: Duration = Field(default=15 * 60_000, alias="window", gt=0)
+    window_ms: DurationMs = Field(default=15 * 60_000, alias="window", gt=0)
     require: dict[str, ConditionText] = Field(default_factory=dict)
     hours: tuple[Clock, Clock] | None = None
 

@@ -2,27 +2,26 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator
 
+from common.durations import duration_s
 from common.settings import CommonSettings
 
-_DURATION = re.compile(r"^(\d+)([smhdw]?)$")
-_UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_FOREVER = ("", "0", "inf", "infinite", "forever")
 
 
-def parse_duration_s(text: str) -> int:
-    """``30d``, ``12h``, ``90m``, ``3600`` (seconds) or ``0``/``inf`` (keep forever) -> seconds."""
-    value = text.strip().lower()
-    if value in ("", "0", "inf", "infinite", "forever"):
+def parse_retention_s(text: str) -> int:
+    """A retention: a duration (``30d``, ``12h``, ``90m``, ``3600`` seconds) or ``0``/``inf``
+    (keep forever, returned as 0) -> whole seconds."""
+    if text.strip().lower() in _FOREVER:
         return 0
-    match = _DURATION.fullmatch(value)
-    if match is None:
-        raise ValueError(f"{text!r} is not a duration like 30d, 12h, 90m or 0 (forever)")
-    return int(match.group(1)) * _UNIT_S[match.group(2)]
+    seconds = duration_s(text)
+    if seconds < 1:
+        raise ValueError(f"{text!r} is shorter than a second; use 0 to keep forever")
+    return int(seconds)
 
 
 class IngestSettings(CommonSettings):
@@ -128,7 +127,7 @@ class IngestSettings(CommonSettings):
     @field_validator("ingest_retention")
     @classmethod
     def _retention(cls, value: str) -> str:
-        parse_duration_s(value)
+        parse_retention_s(value)
         return value
 
     @field_validator("ingest_shared_group")
@@ -140,7 +139,7 @@ class IngestSettings(CommonSettings):
 
     @property
     def retention_s(self) -> int:
-        return parse_duration_s(self.ingest_retention)
+        return parse_retention_s(self.ingest_retention)
 
     @property
     def receive_maximum(self) -> int:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from common.settings import ConfigError, load_settings
-from services.ingest.settings import IngestSettings, parse_duration_s
+from services.ingest.settings import IngestSettings, parse_retention_s
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -36,7 +36,7 @@ def test_every_ingest_field_is_documented() -> None:
     ("text", "seconds"), [("0", 0), ("inf", 0), ("90m", 5400), ("12h", 43200), ("3600", 3600)]
 )
 def test_durations(text: str, seconds: int) -> None:
-    assert parse_duration_s(text) == seconds
+    assert parse_retention_s(text) == seconds
 
 
 @pytest.mark.parametrize(

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from common.durations import duration_s
 from devices.simulator.clock import NoWait, ScaledClock, SkewBound
 from devices.simulator.run import resolve_window
-from devices.simulator.scenario import ScenarioError, load_scenario, parse_duration_s
+from devices.simulator.scenario import ScenarioError, load_scenario
 from tests.unit.simulator.support import REPO, SCENARIOS
 
 
@@ -47,11 +48,11 @@ def test_scenario_errors_name_the_bad_key(tmp_path: Path) -> None:
 
 
 def test_durations_read_like_people_write_them() -> None:
-    assert parse_duration_s("2h30m") == 9000
-    assert parse_duration_s("1d") == 86400
-    assert parse_duration_s(45) == 45
+    assert duration_s("2h30m") == 9000
+    assert duration_s("1d") == 86400
+    assert duration_s(45) == 45
     with pytest.raises(ValueError):
-        parse_duration_s("-3m")
+        duration_s("-3m")
 
 
 def test_fast_runs_without_a_start_replay_the_window_that_ends_now() -> None:
