@@ -12,7 +12,6 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Final, Literal
 
 from pydantic import (
@@ -39,6 +38,7 @@ from common.fields import (
     ResidentialType,
     registry_error,
 )
+from common.timestamps import MissingOffsetError, iso_to_ms
 from common.topics import check_id
 
 MAX_FUTURE_MS: Final = 5 * 60 * 1000
@@ -59,13 +59,16 @@ def parse_ts(value: object) -> int:
             raise ValueError("ts must not be negative")
         return value
     if isinstance(value, str):
+        needs = f"ts {value[:40]!r} needs a date, a time and a UTC offset"
         try:
-            parsed = datetime.fromisoformat(value)
+            ts_ms = iso_to_ms(value, require_offset=True)
+        except MissingOffsetError:
+            raise ValueError(needs) from None
         except ValueError:
             raise ValueError(f"ts {value[:40]!r} is not an RFC 3339 timestamp") from None
-        if parsed.tzinfo is None or ("T" not in value.upper() and " " not in value):
-            raise ValueError(f"ts {value[:40]!r} needs a date, a time and a UTC offset")
-        return int(parsed.timestamp() * 1000)
+        if "T" not in value.upper() and " " not in value:
+            raise ValueError(needs)
+        return ts_ms
     raise ValueError("ts must be an RFC 3339 string or integer epoch milliseconds")
 
 

@@ -7,24 +7,30 @@ requests and write dispatch status, the ingest writes dead letters; all of them 
 from __future__ import annotations
 
 import base64
-from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from common.timestamps import ms_to_iso, utc_now_iso
+
+# ms_to_iso and utc_now_iso live in common.timestamps; they are re-exported for the callers
+# that stamp messages.
+__all__ = [
+    "AlertEvent",
+    "AlertState",
+    "DeadLetter",
+    "DispatchRequest",
+    "DispatchState",
+    "DispatchStatus",
+    "DispatchStop",
+    "Severity",
+    "ms_to_iso",
+    "utc_now_iso",
+]
+
 AlertState = Literal["pending", "firing", "resolved"]
 Severity = Literal["info", "warning", "critical"]
 DispatchState = Literal["planned", "en_route", "completed", "cancelled"]
-
-
-def utc_now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def ms_to_iso(ts_ms: int) -> str:
-    """Epoch milliseconds -> RFC 3339 UTC with milliseconds (``...Z``)."""
-    stamp = datetime.fromtimestamp(ts_ms / 1000, UTC).isoformat(timespec="milliseconds")
-    return stamp.replace("+00:00", "Z")
 
 
 class _Message(BaseModel):

@@ -13,11 +13,11 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from common.settings import load_or_exit
+from common.timestamps import iso_to_ms
 from devices.simulator.influxql import InfluxQueryError, InfluxReader
 from devices.simulator.run import Window, resolve_window, run_scenario
 from devices.simulator.scenario import ScenarioError, load_scenario
@@ -63,17 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _window(scenario: Any, summary: dict[str, Any] | None) -> tuple[Window, int | None]:
     if summary is not None:
-        start = _iso_ms(summary["start"])
-        return Window(start, _iso_ms(summary["end"]), float("inf")), summary.get("seed")
+        start = iso_to_ms(summary["start"])
+        return Window(start, iso_to_ms(summary["end"]), float("inf")), summary.get("seed")
     if scenario.start is None:
         raise ScenarioError(
             f"scenario {scenario.name} has no fixed start: pass the run's --summary-file"
         )
     return resolve_window(scenario, now_ms=time.time_ns() // 1_000_000), None
-
-
-def _iso_ms(text: str) -> int:
-    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
 
 
 def main(argv: list[str]) -> int:

@@ -4,9 +4,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
 
-from common.messages import AlertEvent, AlertState, ms_to_iso
+from common.messages import AlertEvent, AlertState
+from common.timestamps import iso_to_ms, ms_to_iso
 from services.alerts.config import RuleSpec
 from services.alerts.rules import Signal, Verdict
 
@@ -49,10 +49,6 @@ class Alert:
     last_sent_ms: int = 0
     clear_since_ms: int | None = None
     labels: dict[str, str] = field(default_factory=dict)
-
-
-def iso_to_ms(text: str) -> int:
-    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
 
 
 class Lifecycle:

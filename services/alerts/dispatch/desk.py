@@ -10,9 +10,10 @@ from enum import StrEnum
 from typing import NamedTuple
 
 from common.devices import Registry
-from common.messages import DispatchRequest, DispatchStatus, DispatchStop, ms_to_iso
+from common.messages import DispatchRequest, DispatchStatus, DispatchStop
 from common.payloads import Reading
 from common.schema import DISPATCH_MEASUREMENT, Point
+from common.timestamps import iso_to_ms, ms_to_iso
 from services.alerts.collected import CollectedBins
 from services.alerts.dispatch.planner import Candidate, TruckSlot, plan_zone
 
@@ -151,7 +152,7 @@ class DispatchDesk:
             # The bins were emptied by the time the truck reported back (its ``ts``, event
             # time): an upper bound on every stop, and readings of a just-emptied bin are
             # low, so it is a safe cut-off for the readings still on their way.
-            done_ms = min(_iso_ms(status.ts, now_ms), now_ms + MAX_STATUS_LEAD_MS)
+            done_ms = min(iso_to_ms(status.ts, default=now_ms), now_ms + MAX_STATUS_LEAD_MS)
             for device_id in sorted(dispatch.bins - dispatch.collected.keys()):
                 self.collected.record(device_id, done_ms)
                 out.collected_bins.append(Collection(device_id, status.dispatch_id))
@@ -161,7 +162,7 @@ class DispatchDesk:
 
     def restore(self, request: DispatchRequest) -> None:
         """Take back an open dispatch after a restart (from its retained record)."""
-        self.open[request.dispatch_id] = OpenDispatch(request, _iso_ms(request.created_at))
+        self.open[request.dispatch_id] = OpenDispatch(request, iso_to_ms(request.created_at))
 
     # -- time ----------------------------------------------------------------------------
     def tick(self, now_ms: int) -> DeskOutput:
@@ -298,16 +299,3 @@ class DispatchDesk:
         if collected_kg is not None:
             fields["collected_kg"] = round(float(collected_kg), 1)
         return DISPATCH_MEASUREMENT, {"zone": req.zone, "truck_id": req.truck_id}, fields, ts_ms
-
-
-def _iso_ms(text: str, default: int | None = None) -> int:
-    """RFC 3339 -> epoch ms; ``default`` (if given) for text that is not a timestamp."""
-    try:
-        stamp = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        if default is None:
-            raise
-        return default
-    if stamp.tzinfo is None:
-        stamp = stamp.replace(tzinfo=UTC)
-    return int(stamp.timestamp() * 1000)

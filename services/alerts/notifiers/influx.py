@@ -8,7 +8,8 @@ import httpx
 from common.lineproto import encode_lines
 from common.schema import ALERT_MEASUREMENT, Point
 from common.settings import CommonSettings
-from services.alerts.alert_lifecycle import Transition, iso_to_ms
+from common.timestamps import iso_to_ms
+from services.alerts.alert_lifecycle import Transition
 from services.alerts.metrics import AlertsMetrics
 from services.alerts.notifiers.base import DeliveryError, DeliveryQueue
 
