@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from common.influx import InfluxClient, InfluxError
 from common.settings import load_or_exit
 from common.timestamps import iso_to_ms
-from devices.simulator.influxql import InfluxQueryError, InfluxReader
 from devices.simulator.run import Window, resolve_window, run_scenario
 from devices.simulator.scenario import ScenarioError, load_scenario
 from devices.simulator.settings import SimulatorSettings
@@ -102,7 +102,7 @@ def _poll(
     summary: dict[str, Any] | None,
     args: argparse.Namespace,
 ) -> int:
-    reader = InfluxReader(settings)
+    reader = InfluxClient.from_settings(settings, timeout_s=30.0)
     retained = RetainedStatuses(settings, expected.scripted_dispatches)
     retained.start()
     deadline = time.monotonic() + args.timeout
@@ -116,7 +116,7 @@ def _poll(
                     reader, expected, retained.snapshot(), args.ingest_metrics_url
                 )
                 error = None
-            except InfluxQueryError as exc:
+            except InfluxError as exc:
                 observed, error = None, str(exc)
             checks = judge(expected, observed, summary, error)
             if all(c.ok for c in checks) or time.monotonic() >= deadline:

@@ -16,14 +16,14 @@ import httpx
 import paho.mqtt.client as mqtt
 
 from common.devices import Registry, load_registry
-from common.messages import ms_to_iso
+from common.influx import InfluxClient
 from common.mqtt import MqttLink
 from common.payloads import Reading, Rejection, parse_message
 from common.schema import ALERT_MEASUREMENT, DISPATCH_MEASUREMENT
 from common.settings import CommonSettings
+from common.timestamps import ms_to_iso
 from common.topics import Topics
 from devices.simulator.expectations import check
-from devices.simulator.influxql import InfluxReader
 from devices.simulator.run import Window
 from devices.simulator.scenario import Expectation, Scenario
 
@@ -174,7 +174,7 @@ class RetainedStatuses:
 
 
 def observe(
-    reader: InfluxReader,
+    reader: InfluxClient,
     expected: Expected,
     retained: dict[str, dict[str, Any]],
     metrics_url: str | None,

@@ -1,10 +1,9 @@
-"""InfluxDB: a small line-protocol HTTP writer (API v1 or v2, httpx) and the notifier that
-writes the ``alert`` measurement (and the desk's ``dispatch`` points) through a retry queue."""
+"""InfluxDB: the notifier that writes the ``alert`` measurement (and the desk's ``dispatch``
+points) through a retry queue and the shared client."""
 
 from __future__ import annotations
 
-import httpx
-
+from common.influx import InfluxClient
 from common.lineproto import encode_lines
 from common.schema import ALERT_MEASUREMENT, Point
 from common.settings import CommonSettings
@@ -15,37 +14,21 @@ from services.alerts.notifiers.base import DeliveryError, DeliveryQueue
 
 
 class InfluxWriter:
-    """``write(points)``: one POST, precision ms; raises DeliveryError on failure."""
+    """``write(points)``: one write through the shared InfluxDB client (precision ms); raises
+    DeliveryError on failure so the queue retries."""
 
     def __init__(self, settings: CommonSettings, timeout_s: float = 10.0) -> None:
-        self.settings = settings
-        token = settings.influx_token.get_secret_value() if settings.influx_token else None
-        params: dict[str, str] = {"precision": "ms"}
-        headers: dict[str, str] = {"Content-Type": "text/plain; charset=utf-8"}
-        if settings.influx_api_version == "2":
-            self.path = "/api/v2/write"
-            params |= {"org": settings.influx_org, "bucket": settings.influx_bucket}
-            if token:
-                headers["Authorization"] = f"Token {token}"
-        else:
-            self.path = "/write"
-            params["db"] = settings.influx_bucket
-            if token and ":" in token:
-                params["u"], params["p"] = token.split(":", 1)
-        self.client = httpx.Client(
-            base_url=settings.influx_url, params=params, headers=headers, timeout=timeout_s
-        )
+        self.client = InfluxClient.from_settings(settings, timeout_s)
 
     def write(self, points: list[Point]) -> None:
         body = encode_lines(points)
         if not body:
             return
-        try:
-            response = self.client.post(self.path, content=body)
-        except httpx.HTTPError as exc:
-            raise DeliveryError(f"InfluxDB unreachable: {exc}") from exc
-        if response.status_code >= 300:
-            raise DeliveryError(f"InfluxDB answered {response.status_code}: {response.text[:200]}")
+        answer = self.client.write(body)
+        if answer.status is None:
+            raise DeliveryError(f"InfluxDB unreachable: {answer.detail}")
+        if not answer.ok:
+            raise DeliveryError(f"InfluxDB answered {answer.status}: {answer.detail[:200]}")
 
     def close(self) -> None:
         self.client.close()

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
+from common.influx import InfluxClient
 from services.ingest.settings import IngestSettings
 from services.ingest.sinks.base import Outcome, Sink, WriteResult
 from services.ingest.sinks.file import FileSink
-from services.ingest.sinks.influx1 import InfluxV1Sink
-from services.ingest.sinks.influx2 import InfluxV2Sink
+from services.ingest.sinks.influx import InfluxSink
 
 __all__ = [
     "FileSink",
-    "InfluxV1Sink",
-    "InfluxV2Sink",
+    "InfluxSink",
     "Outcome",
     "Sink",
     "WriteResult",
@@ -20,12 +19,8 @@ __all__ = [
 
 
 def build_sink(settings: IngestSettings) -> Sink:
-    token = settings.influx_token.get_secret_value() if settings.influx_token else None
-    timeout_s = settings.ingest_write_timeout_ms / 1000
     if settings.ingest_sink == "file":
         return FileSink(settings.ingest_file_path)
-    if settings.influx_api_version == "1":
-        return InfluxV1Sink(settings.influx_url, settings.influx_bucket, token, timeout_s)
-    return InfluxV2Sink(
-        settings.influx_url, settings.influx_org, settings.influx_bucket, token, timeout_s
+    return InfluxSink(
+        InfluxClient.from_settings(settings, timeout_s=settings.ingest_write_timeout_ms / 1000)
     )

@@ -1,5 +1,5 @@
 """``facility-simulator verify``'s verdicts on plain data: exact stored counts, the honest
-overflow-or-collected rule, dead-letter comparison, and the v1/v2 InfluxQL auth."""
+overflow-or-collected rule, and dead-letter comparison."""
 
 from __future__ import annotations
 
@@ -7,10 +7,7 @@ import threading
 from collections import Counter
 from pathlib import Path
 
-import httpx
-
 from common.settings import load_settings
-from devices.simulator.influxql import InfluxReader
 from devices.simulator.run import resolve_window, run_scenario
 from devices.simulator.scenario import load_scenario
 from devices.simulator.settings import SimulatorSettings
@@ -80,23 +77,6 @@ def test_dead_letters_compare_with_ingest_counts_when_given(tmp_path: Path) -> N
                     "dead-lettered").ok  # fmt: skip
     assert not _by_name(judge(expected, _observed(expected, rejected=short), None, None),
                         "dead-lettered").ok  # fmt: skip
-
-
-def test_influx_auth_is_a_token_header_on_v2_and_basic_auth_on_v1() -> None:
-    seen: list[httpx.Request] = []
-
-    def answer(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        return httpx.Response(200, json={"results": [{"statement_id": 0}]})
-
-    for version, token in (("2", "tok"), ("1", "reader:secret")):
-        settings = load_settings(SimulatorSettings, influx_api_version=version, influx_token=token)
-        reader = InfluxReader(settings)
-        reader._http._transport = httpx.MockTransport(answer)
-        assert reader.query("SHOW MEASUREMENTS") == []
-    assert seen[0].headers["Authorization"] == "Token tok"
-    assert seen[1].headers["Authorization"].startswith("Basic ")
-    assert seen[1].url.params["db"] == "facility"
 
 
 def test_a_mid_window_offline_alarm_and_an_undriven_dispatch_fail(tmp_path: Path) -> None:
