@@ -8,11 +8,11 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from datetime import UTC, datetime, time, timedelta, timezone, tzinfo
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal, TypeVar, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -41,6 +41,8 @@ from common.kinds import (
     KindParams,
     VisitorCounterParams,
 )
+
+from common.config_errors import format_errors, load_yaml
 
 __all__ = [
     "DEFAULT_DEVICES_FILE",
@@ -387,13 +389,6 @@ class Registry(BaseModel):
         return dict(tags) if tags is not None else {}
 
 
-def _format_loc(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
 def _entry_name(data: Mapping[str, Any], loc: tuple[int | str, ...]) -> str:
     """' (device 'bin-004')' for an error under devices[3], when that entry has an id."""
     labels = {"devices": "device", "sites": "site", "trucks": "truck"}
@@ -408,24 +403,6 @@ def _entry_name(data: Mapping[str, Any], loc: tuple[int | str, ...]) -> str:
     return f" ({labels[str(loc[0])]} {item['id']!r})"
 
 
-def _format_errors(source: str, data: Mapping[str, Any], exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors(include_url=False):
-        loc = tuple(err["loc"])
-        where = _format_loc(loc)
-        msg = str(err["msg"])
-        value = err.get("input")
-        if err["type"] not in {"missing", "registry"} and isinstance(
-            value, str | int | float | bool
-        ):
-            msg += f" (got {value!r})"
-        parts.append(f"{where + ': ' if where else ''}{msg}{_entry_name(data, loc)}")
-    shown = parts[:5]
-    if len(parts) > len(shown):
-        shown.append(f"... and {len(parts) - len(shown)} more")
-    return f"{source}: " + "; ".join(shown)
-
-
 def load_registry(path: str | Path = DEFAULT_DEVICES_FILE) -> Registry:
     """Load and validate the registry YAML; raises RegistryError naming the file and entry.
 
@@ -436,13 +413,8 @@ def load_registry(path: str | Path = DEFAULT_DEVICES_FILE) -> Registry:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise RegistryError(f"{source}: cannot read device registry: {exc}") from exc
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or " ".join(str(exc).split())
-        raise RegistryError(f"{source}: invalid YAML{where}: {problem}") from exc
+    document = load_yaml(text, source, RegistryError)
+    data = document.data
     if not isinstance(data, dict):
         raise RegistryError(
             f"{source}: expected a mapping with sites, devices, depot and trucks at top level"
@@ -451,4 +423,5 @@ def load_registry(path: str | Path = DEFAULT_DEVICES_FILE) -> Registry:
     try:
         return Registry.model_validate(data)
     except ValidationError as exc:
-        raise RegistryError(_format_errors(source, data, exc)) from None
+        entry = partial(_entry_name, data)
+        raise RegistryError(format_errors(source, exc, document, entry=entry)) from None

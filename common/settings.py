@@ -16,6 +16,7 @@ from urllib.parse import unquote, urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from common.config_errors import join, problems
 from common.topics import TopicError, check_prefix
 
 DEFAULT_SECRETS_DIR = "/run/secrets"
@@ -130,11 +131,11 @@ def load_settings(cls: type[S], **overrides: object) -> S:
     try:
         return cls(**kwargs)
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors(include_url=False):
-            name = str(err["loc"][0]).upper() if err["loc"] else cls.__name__
-            problems.append(f"{name}: {err['msg']} (got {_redact(name, err.get('input'))})")
-        raise ConfigError("invalid setting " + "; ".join(problems)) from None
+        parts = []
+        for problem in problems(exc):
+            name = str(problem.loc[0]).upper() if problem.loc else cls.__name__
+            parts.append(f"{name}: {problem.message} (got {_redact(name, problem.value)})")
+        raise ConfigError(join("invalid setting ", parts)) from None
 
 
 def load_or_exit(cls: type[S], program: str, **overrides: object) -> S:

@@ -7,7 +7,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal, get_args
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -17,9 +16,9 @@ from pydantic import (
     field_validator,
 )
 
-from common.kinds import KINDS, KindName
-
+from common.config_errors import Loc, format_errors, load_yaml
 from common.durations import DurationS, duration_s
+from common.kinds import KINDS, KindName
 
 SCENARIO_DIR: Final = Path("config/scenarios")
 FaultType = Literal[
@@ -143,16 +142,9 @@ class Scenario(_Strict):
         return start_ms + int(duration_s(at) * 1000)
 
 
-def _format(source: str, exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors(include_url=False):
-        loc = ".".join(str(p) for p in err["loc"]) or "scenario"
-        msg = str(err["msg"])
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key"
-        parts.append(f"{loc}: {msg}")
-    more = f"; ... and {len(parts) - 5} more" if len(parts) > 5 else ""
-    return f"{source}: " + "; ".join(parts[:5]) + more
+def _dotted(loc: Loc) -> str:
+    """``events.0.sizee``: the scenario file's way of naming a key."""
+    return ".".join(str(part) for part in loc) or "scenario"
 
 
 def scenario_path(name_or_path: str, directory: Path = SCENARIO_DIR) -> Path:
@@ -166,15 +158,18 @@ def load_scenario(name_or_path: str, directory: Path = SCENARIO_DIR) -> Scenario
     """Load ``config/scenarios/<name>.yaml`` (or a path); raise ScenarioError naming the key."""
     path = scenario_path(name_or_path, directory)
     try:
-        data: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ScenarioError(f"{path}: cannot read scenario: {exc.strerror or exc}") from exc
-    except yaml.YAMLError as exc:
-        raise ScenarioError(f"{path}: invalid YAML: {' '.join(str(exc).split())}") from exc
+    document = load_yaml(text, str(path), ScenarioError)
+    data: Any = document.data
     if not isinstance(data, dict):
         raise ScenarioError(f"{path}: a scenario is a mapping (name, duration_s, ...)")
     data.setdefault("name", path.stem)
     try:
         return Scenario.model_validate(data)
     except ValidationError as exc:
-        raise ScenarioError(_format(str(path), exc)) from None
+        message = format_errors(
+            str(path), exc, document, describe=_dotted, rename={"extra_forbidden": "unknown key"}
+        )
+        raise ScenarioError(message) from None

@@ -11,9 +11,9 @@ from datetime import time
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 
-import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
+from common.config_errors import Loc, format_errors, load_yaml
 from common.durations import DurationMs
 from common.messages import Severity
 from common.topics import ID_PATTERN
@@ -201,80 +201,40 @@ class RulesFile(BaseModel):
         return self
 
 
-class _LineDict(dict[Any, Any]):
-    """A YAML mapping that remembers the line of itself and of each key (1-based)."""
+def _describe(data: Any) -> Callable[[Loc], str]:
+    """Readable path of an error location, with the rule's name: ``rule 'bin_full' (for)``."""
 
-    line: int = 0
-    key_lines: dict[Any, int]
+    def describe(loc: Loc) -> str:
+        node = data
+        path: list[str] = []
+        rule_name = ""
+        for part in loc:
+            if isinstance(node, Mapping) and part in node:
+                node = node[part]
+            elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+                node = node[part]
+                if isinstance(node, Mapping) and isinstance(node.get("name"), str):
+                    rule_name = node["name"]
+            elif isinstance(part, str) and part in RULE_TYPES:
+                continue  # the discriminator's branch, not a key of the file
+            path.append(f"[{part}]" if isinstance(part, int) else f".{part}")
+        text = "".join(path).lstrip(".")
+        return f"rule {rule_name!r} ({text})" if rule_name else text
 
-
-class _LineLoader(yaml.SafeLoader):
-    pass
-
-
-def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> _LineDict:
-    loader.flatten_mapping(node)
-    out = _LineDict()
-    out.line = node.start_mark.line + 1
-    out.key_lines = {}
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        out[key] = loader.construct_object(value_node, deep=True)
-        out.key_lines[key] = key_node.start_mark.line + 1
-    return out
-
-
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
-def _where(data: Any, loc: tuple[int | str, ...]) -> tuple[int | None, str]:
-    """Line and readable path (``rule 'bin_full' key for``) of a validation error location."""
-    line: int | None = getattr(data, "line", None)
-    node = data
-    path: list[str] = []
-    rule_name = ""
-    for part in loc:
-        if isinstance(node, _LineDict) and part in node:
-            line = node.key_lines.get(part, line)
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
-            node = node[part]
-            line = getattr(node, "line", line)
-            if isinstance(node, Mapping) and isinstance(node.get("name"), str):
-                rule_name = node["name"]
-        elif isinstance(part, str) and part in RULE_TYPES:
-            continue  # the discriminator's branch, not a key of the file
-        path.append(f"[{part}]" if isinstance(part, int) else f".{part}")
-    text = "".join(path).lstrip(".")
-    if rule_name:
-        text = f"rule {rule_name!r} ({text})"
-    return line, text
+    return describe
 
 
 def parse_rules(text: str, source: str = "<rules>") -> RulesFile:
     """Validate rules YAML text; raise RulesError with ``source: line N: rule 'x' (...): why``."""
-    try:
-        data = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}:" if mark else ""
-        problem = getattr(exc, "problem", None) or " ".join(str(exc).split())
-        raise RulesError(f"{source}:{where} invalid YAML: {problem}") from None
+    document = load_yaml(text, source, RulesError)
+    data = document.data
     if not isinstance(data, Mapping) or "rules" not in data:
         raise RulesError(f"{source}: expected a mapping with a 'rules' list at top level")
     try:
         return RulesFile.model_validate(data)
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors(include_url=False)[:5]:
-            line, path = _where(data, tuple(err["loc"]))
-            message = str(err["msg"]).removeprefix("Value error, ")
-            value = err.get("input")
-            if err["type"] != "missing" and isinstance(value, str | int | float):
-                message += f" (got {value!r})"
-            at = f"line {line}: " if line else ""
-            problems.append(f"{at}{path + ': ' if path else ''}{message}")
-        raise RulesError(f"{source}: " + "; ".join(problems)) from None
+        message = format_errors(source, exc, document, describe=_describe(data))
+        raise RulesError(message) from None
 
 
 def load_rules(path: str | Path) -> RulesFile:
