@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -20,6 +20,12 @@ from common.config_errors import join, problems
 from common.topics import TopicError, check_prefix
 
 DEFAULT_SECRETS_DIR = "/run/secrets"
+
+# Pieces several programs' settings share (each under its own variable name).
+HealthHost = Annotated[str, Field(description="Address of the /healthz and /metrics server.")]
+HealthPort = Annotated[
+    int, Field(ge=0, le=65535, description="Port of /healthz and /metrics (0 = any free).")
+]
 
 
 class ConfigError(Exception):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator
 
-from common.settings import CommonSettings
+from common.settings import CommonSettings, HealthHost, HealthPort
 
 
 class AlertsSettings(CommonSettings):
@@ -15,12 +15,8 @@ class AlertsSettings(CommonSettings):
     alerts_rules_file: Path = Field(
         default=Path("config/rules.yaml"), description="Rules as code, validated at start."
     )
-    alerts_http_host: str = Field(
-        default="127.0.0.1", description="Address of the /healthz and /metrics server."
-    )
-    alerts_http_port: int = Field(
-        default=9102, ge=0, le=65535, description="Port of /healthz and /metrics (0 = any free)."
-    )
+    alerts_http_host: HealthHost = "127.0.0.1"
+    alerts_http_port: HealthPort = 9102
     alerts_influx_enabled: bool = Field(
         default=True, description="Write alert and dispatch points to InfluxDB (INFLUX_*)."
     )

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from common.durations import duration_s
-from common.settings import CommonSettings
+from common.settings import CommonSettings, HealthHost, HealthPort
 
 _FOREVER = ("", "0", "inf", "infinite", "forever")
 
@@ -111,12 +111,8 @@ class IngestSettings(CommonSettings):
         "cumulative count per reason), tagged client_id, through the same batches/spool as "
         "the data; 0 = off.",
     )
-    ingest_http_host: str = Field(
-        default="127.0.0.1", description="Address of the /healthz and /metrics server."
-    )
-    ingest_http_port: int = Field(
-        default=9101, ge=0, le=65535, description="Port of /healthz and /metrics (0 = any free)."
-    )
+    ingest_http_host: HealthHost = "127.0.0.1"
+    ingest_http_port: HealthPort = 9101
     ingest_shutdown_timeout_s: float = Field(
         default=8.0,
         gt=0,
