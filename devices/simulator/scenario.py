@@ -19,6 +19,7 @@ from pydantic import (
 from common.config_errors import Loc, format_errors, load_yaml
 from common.durations import DurationS, duration_s
 from common.kinds import KINDS, KindName
+from common.timestamps import MissingOffsetError, iso_to_ms
 
 SCENARIO_DIR: Final = Path("config/scenarios")
 FaultType = Literal[
@@ -135,10 +136,12 @@ class Scenario(_Strict):
     def offset_ms(self, at: str | float, start_ms: int) -> int:
         """An event time: an offset from the start, or an absolute RFC 3339 time."""
         if isinstance(at, str) and "T" in at:
-            stamp = datetime.fromisoformat(at)
-            if stamp.tzinfo is None:
-                raise ScenarioError(f"scenario {self.name}: event time {at!r} needs a UTC offset")
-            return int(stamp.timestamp() * 1000)
+            try:
+                return iso_to_ms(at, require_offset=True)
+            except MissingOffsetError:
+                raise ScenarioError(
+                    f"scenario {self.name}: event time {at!r} needs a UTC offset"
+                ) from None
         return start_ms + int(duration_s(at) * 1000)
 
 
