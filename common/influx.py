@@ -171,8 +171,12 @@ class InfluxClient:
 
     @classmethod
     def from_settings(
-        cls, settings: CommonSettings, timeout_s: float = 10.0, **kwargs: Any
+        cls,
+        settings: CommonSettings,
+        timeout_s: float = 10.0,
+        transport: httpx.BaseTransport | None = None,
     ) -> InfluxClient:
+        """The database of the contract's ``INFLUX_*`` variables."""
         token = settings.influx_token.get_secret_value() if settings.influx_token else None
         return cls(
             settings.influx_url,
@@ -181,7 +185,7 @@ class InfluxClient:
             token=token,
             org=settings.influx_org,
             timeout_s=timeout_s,
-            **kwargs,
+            transport=transport,
         )
 
     # -- writes ----------------------------------------------------------------------------
