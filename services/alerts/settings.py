@@ -6,6 +6,7 @@ from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator
 
+from common.durations import DurationS
 from common.settings import CommonSettings, HealthHost, HealthPort
 
 
@@ -32,16 +33,16 @@ class AlertsSettings(CommonSettings):
     alerts_apprise_urls: str | None = Field(
         default=None, description="Apprise URLs (comma or space separated) for people."
     )
-    alerts_apprise_group_s: float = Field(
+    alerts_apprise_group_s: DurationS = Field(
         default=30.0,
         ge=0,
         le=3600,
         description="Alerts within this window go out as one grouped message.",
     )
-    alerts_retry_base_s: float = Field(
+    alerts_retry_base_s: DurationS = Field(
         default=1.0, gt=0, le=600, description="First retry delay of a failed delivery."
     )
-    alerts_retry_max_s: float = Field(
+    alerts_retry_max_s: DurationS = Field(
         default=300.0, gt=0, le=86400, description="Longest delay between delivery retries."
     )
     alerts_queue_max: int = Field(
@@ -66,7 +67,7 @@ class AlertsSettings(CommonSettings):
         ge=1,
         description="A stream whose readings are this fresh is live: absence also uses the clock.",
     )
-    alerts_allowed_lateness_s: float = Field(
+    alerts_allowed_lateness_s: DurationS = Field(
         default=120.0,
         ge=0,
         le=3600,
@@ -76,10 +77,10 @@ class AlertsSettings(CommonSettings):
         "is judged at watermark (or live clock) minus this, so a device is called silent "
         "only this much later, never because other devices ran ahead.",
     )
-    alerts_tick_s: float = Field(
+    alerts_tick_s: DurationS = Field(
         default=1.0, gt=0, le=60, description="How often live absence rules look at the clock."
     )
-    alerts_sync_timeout_s: float = Field(
+    alerts_sync_timeout_s: DurationS = Field(
         default=10.0, gt=0, description="How long to wait for retained state at start."
     )
 

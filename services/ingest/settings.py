@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from common.durations import duration_s
+from common.durations import DurationS, duration_s
 from common.settings import CommonSettings, HealthHost, HealthPort
 
 _FOREVER = ("", "0", "inf", "infinite", "forever")
@@ -101,7 +101,7 @@ class IngestSettings(CommonSettings):
         description="Join this MQTT v5 shared-subscription group ($share/<group>/...) so "
         "several replicas split the load.",
     )
-    ingest_stats_interval_s: float = Field(
+    ingest_stats_interval_s: DurationS = Field(
         default=10.0,
         ge=0,
         le=3600,
@@ -113,7 +113,7 @@ class IngestSettings(CommonSettings):
     )
     ingest_http_host: HealthHost = "127.0.0.1"
     ingest_http_port: HealthPort = 9101
-    ingest_shutdown_timeout_s: float = Field(
+    ingest_shutdown_timeout_s: DurationS = Field(
         default=8.0,
         gt=0,
         le=60,

@@ -62,3 +62,21 @@ def test_pydantic_fields_take_the_grammar_and_keep_their_unit() -> None:
     assert spec.gap_s == 95_400.0
     with pytest.raises(ValidationError, match="'soon' is not a duration"):
         Spec.model_validate({"window_ms": "soon", "gap_s": 1})
+
+
+def test_seconds_settings_take_the_grammar_and_plain_numbers_stay_seconds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from common.settings import ConfigError, load_settings
+    from services.alerts.settings import AlertsSettings
+    from services.ingest.settings import IngestSettings
+
+    monkeypatch.setenv("ALERTS_RETRY_MAX_S", "1h30m")
+    monkeypatch.setenv("ALERTS_TICK_S", "500ms")
+    monkeypatch.setenv("INGEST_SHUTDOWN_TIMEOUT_S", "8")
+    alerts = load_settings(AlertsSettings)
+    assert (alerts.alerts_retry_max_s, alerts.alerts_tick_s) == (5_400.0, 0.5)
+    assert load_settings(IngestSettings).ingest_shutdown_timeout_s == 8.0
+    monkeypatch.setenv("ALERTS_TICK_S", "soon")
+    with pytest.raises(ConfigError, match="ALERTS_TICK_S: 'soon' is not a duration"):
+        load_settings(AlertsSettings)
