@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from common.config_errors import format_errors, load_yaml
 from common.fields import (
     Id,
     Latitude,
@@ -41,8 +42,6 @@ from common.kinds import (
     KindParams,
     VisitorCounterParams,
 )
-
-from common.config_errors import format_errors, load_yaml
 
 __all__ = [
     "DEFAULT_DEVICES_FILE",
