@@ -2,7 +2,10 @@
 
 MQTT v5 by default (3.1.1 with ``MQTT_PROTOCOL=3.1.1``), TLS for ``mqtts://``, credentials,
 Last Will, reconnect backoff, and persistent sessions (fixed client id, no clean start,
-session expiry, Receive Maximum) for services that must not lose messages.
+session expiry, Receive Maximum) for services that must not lose messages. Programs reach paho
+only through :class:`MqttLink`'s hooks (connect, disconnect, message) and ``ack_many``; the one
+use of paho's private surface (the batched PUBACK) lives here, pinned by
+``tests/unit/test_mqtt_private_surface.py``.
 """
 
 from __future__ import annotations
@@ -10,10 +13,11 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
+import struct
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
@@ -29,10 +33,6 @@ RECONNECT_MIN_S = 1
 RECONNECT_MAX_S = 30
 
 
-class MqttError(Exception):
-    """The broker could not be reached or refused us."""
-
-
 @dataclass(frozen=True, slots=True)
 class Will:
     """Last Will: what the broker publishes for us when we vanish without a goodbye."""
@@ -44,6 +44,46 @@ class Will:
 
 
 OnConnect = Callable[[mqtt.Client, bool], object]
+OnDisconnect = Callable[[], object]
+
+
+class Message(Protocol):
+    """An inbound message as message handlers see it.
+
+    paho's ``MQTTMessage`` satisfies it as is: no copy per message (ingest's hot path hands
+    on tens of thousands a second), and no handler needs to import paho.
+    """
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def payload(self) -> bytes | bytearray: ...
+    @property
+    def qos(self) -> int: ...
+    @property
+    def retain(self) -> bool: ...
+    @property
+    def mid(self) -> int: ...
+
+
+MessageHandler = Callable[[Message], object]
+"""Called on paho's network thread for every message; must be quick (hand over, not work)."""
+
+PUBACK_PACKET = struct.Struct("!BBH")
+"""A short-form PUBACK as paho's ``_send_command_with_mid`` packs it: fixed header 0x40,
+remaining length 2, packet id (MQTT 5 allows the short form for reason code 0)."""
+
+QueuePacket = Callable[[int, bytes, int, int], object]
+"""paho's private ``Client._packet_queue(command, packet, mid, qos)``."""
+
+_new_properties: Callable[[int], Properties] = Properties
+"""paho leaves ``Properties.__init__`` untyped; this names the type it has."""
+
+
+def _packet_queue_of(client: mqtt.Client) -> QueuePacket | None:
+    """paho's private packet queue, or None if this paho has none (ack one by one then)."""
+    queue: QueuePacket | None = getattr(client, "_packet_queue", None)
+    return queue
 
 
 class MqttLink:
@@ -75,6 +115,7 @@ class MqttLink:
         self.connected = threading.Event()
         self.last_error: str | None = None
         self._hooks: list[OnConnect] = []
+        self._disconnect_hooks: list[OnDisconnect] = []
         protocol = MQTTProtocolVersion.MQTTv5 if self.v5 else MQTTProtocolVersion.MQTTv311
         self.client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
@@ -99,14 +140,46 @@ class MqttLink:
         self.client.max_queued_messages_set(max_queued)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
+        self._queue_packet = _packet_queue_of(self.client)
 
     def add_on_connect(self, hook: OnConnect) -> None:
         self._hooks.append(hook)
 
+    def add_on_disconnect(self, hook: OnDisconnect) -> None:
+        """``hook()`` runs on paho's network thread after every lost or closed connection."""
+        self._disconnect_hooks.append(hook)
+
+    def set_message_handler(self, handler: MessageHandler) -> None:
+        """Every inbound message goes to ``handler(message)`` (one handler per link)."""
+
+        def on_message(_client: mqtt.Client, _userdata: object, msg: mqtt.MQTTMessage) -> None:
+            handler(msg)
+
+        self.client.on_message = on_message
+
+    def ack_many(self, mids: Sequence[int]) -> None:
+        """PUBACK these QoS 1 packet ids (``manual_ack`` links) with one queued write.
+
+        ``client.ack`` per message queues one packet and wakes paho's loop through its socket
+        pair each time (two system calls and a GIL hand-over per message). A run of PUBACKs
+        is just their bytes back to back, so the batch goes out as one packet through the
+        queue ``client.ack`` itself uses.
+        """
+        if not mids:
+            return
+        queue_packet = self._queue_packet
+        if queue_packet is None:  # a paho without it: the public, per-message way
+            for mid in mids:
+                self.client.ack(mid, 1)
+            return
+        pack = PUBACK_PACKET.pack
+        packet = b"".join([pack(mqtt.PUBACK, 2, mid) for mid in mids])
+        queue_packet(mqtt.PUBACK, packet, mids[-1], 1)
+
     def _connect_properties(self) -> Properties | None:
         if not self.v5:
             return None
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props = _new_properties(PacketTypes.CONNECT)
         if self.persistent:
             props.SessionExpiryInterval = self.settings.mqtt_session_expiry_s
         if self.receive_maximum:
@@ -176,3 +249,5 @@ class MqttLink:
         if reason.is_failure:
             self.last_error = f"disconnected: {reason}"
             log.warning("mqtt disconnected", extra={"reason": str(reason)})
+        for hook in self._disconnect_hooks:
+            hook()

@@ -64,6 +64,8 @@ class CommonSettings(BaseSettings):
     devices_file: Path = Path("config/devices.yaml")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["json", "console"] = "json"
+    # Services write their bound /healthz port here (with *_HTTP_PORT=0: no race for a port).
+    http_port_file: Path | None = None
 
     @field_validator("mqtt_url")
     @classmethod

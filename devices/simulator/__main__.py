@@ -15,8 +15,8 @@ from pathlib import Path
 
 from common.devices import RegistryError
 from common.durations import duration_s
-from common.lifecycle import stop_on_signals
 from common.observability import setup_logging
+from common.runtime import stop_on_signals
 from common.settings import load_or_exit
 from devices.simulator.load import run_load
 from devices.simulator.run import finish, resolve_window, run_scenario

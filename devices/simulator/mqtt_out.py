@@ -13,7 +13,7 @@ import paho.mqtt.client as mqtt
 from pydantic import ValidationError
 
 from common.messages import DispatchRequest
-from common.mqtt import MqttLink, Will
+from common.mqtt import Message, MqttLink, Will
 from common.settings import CommonSettings
 from common.topics import Topics
 from devices.simulator.engine import FLEET_CLIENT, Outgoing
@@ -107,7 +107,7 @@ class MqttPublisher:
         def subscribe(client: mqtt.Client, _session_present: bool) -> None:
             client.subscribe(topic, qos=1)
 
-        def on_message(_c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        def on_message(msg: Message) -> None:
             try:
                 request = DispatchRequest.model_validate_json(msg.payload)
             except ValidationError as exc:
@@ -118,7 +118,7 @@ class MqttPublisher:
             on_dispatch(request)
 
         link.add_on_connect(subscribe)
-        link.client.on_message = on_message
+        link.set_message_handler(on_message)
 
     def _conn(self, key: str) -> _Conn:
         return self._conns.get(key) or self._conns[SHARED]

@@ -17,7 +17,7 @@ import paho.mqtt.client as mqtt
 
 from common.devices import Registry, load_registry
 from common.influx import InfluxClient
-from common.mqtt import MqttLink
+from common.mqtt import Message, MqttLink
 from common.payloads import Reading, Rejection, parse_message
 from common.schema import ALERT_MEASUREMENT, DISPATCH_MEASUREMENT
 from common.settings import CommonSettings
@@ -140,7 +140,7 @@ class RetainedStatuses:
         topics = Topics(settings.mqtt_topic_prefix)
         self.wanted = {topics.dispatch_status(d): d for d in dispatch_ids}
         self.link = MqttLink(settings, "facility-simulator-verify")
-        self.link.client.on_message = self._on_message
+        self.link.set_message_handler(self._on_message)
         self.link.add_on_connect(self._subscribe)
         self._lock = threading.Lock()
         self._statuses: dict[str, dict[str, Any]] = {}
@@ -156,7 +156,7 @@ class RetainedStatuses:
     def _subscribe(self, client: mqtt.Client, _session_present: bool) -> None:
         client.subscribe([(topic, 1) for topic in self.wanted])
 
-    def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+    def _on_message(self, msg: Message) -> None:
         try:
             status = json.loads(msg.payload)
         except ValueError:

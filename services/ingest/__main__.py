@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from common.observability import setup_logging
-from common.settings import load_or_exit
-from services.ingest.service import StartupError, run
+from common.runtime import HttpEndpoint, load_program_settings, run_service
+from services.ingest.service import IngestService
 from services.ingest.settings import IngestSettings
 
 PROGRAM = "facility-ingest"
@@ -35,13 +34,19 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.parse_args(argv)
-    settings = load_or_exit(IngestSettings, PROGRAM)
-    setup_logging(PROGRAM, settings.log_level, settings.log_format)
-    try:
-        return run(settings)
-    except StartupError as exc:
-        print(f"{PROGRAM}: {exc}", file=sys.stderr)
-        return 2
+    settings = load_program_settings(IngestSettings, PROGRAM)
+    return run_service(
+        PROGRAM,
+        lambda: IngestService(settings),
+        HttpEndpoint(
+            settings.ingest_http_host,
+            settings.ingest_http_port,
+            "INGEST_HTTP_PORT",
+            settings.http_port_file,
+        ),
+        settings.ingest_shutdown_timeout_s,
+        failure=IngestService.failure,
+    )
 
 
 if __name__ == "__main__":

@@ -15,13 +15,12 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
-
-import paho.mqtt.client as mqtt
+from typing import NamedTuple
 
 from common.devices import Registry
 from common.lineproto import LineProtocolError, encode_point
 from common.messages import DeadLetter, ms_to_iso
+from common.mqtt import Message
 from common.payloads import Reading, Rejection, StatusReading, parse_message
 from common.schema import reading_point, status_point
 from common.topics import DeviceTopic, Topics
@@ -29,19 +28,30 @@ from services.ingest.batcher import Batch, Batcher, Origin
 from services.ingest.inbox import Inbox
 from services.ingest.metrics import IngestMetrics
 from services.ingest.stats import StatsReporter
-from services.ingest.writer import SINK_REJECTED, Abandoned, Writer
+from services.ingest.writer import SINK_REJECTED, Abandoned, SinkHealth, Writer
 
 log = logging.getLogger(__name__)
 
-PROGRAM = "ingest"
+DEADLETTER_SOURCE = "ingest"
+"""Who rejected a dead letter: its ``source`` field and its topic's last level."""
 UNENCODABLE = "unencodable"
 """Dead-letter reason for a valid reading line protocol cannot carry (should never happen)."""
 
 Publish = Callable[[str, bytes], None]
 AckFn = Callable[[list[int]], None]
 """Acknowledge these QoS 1 packet ids (current connection), in this order."""
-Inbound = tuple[int, int, str, bytes, float, int]
-"""``(mid, qos, topic, payload, received_at_s, generation)`` as the network thread hands it over."""
+
+
+class Inbound(NamedTuple):
+    """A message as the network thread hands it over (a tuple: cheap to build on that thread)."""
+
+    mid: int
+    qos: int
+    topic: str
+    payload: bytes
+    received_at_s: float
+    generation: int
+    """Which connection it arrived on (see ``Pipeline.new_connection``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,12 +71,11 @@ class MemoTopics(Topics):
         return where
 
 
-_STOP: Any = object()  # end-of-stream marker in the inbox
 _PROBE_EVERY_S = 5.0
 
 
 class Pipeline:
-    """Owns the encode and store threads; ``on_message`` is paho's callback."""
+    """Owns the encode and store threads; ``on_message`` is the MQTT link's message handler."""
 
     def __init__(
         self,
@@ -89,10 +98,10 @@ class Pipeline:
         self.ack = ack
         self.batch_size = batch_size
         self.flush_interval_s = flush_interval_s
-        self.deadletter_topic = topics.deadletter(PROGRAM)
+        self.deadletter_topic = topics.deadletter(DEADLETTER_SOURCE)
         self.reporter = reporter
         self.accepting = True
-        self._inbox: Inbox[Inbound] = Inbox(inbox_size)
+        self._inbox: Inbox[Inbound | None] = Inbox(inbox_size)  # None: end
         # Two batches may wait while one is written: enough to overlap encoding and writing.
         self._batches: queue.Queue[Batch | None] = queue.Queue(maxsize=2)  # None: end
         self._generation = 0
@@ -103,12 +112,12 @@ class Pipeline:
         self.finished = threading.Event()
 
     # -- network thread --------------------------------------------------------------------
-    def on_message(self, _client: mqtt.Client, _userdata: object, msg: mqtt.MQTTMessage) -> None:
+    def on_message(self, msg: Message) -> None:
         if not self.accepting:
             return  # shutting down: left unacknowledged, the broker redelivers it later
         # Blocking here only happens if the broker ignores Receive Maximum (MQTT 3.1.1).
         self._inbox.put(
-            (msg.mid, msg.qos, msg.topic, bytes(msg.payload), time.time(), self._generation)
+            Inbound(msg.mid, msg.qos, msg.topic, bytes(msg.payload), time.time(), self._generation)
         )
 
     def new_connection(self) -> None:
@@ -127,7 +136,7 @@ class Pipeline:
         self.accepting = False
         self.writer.stopping.set()
         deadline = time.monotonic() + timeout_s
-        if not self._inbox.put(_STOP, timeout=timeout_s):
+        if not self._inbox.put(None, timeout=timeout_s):
             return False
         return self.finished.wait(max(0.0, deadline - time.monotonic()))
 
@@ -142,7 +151,7 @@ class Pipeline:
             # Whole bursts at a time, but no more than fills the current batch, so a batch is
             # handed over as soon as it is full.
             for item in inbox.take(self.batch_size - len(batcher)):
-                if item is _STOP:
+                if item is None:
                     self._hand_over(batcher.take(), stats)
                     self._batches.put(None)
                     return
@@ -191,7 +200,7 @@ class Pipeline:
     ) -> None:
         stats.rejected[why.code] += 1
         letter = DeadLetter.build(
-            PROGRAM, topic, payload, why.code, why.reason, ms_to_iso(received_ms)
+            DEADLETTER_SOURCE, topic, payload, why.code, why.reason, ms_to_iso(received_ms)
         )
         self.publish(self.deadletter_topic, letter.model_dump_json().encode())
         if stats.rejected[why.code] <= 3 or log.isEnabledFor(logging.DEBUG):
@@ -233,7 +242,7 @@ class Pipeline:
                     writer.replay()
                 elif (
                     idle
-                    and writer.status.state in ("unreachable", "unknown")
+                    and writer.status.state in (SinkHealth.UNREACHABLE, SinkHealth.UNKNOWN)
                     and time.monotonic() - last_probe >= _PROBE_EVERY_S
                 ):
                     # Idle and unhealthy: probe, so /healthz recovers without traffic.
@@ -275,7 +284,12 @@ class Pipeline:
         """The database refused a line on its own (400): dead-letter what it came from."""
         topic, payload = origin if origin is not None else ("", line)
         letter = DeadLetter.build(
-            PROGRAM, topic, payload, SINK_REJECTED, reason, ms_to_iso(int(time.time() * 1000))
+            DEADLETTER_SOURCE,
+            topic,
+            payload,
+            SINK_REJECTED,
+            reason,
+            ms_to_iso(int(time.time() * 1000)),
         )
         self.metrics.rejected.labels(SINK_REJECTED).inc()
         self.publish(self.deadletter_topic, letter.model_dump_json().encode())

@@ -1,9 +1,8 @@
-"""Wires facility-ingest together: settings -> sink, spool, pipeline, MQTT, /healthz, signals."""
+"""Wires facility-ingest together: settings -> sink, spool, pipeline, MQTT, health."""
 
 from __future__ import annotations
 
 import logging
-import struct
 import time
 from typing import Any
 
@@ -11,10 +10,9 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from common.devices import Registry, RegistryError, load_registry
-from common.lifecycle import stop_on_signals
 from common.mqtt import MqttLink
-from common.observability import ServiceHttpServer
 from common.payloads import INTERNAL_ERROR, REASON_CODES
+from common.runtime import StartupError
 from common.topics import Topics
 from services.ingest.metrics import IngestMetrics
 from services.ingest.pipeline import UNENCODABLE, Pipeline
@@ -23,16 +21,11 @@ from services.ingest.settings import IngestSettings
 from services.ingest.sinks import Sink, build_sink
 from services.ingest.spool import Spool
 from services.ingest.stats import StatsReporter
-from services.ingest.writer import SINK_REJECTED, Writer
+from services.ingest.writer import SINK_REJECTED, SinkHealth, Writer
 
 log = logging.getLogger(__name__)
 
 CLIENT_ID = "facility-ingest"
-_PUBACK = struct.Struct("!BBH")  # fixed header 0x40, remaining length 2, packet id
-
-
-class StartupError(Exception):
-    """Configuration that only shows its problem when used (e.g. an invalid registry file)."""
 
 
 def subscriptions(settings: IngestSettings, topics: Topics) -> list[str]:
@@ -56,7 +49,9 @@ def _load_registry(settings: IngestSettings) -> Registry | None:
 
 
 class IngestService:
-    """One running ingest: build with settings, ``start()``, then ``shutdown()``."""
+    """One running ingest: build with settings, ``start()``, then ``stop(timeout_s)``.
+
+    Raises :class:`StartupError` for an invalid device registry."""
 
     def __init__(self, settings: IngestSettings, sink: Sink | None = None) -> None:
         self.settings = settings
@@ -97,19 +92,15 @@ class IngestService:
             self.writer,
             self.metrics,
             publish=self._publish,
-            ack=self._ack,
+            ack=self.link.ack_many,
             batch_size=settings.ingest_batch_size,
             flush_interval_s=settings.ingest_flush_interval_ms / 1000,
             inbox_size=settings.receive_maximum + 1000,
             reporter=reporter,
         )
-        client = self.link.client
-        client.on_message = self.pipeline.on_message
+        self.link.set_message_handler(self.pipeline.on_message)
         self.link.add_on_connect(self._on_connect)
-        self._chain_on_disconnect(client)
-        self.http = ServiceHttpServer(
-            settings.ingest_http_host, settings.ingest_http_port, self.metrics.registry, self.health
-        )
+        self.link.add_on_disconnect(self._on_disconnect)
 
     # -- MQTT ------------------------------------------------------------------------------
     def _on_connect(self, client: mqtt.Client, session_present: bool) -> None:
@@ -131,36 +122,12 @@ class IngestService:
             },
         )
 
-    def _chain_on_disconnect(self, client: mqtt.Client) -> None:
-        inner = client.on_disconnect
-
-        def on_disconnect(*args: Any) -> None:
-            self.pipeline.new_connection()
-            self.metrics.mqtt_up.set(0)
-            if inner is not None:
-                inner(*args)
-
-        client.on_disconnect = on_disconnect
+    def _on_disconnect(self) -> None:
+        self.pipeline.new_connection()
+        self.metrics.mqtt_up.set(0)
 
     def _publish(self, topic: str, payload: bytes) -> None:
         self.link.client.publish(topic, payload, qos=1)
-
-    def _ack(self, mids: list[int]) -> None:
-        """PUBACK a stored batch's QoS 1 messages with one queued write.
-
-        ``client.ack`` per message queues one packet and wakes paho's loop through its socket
-        pair each time (two system calls and a GIL hand-over per message). A run of PUBACKs
-        is just their bytes back to back, so the batch goes out as one packet through the
-        queue ``client.ack`` itself uses (short form, which MQTT 5 allows for reason 0).
-        """
-        client = self.link.client
-        queue_packet = getattr(client, "_packet_queue", None)
-        if queue_packet is None:  # a paho without it: the public, per-message way
-            for mid in mids:
-                client.ack(mid, 1)
-            return
-        packet = b"".join([_PUBACK.pack(mqtt.PUBACK, 2, mid) for mid in mids])
-        queue_packet(mqtt.PUBACK, packet, mids[-1], 1)
 
     def _on_bad_line(self, origin: tuple[str, bytes] | None, line: bytes, reason: str) -> None:
         self.pipeline.on_bad_line(origin, line, reason)
@@ -170,14 +137,16 @@ class IngestService:
         sink = self.writer.status
         mqtt_ok = self.link.connected.is_set()
         spool_bytes = self.spool.size_bytes
-        healthy = mqtt_ok and sink.state in ("ok", "unknown") and not sink.spool_full
+        healthy = (
+            mqtt_ok and sink.state in (SinkHealth.OK, SinkHealth.UNKNOWN) and not sink.spool_full
+        )
         return {
             "healthy": healthy,
             "mqtt": {"connected": mqtt_ok, "error": self.link.last_error},
             "sink": {
                 "kind": self.sink.name,
                 "state": sink.state,
-                "reachable": sink.state in ("ok", "refused"),
+                "reachable": sink.state in (SinkHealth.OK, SinkHealth.REFUSED),
                 "last_status": sink.last_status,
                 "error": sink.last_error,
             },
@@ -203,7 +172,6 @@ class IngestService:
                     extra={"bucket": self.settings.influx_bucket, "error": str(exc)},
                 )
         self.writer.probe()
-        self.http.start()
         self.pipeline.start()
         self.link.start()
         log.info(
@@ -211,19 +179,21 @@ class IngestService:
             extra={
                 "mqtt": f"{self.settings.mqtt_host}:{self.settings.mqtt_port}",
                 "sink": self.sink.name,
-                "http_port": self.http.port,
                 "spooled_batches": self.spool.records,
             },
         )
 
-    def shutdown(self) -> bool:
+    def failure(self) -> str | None:
+        """Why the service cannot go on by itself (its pipeline died), else None."""
+        return "pipeline stopped unexpectedly" if self.pipeline.finished.is_set() else None
+
+    def stop(self, timeout_s: float) -> bool:
         """Stop taking messages, store or spool in-flight ones, acknowledge, disconnect."""
         started = time.monotonic()
-        done = self.pipeline.stop(self.settings.ingest_shutdown_timeout_s)
+        done = self.pipeline.stop(timeout_s)
         if not done:
             log.warning("shutdown timed out; unacknowledged messages will be redelivered")
         self.link.stop()  # DISCONNECT queues behind the acknowledgements just sent
-        self.http.stop()
         self.spool.close()
         self.sink.close()
         log.info(
@@ -231,17 +201,3 @@ class IngestService:
             extra={"clean": done, "seconds": round(time.monotonic() - started, 2)},
         )
         return done
-
-
-def run(settings: IngestSettings) -> int:
-    """Run until SIGTERM/SIGINT; 0 on a clean stop."""
-    stop = stop_on_signals(log)
-    service = IngestService(settings)
-    service.start()
-    while not stop.wait(1.0):
-        if service.pipeline.finished.is_set():
-            log.error("pipeline stopped unexpectedly")
-            service.shutdown()
-            return 1
-    service.shutdown()
-    return 0

@@ -13,6 +13,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 
 from services.ingest.batcher import Origin
 from services.ingest.metrics import IngestMetrics
@@ -34,9 +35,18 @@ class Abandoned(Exception):
     """Shutting down while the batch could be stored nowhere: leave it unacknowledged."""
 
 
+class SinkHealth(StrEnum):
+    """What the last write or probe said about the database (``/healthz`` ``sink.state``)."""
+
+    OK = "ok"
+    UNREACHABLE = "unreachable"  # connection error, timeout, 429/5xx: retried, spooled
+    REFUSED = "refused"  # 401/403/404: bad token or missing bucket; needs a person
+    UNKNOWN = "unknown"  # nothing written or probed yet
+
+
 @dataclass(slots=True)
 class SinkState:
-    state: str = "unknown"  # ok | unreachable | refused | unknown
+    state: SinkHealth = SinkHealth.UNKNOWN
     last_error: str | None = None
     last_status: int | None = None
     spool_full: bool = False
@@ -132,17 +142,18 @@ class Writer:
     def _note(self, result: WriteResult) -> None:
         """Track sink health; log loudly once per change, not once per batch."""
         if result.stored:
-            if self.status.state != "ok":
+            if self.status.state is not SinkHealth.OK:
                 log.info("database accepting writes", extra={"sink": self.sink.name})
-            self.status.state, self.status.last_error = "ok", None
+            self.status.state, self.status.last_error = SinkHealth.OK, None
             self.metrics.sink_up.set(1)
             return
-        state = "refused" if result.outcome is Outcome.REFUSED else "unreachable"
-        if state != self.status.state or result.detail != self.status.last_error:
-            level = logging.ERROR if state == "refused" else logging.WARNING
+        refused = result.outcome is Outcome.REFUSED
+        state = SinkHealth.REFUSED if refused else SinkHealth.UNREACHABLE
+        if state is not self.status.state or result.detail != self.status.last_error:
+            level = logging.ERROR if refused else logging.WARNING
             hint = (
                 "check INFLUX_TOKEN and that INFLUX_BUCKET exists (INGEST_CREATE_BUCKET)"
-                if state == "refused"
+                if refused
                 else "retrying; batches go to the spool meanwhile"
             )
             log.log(

@@ -8,7 +8,7 @@ import signal
 
 import pytest
 
-from common.lifecycle import stop_on_signals
+from common.runtime import stop_on_signals
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
