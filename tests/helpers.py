@@ -9,6 +9,8 @@ All waiting is bounded and event-driven (threading.Condition / Event), never a b
 * ``publish(url, topic, payload, qos=1, retain=False)`` - returns after the broker has
   acknowledged it (PUBACK/PUBCOMP for QoS 1/2).
 * ``connack_code(url, ...)`` - the CONNACK reason code a client would get (auth tests).
+* ``bound_port(port_file, proc)`` - the /healthz port a service started with ``*_HTTP_PORT=0``
+  bound (no test picks a free port that someone else may take before the service binds it).
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import Any, NamedTuple, Self
 from urllib.parse import urlsplit
@@ -270,3 +274,16 @@ def wait_until(
         if time.monotonic() > deadline:
             raise TimeoutError(f"condition not met within {timeout:g}s: {predicate!r}")
         time.sleep(interval)
+
+
+def bound_port(port_file: Path, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> int:
+    """The port a service bound for /healthz, from the ``HTTP_PORT_FILE`` it was started with
+    (with ``*_HTTP_PORT=0``); the file must not exist before the start."""
+
+    def written() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(f"exited {proc.returncode} before binding its HTTP port")
+        return port_file.exists()
+
+    wait_until(written, timeout=timeout)
+    return int(port_file.read_text())

@@ -19,8 +19,8 @@ import httpx
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from scripts.servers import InfluxDB1Server, InfluxQueryError, free_ports
-from tests.helpers import wait_until
+from scripts.servers import InfluxDB1Server, InfluxQueryError
+from tests.helpers import bound_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 PREFIX = "facility"
@@ -42,10 +42,13 @@ def readings(count: int, start: int = 0) -> list[tuple[str, bytes, int]]:
 
 
 class IngestProcess:
-    """``python -m services.ingest`` with the given environment; SIGKILL is real."""
+    """``python -m services.ingest`` with the given environment; SIGKILL is real.
+
+    It binds any free port for /healthz and reports it (``http_port``, new at every start)."""
 
     def __init__(self, tmp_path: Path, env: Mapping[str, str], name: str = "ingest") -> None:
-        self.http_port = free_ports(1)[0]
+        self.http_port = 0
+        self.port_file = tmp_path / f"{name}.port"
         self.log_path = tmp_path / f"{name}.log"
         self.env = {
             **os.environ,
@@ -58,11 +61,13 @@ class IngestProcess:
             "LOG_FORMAT": "console",
             "SECRETS_DIR": str(tmp_path / "no-secrets"),
             **env,
-            "INGEST_HTTP_PORT": str(self.http_port),
+            "INGEST_HTTP_PORT": "0",
+            "HTTP_PORT_FILE": str(self.port_file),
         }
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> IngestProcess:
+        self.port_file.unlink(missing_ok=True)
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "services.ingest"],
@@ -72,6 +77,10 @@ class IngestProcess:
             stderr=subprocess.STDOUT,
         )
         log.close()
+        try:
+            self.http_port = bound_port(self.port_file, self.proc)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}:\n{self.log_tail()}") from None
         wait_until(self._answers, timeout=30)
         return self
 

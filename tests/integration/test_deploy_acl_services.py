@@ -20,11 +20,11 @@ from pathlib import Path
 
 import httpx
 
+from tests.helpers import bound_port
 from tests.integration.deploy_broker import (
     PASSWORDS,
     DeployBroker,
     client,
-    free_port,
     running_broker,
 )
 
@@ -55,7 +55,8 @@ def service(module: str, env: dict[str, str], log: Path) -> Iterator[subprocess.
             proc.wait(timeout=30)
 
 
-def wait_healthy(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
+def wait_healthy(env: dict[str, str], proc: subprocess.Popen[bytes], log: Path) -> None:
+    port = bound_port(Path(env["HTTP_PORT_FILE"]), proc)
     deadline = time.monotonic() + WAIT_S
     while time.monotonic() < deadline:
         assert proc.poll() is None, log.read_text()
@@ -76,7 +77,8 @@ def service_env(broker: DeployBroker, user: str, tmp: Path) -> dict[str, str]:
         "MQTT_PASSWORD": PASSWORDS[user],
         "MQTT_CLIENT_ID": f"facility-{program}",
         "DEVICES_FILE": str(REPO / "config" / "devices.yaml"),
-        f"{program.upper()}_HTTP_PORT": str(free_port()),
+        f"{program.upper()}_HTTP_PORT": "0",
+        "HTTP_PORT_FILE": str(tmp / f"{program}.port"),
     }
 
 
@@ -96,8 +98,8 @@ def test_ingest_and_alerts_do_their_jobs_under_the_deploy_acl(tmp_path: Path) ->
             service("services.alerts", alerts_env, tmp_path / "alerts.log") as alerts,
             client(broker.port, "svc.operator") as operator,
         ):
-            wait_healthy(int(ingest_env["INGEST_HTTP_PORT"]), ingest, tmp_path / "ingest.log")
-            wait_healthy(int(alerts_env["ALERTS_HTTP_PORT"]), alerts, tmp_path / "alerts.log")
+            wait_healthy(ingest_env, ingest, tmp_path / "ingest.log")
+            wait_healthy(alerts_env, alerts, tmp_path / "alerts.log")
             assert not operator.subscribe("facility/alerts/bin_fire_risk/#").is_failure
             assert not operator.subscribe("facility/deadletter/#").is_failure
             with client(broker.port, "bin-001") as bin1:
@@ -141,7 +143,7 @@ def test_simulator_user_plays_ci_smoke_under_the_deploy_acl(tmp_path: Path) -> N
             service("services.ingest", ingest_env, tmp_path / "ingest.log") as ingest,
             client(broker.port, "svc.operator") as operator,
         ):
-            wait_healthy(int(ingest_env["INGEST_HTTP_PORT"]), ingest, tmp_path / "ingest.log")
+            wait_healthy(ingest_env, ingest, tmp_path / "ingest.log")
             assert not operator.subscribe("facility/dispatch/+/status").is_failure
             sim_env = service_env(broker, "svc.simulator", tmp_path) | {
                 "SIMULATOR_SCENARIO_DIR": str(REPO / "config" / "scenarios"),

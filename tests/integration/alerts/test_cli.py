@@ -12,8 +12,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from scripts.servers import MosquittoServer, free_ports
-from tests.helpers import publish, wait_until
+from scripts.servers import MosquittoServer
+from tests.helpers import bound_port, publish, wait_until
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -43,20 +43,24 @@ def test_help_and_bad_rules_file_exit_codes(tmp_path: Path) -> None:
     assert "ALERTS_RULES_FILE" in err and "line 5" in err and "rule 'x'" in err
 
 
-def test_serves_healthz_and_stops_cleanly_on_sigterm(mosquitto: MosquittoServer) -> None:
-    port = free_ports(1)[0]
+def test_serves_healthz_and_stops_cleanly_on_sigterm(
+    mosquitto: MosquittoServer, tmp_path: Path
+) -> None:
+    port_file = tmp_path / "alerts.port"
     proc = subprocess.Popen(
         [sys.executable, "-m", "services.alerts"],
         cwd=ROOT,
         env=_env(
             MQTT_URL=mosquitto.url,
-            ALERTS_HTTP_PORT=str(port),
+            ALERTS_HTTP_PORT="0",
+            HTTP_PORT_FILE=str(port_file),
             ALERTS_INFLUX_ENABLED="false",
             LOG_FORMAT="json",
         ),
         stderr=subprocess.PIPE,
     )
     try:
+        port = bound_port(port_file, proc)
         health: dict[str, object] = {}
 
         def healthy() -> bool:

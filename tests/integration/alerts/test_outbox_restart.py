@@ -14,7 +14,7 @@ from pathlib import Path
 from scripts.servers import MosquittoServer, free_ports
 from scripts.service_ready import wait_alerts_ready
 from services.alerts.notifiers.webhook import IDEMPOTENCY_HEADER
-from tests.helpers import publish, wait_until
+from tests.helpers import bound_port, publish, wait_until
 from tests.integration.alerts.support import BIN_FULL_RULES, WebhookReceiver
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -43,7 +43,8 @@ def _journaled(outbox: Path) -> bool:
 def test_a_queued_webhook_delivery_survives_sigkill_and_is_delivered_after_restart(
     mosquitto: MosquittoServer, tmp_path: Path
 ) -> None:
-    http_port, hook_port = free_ports(2)
+    (hook_port,) = free_ports(1)  # the receiver starts late, in run 2: it must have a port
+    port_file = tmp_path / "alerts.port"
     rules = tmp_path / "rules.yaml"
     rules.write_text(BIN_FULL_RULES)
     state = tmp_path / "state"
@@ -51,7 +52,8 @@ def test_a_queued_webhook_delivery_survives_sigkill_and_is_delivered_after_resta
     env.update(
         MQTT_URL=mosquitto.url,
         MQTT_CLIENT_ID="facility-alerts-outbox-test",
-        ALERTS_HTTP_PORT=str(http_port),
+        ALERTS_HTTP_PORT="0",
+        HTTP_PORT_FILE=str(port_file),
         ALERTS_INFLUX_ENABLED="false",
         ALERTS_RULES_FILE=str(rules),
         ALERTS_WEBHOOK_URL=f"http://127.0.0.1:{hook_port}/hook",
@@ -65,7 +67,7 @@ def test_a_queued_webhook_delivery_survives_sigkill_and_is_delivered_after_resta
     try:
         # Run 1: the receiver is down, so the firing alert can only wait in the queue.
         procs.append(_start(env))
-        wait_alerts_ready(http_port)
+        wait_alerts_ready(bound_port(port_file, procs[0]))
         body = {"ts": int(time.time() * 1000), "fill_pct": 95.0, "weight_kg": 30.0}
         publish(mosquitto.url, "facility/ewaste/ewaste_bin/bin-001/telemetry", json.dumps(body))
         outbox = state / "webhook.outbox"
