@@ -67,7 +67,7 @@ def test_mqtts_url_connects_and_publishes_over_verified_tls(
     broker, tls_port = _tls_broker(server_factory, tls_files)
     link = _link(f"mqtts://127.0.0.1:{tls_port}", tls_files["ca.crt"])
     received = threading.Event()
-    link.client.on_message = lambda *_a: received.set()
+    link.set_message_handler(lambda _message: received.set())
     link.add_on_connect(lambda client, _present: client.subscribe("tls/#", qos=1))
     subscribed = threading.Event()
     link.client.on_subscribe = lambda *_a: subscribed.set()
