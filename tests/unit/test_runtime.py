@@ -36,19 +36,15 @@ def test_signal_sets_the_stop_event(signum: int, caplog: pytest.LogCaptureFixtur
 
 
 class FakeService:
-    """Records the runtime's calls; ``start`` can ask for a stop the way an operator would."""
+    """Records the runtime's calls."""
 
-    def __init__(self, signal_on_start: int | None = None) -> None:
+    def __init__(self) -> None:
         self.metrics = SimpleNamespace(registry=CollectorRegistry())
-        self.signal_on_start = signal_on_start
         self.calls: list[str] = []
         self.stop_timeout: float | None = None
-        self.health_port: int | None = None
 
     def start(self) -> None:
         self.calls.append("start")
-        if self.signal_on_start is not None:
-            os.kill(os.getpid(), self.signal_on_start)
 
     def stop(self, timeout_s: float, /) -> bool:
         self.calls.append("stop")
