@@ -20,7 +20,6 @@ from typing import IO, Any
 import httpx
 import pytest
 
-from scripts.servers import free_ports
 from tests.e2e.test_make_run import (
     OUTCOME_TIMEOUT_S,
     REPO,
@@ -29,6 +28,7 @@ from tests.e2e.test_make_run import (
     make_run,
     services_ready,
 )
+from tests.helpers import bound_port
 
 VERIFY_TIMEOUT_S = 240
 
@@ -127,7 +127,6 @@ def running(services: list[Service]) -> Iterator[None]:
 def test_ci_smoke_with_ingest_and_alerts_passes_verify(
     tmp_path: Path, mosquitto: Any, influxdb1: Any
 ) -> None:
-    ingest_port, alerts_port = free_ports(2)
     base = {k: v for k, v in os.environ.items() if not k.startswith(("MQTT_", "INFLUX_"))}
     env = {
         **base,
@@ -136,20 +135,27 @@ def test_ci_smoke_with_ingest_and_alerts_passes_verify(
         "INFLUX_API_VERSION": "1",
         "INGEST_SPOOL_DIR": str(tmp_path / "spool"),
         "INGEST_HTTP_HOST": "127.0.0.1",
-        "INGEST_HTTP_PORT": str(ingest_port),
+        "INGEST_HTTP_PORT": "0",
         "ALERTS_HTTP_HOST": "127.0.0.1",
-        "ALERTS_HTTP_PORT": str(alerts_port),
+        "ALERTS_HTTP_PORT": "0",
         "LOG_FORMAT": "console",
         "SECRETS_DIR": str(tmp_path / "no-secrets"),
     }
-    ingest = Service("ingest", "services.ingest", env, tmp_path)
-    alerts = Service("alerts", "services.alerts", env, tmp_path)
+    port_files = {name: tmp_path / f"{name}.port" for name in ("ingest", "alerts")}
+    ingest = Service(
+        "ingest", "services.ingest", env | {"HTTP_PORT_FILE": str(port_files["ingest"])}, tmp_path
+    )
+    alerts = Service(
+        "alerts", "services.alerts", env | {"HTTP_PORT_FILE": str(port_files["alerts"])}, tmp_path
+    )
     summary = tmp_path / "summary.json"
 
     def logs() -> str:
         return f"{ingest.log()}\n{alerts.log()}"
 
     with running([ingest, alerts]):
+        ingest_port = bound_port(port_files["ingest"], ingest.proc, HEALTH_TIMEOUT_S)
+        alerts_port = bound_port(port_files["alerts"], alerts.proc, HEALTH_TIMEOUT_S)
         wait_healthy(ingest, ingest_port, logs())
         wait_healthy(alerts, alerts_port, logs())
         sim = subprocess.run(
