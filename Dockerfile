@@ -12,6 +12,7 @@ COPY common ./common
 COPY services ./services
 COPY devices ./devices
 COPY grafana ./grafana
+COPY supervisor ./supervisor
 # Runtime dependencies only (not the dev extra), at the versions pinned in constraints.txt.
 RUN /opt/facility/bin/pip install -c constraints.txt . \
  && /opt/facility/bin/python -c "import services.ingest, services.alerts, devices.simulator, grafana"

@@ -9,7 +9,7 @@ STAMP := $(VENV)/.stamp-deps
 help:
 	@echo "make run    - start the whole system locally (broker, simulator, ingest, alerts)"
 	@echo "make test   - install everything needed and run the full test suite"
-	@echo "make lint   - ruff + mypy (strict on common/ and services/)"
+	@echo "make lint   - ruff + mypy (strict on common/, services/ and supervisor/)"
 	@echo "make bench  - benchmarks (figures and ratios printed; see docs/benchmarks.md)"
 
 $(STAMP): pyproject.toml constraints.txt
@@ -24,7 +24,7 @@ servers-deps:
 	./scripts/install-servers.sh
 
 run: venv
-	$(BIN)/python -m scripts.run $(RUN_ARGS)
+	$(BIN)/facility-run $(RUN_ARGS)
 
 test: venv servers-deps
 	$(BIN)/python -m pytest -q -ra
@@ -32,7 +32,7 @@ test: venv servers-deps
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy common services devices grafana scripts tests
+	$(BIN)/mypy common services devices grafana supervisor scripts tests
 
 bench: venv servers-deps
 	$(BIN)/python -m scripts.bench

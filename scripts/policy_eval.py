@@ -40,10 +40,9 @@ from common.messages import DispatchRequest, DispatchStatus, DispatchStop, ms_to
 from devices.simulator.models.base import ModelContext, to_datetime
 from devices.simulator.models.ewaste_bin import EwasteBin
 from devices.simulator.trucks import Fleet, TruckRun
-from scripts.servers import MosquittoServer, free_ports
-from scripts.service_ready import wait_alerts_ready
 from services.alerts.dispatch.planner import Candidate, TruckSlot, plan_zone
 from services.alerts.settings import AlertsSettings
+from tests.servers import MosquittoServer, free_ports, wait_alerts_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 P = "facility"

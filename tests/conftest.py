@@ -1,4 +1,4 @@
-"""Shared fixtures: real Mosquitto / InfluxDB 1.x / VictoriaMetrics from ``scripts.servers``.
+"""Shared fixtures: real Mosquitto / InfluxDB 1.x / VictoriaMetrics from ``tests.servers``.
 
 Function-scoped ``mosquitto``, ``influxdb1``, ``victoria_metrics`` are fresh servers in the
 test's ``tmp_path`` (free to stop, kill, restart or fill with data). The ``*_session``
@@ -21,13 +21,13 @@ from typing import Any, TypeVar
 
 import pytest
 
-from scripts.servers import (
+from tests.helpers import MessageCollector
+from tests.servers import (
     InfluxDB1Server,
     MosquittoServer,
     Server,
     VictoriaMetricsServer,
 )
-from tests.helpers import MessageCollector
 
 S = TypeVar("S", bound=Server)
 

@@ -27,8 +27,7 @@ from typing import Any
 from paho.mqtt import client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from scripts.servers import MosquittoServer, free_ports
-from scripts.service_ready import wait_alerts_ready
+from tests.servers import MosquittoServer, free_ports, wait_alerts_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 P = "facility"

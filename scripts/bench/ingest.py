@@ -31,7 +31,7 @@ import paho.mqtt.client as mqtt
 import psutil
 from paho.mqtt.enums import CallbackAPIVersion
 
-from scripts.servers import (
+from tests.servers import (
     InfluxDB1Server,
     MosquittoServer,
     Server,

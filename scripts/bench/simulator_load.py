@@ -19,7 +19,7 @@ from typing import Any
 from common.settings import load_settings
 from devices.simulator.load import run_fast, run_paho
 from devices.simulator.settings import SimulatorSettings
-from scripts.servers import MosquittoServer
+from tests.servers import MosquittoServer
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -1,4 +1,4 @@
-"""`make run` (python -m scripts.run): the supervised local system, end to end.
+"""`make run` (facility-run, i.e. python -m supervisor): the supervised local system, end to end.
 
 The supervisor is started as a real background process (embedded amqtt broker, ingest with
 the file sink, alerts, simulator) exactly as `make run` starts it, in a tmp data dir. The
@@ -96,7 +96,7 @@ def make_run(tmp_path: Path, *args: str, servers: dict[str, str] | None = None) 
     if "MQTT_URL" not in env:  # a free port, not 1883: a developer's broker may be running
         args = (*args, "--mqtt-port", str(free_port()))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "scripts.run", "--plain", "--data-dir", str(data_dir), "--duration", "600", *args],
+        [sys.executable, "-m", "supervisor", "--plain", "--data-dir", str(data_dir), "--duration", "600", *args],
         cwd=tmp_path,  # not the repo: no stray .env; modules come from PYTHONPATH below
         env={**env, "PYTHONPATH": str(REPO), "DEVICES_FILE": str(REPO / "config" / "devices.yaml"),
              "ALERTS_RULES_FILE": str(REPO / "config" / "rules.yaml"),

@@ -19,8 +19,8 @@ import httpx
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from scripts.servers import InfluxDB1Server, InfluxQueryError
 from tests.helpers import bound_port, wait_until
+from tests.servers import InfluxDB1Server, InfluxQueryError
 
 ROOT = Path(__file__).resolve().parents[2]
 PREFIX = "facility"

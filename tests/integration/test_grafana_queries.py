@@ -17,8 +17,8 @@ import pytest
 
 from common.devices import load_registry
 from common.lineproto import encode_lines
-from scripts.servers import InfluxDB1Server
 from tests.integration.grafana_sample_data import DAY_MS, one_day
+from tests.servers import InfluxDB1Server
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARDS = sorted((ROOT / "grafana" / "dashboards").glob("*.json"))

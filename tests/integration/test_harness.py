@@ -11,7 +11,14 @@ from typing import Any
 import httpx
 import pytest
 
-from scripts.servers import (
+from tests.conftest import require_binary
+from tests.helpers import (
+    MessageCollector,
+    collect_messages,
+    connack_code,
+    publish,
+)
+from tests.servers import (
     InfluxDB1Server,
     InfluxQueryError,
     MosquittoServer,
@@ -21,13 +28,6 @@ from scripts.servers import (
     VictoriaMetricsServer,
     VmSample,
     free_ports,
-)
-from tests.conftest import require_binary
-from tests.helpers import (
-    MessageCollector,
-    collect_messages,
-    connack_code,
-    publish,
 )
 
 

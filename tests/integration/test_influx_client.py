@@ -15,8 +15,8 @@ import pytest
 
 from common.influx import InfluxClient
 from common.settings import CommonSettings, load_settings
-from scripts.servers import InfluxDB1Server, VictoriaMetricsServer
 from services.alerts.notifiers.influx import InfluxWriter
+from tests.servers import InfluxDB1Server, VictoriaMetricsServer
 
 LINES = b"probe,device_id=a v=1 1700000000123\nprobe,device_id=b v=2 1700000000456\n"
 

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from scripts.servers import InfluxDB1Server, MosquittoServer
 from tests.helpers import wait_until
 from tests.integration.ingest_support import (
     IngestFactory,
@@ -21,6 +20,7 @@ from tests.integration.ingest_support import (
     stored_count,
     wait_exactly_stored,
 )
+from tests.servers import InfluxDB1Server, MosquittoServer
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from common.messages import DeadLetter
-from scripts.servers import InfluxDB1Server, MosquittoServer, VictoriaMetricsServer
 from tests.helpers import MessageCollector, wait_until
 from tests.integration.ingest_support import (
     BASE_TS_MS,
@@ -31,6 +30,7 @@ from tests.integration.ingest_support import (
     wait_exactly_stored,
     wait_stored,
 )
+from tests.servers import InfluxDB1Server, MosquittoServer, VictoriaMetricsServer
 
 TELEMETRY = "facility/ewaste/ewaste_bin/bin-001/telemetry"
 

@@ -13,7 +13,6 @@ from typing import Any
 import httpx
 import pytest
 
-from scripts.servers import InfluxDB1Server, InfluxQueryError, MosquittoServer
 from tests.helpers import wait_until
 from tests.integration.ingest_support import (
     IngestFactory,
@@ -22,6 +21,7 @@ from tests.integration.ingest_support import (
     readings,
     wait_stored,
 )
+from tests.servers import InfluxDB1Server, InfluxQueryError, MosquittoServer
 
 TELEMETRY = "facility/ewaste/ewaste_bin/bin-001/telemetry"
 CLIENT_ID = "ingest-stats-under-test"

@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from common.lineproto import encode_lines, encode_point
-from scripts.servers import InfluxDB1Server
+from tests.servers import InfluxDB1Server
 
 DB = "lineproto_roundtrip"
 _measurements = itertools.count()

@@ -8,8 +8,8 @@ import pytest
 
 from common.mqtt import Message, MqttLink, Will
 from common.settings import CommonSettings
-from scripts.servers import MosquittoServer
 from tests.helpers import MessageCollector, publish
+from tests.servers import MosquittoServer
 
 
 def _settings(url: str, protocol: str = "5") -> CommonSettings:

@@ -12,7 +12,7 @@ import pytest
 
 from common.mqtt import MqttLink
 from common.settings import CommonSettings
-from scripts.servers import MosquittoServer, free_ports
+from tests.servers import MosquittoServer, free_ports
 
 
 def _openssl(*args: str, cwd: Path) -> None:

@@ -14,11 +14,11 @@ import pytest
 from common.devices import load_registry
 from common.messages import AlertEvent, DispatchRequest, DispatchStatus, ms_to_iso
 from common.settings import load_settings
-from scripts.servers import InfluxDB1Server, MosquittoServer
 from services.alerts.config import load_rules
 from services.alerts.service import AlertsService
 from services.alerts.settings import AlertsSettings
 from tests.helpers import MessageCollector, collect_messages, publish, wait_until
+from tests.servers import InfluxDB1Server, MosquittoServer
 
 ROOT = Path(__file__).resolve().parents[3]
 P = "facility"

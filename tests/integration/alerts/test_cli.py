@@ -12,8 +12,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from scripts.servers import MosquittoServer
 from tests.helpers import bound_port, publish, wait_until
+from tests.servers import MosquittoServer
 
 ROOT = Path(__file__).resolve().parents[3]
 

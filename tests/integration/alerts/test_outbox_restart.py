@@ -11,11 +11,10 @@ import sys
 import time
 from pathlib import Path
 
-from scripts.servers import MosquittoServer, free_ports
-from scripts.service_ready import wait_alerts_ready
 from services.alerts.notifiers.webhook import IDEMPOTENCY_HEADER
 from tests.helpers import bound_port, publish, wait_until
 from tests.integration.alerts.support import BIN_FULL_RULES, WebhookReceiver
+from tests.servers import MosquittoServer, free_ports, wait_alerts_ready
 
 ROOT = Path(__file__).resolve().parents[3]
 

@@ -39,7 +39,7 @@ async def serve(host: str, port: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m scripts.embedded_broker",
+        prog="python -m supervisor.broker",
         description="Loopback MQTT 3.1.1 broker (amqtt) for local development.",
     )
     parser.add_argument("--host", default=LOOPBACK)

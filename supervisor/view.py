@@ -14,6 +14,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from supervisor.child import ChildRow, ChildState
+
 RATE_WINDOW_S = 5.0
 
 
@@ -31,23 +33,6 @@ def scrape(port: int | None, timeout: float = 1.0) -> dict[str, float]:
         for sample in family.samples:
             totals[sample.name] = totals.get(sample.name, 0.0) + float(sample.value)
     return totals
-
-
-def labelled(port: int | None, name: str, label: str, timeout: float = 1.0) -> dict[str, float]:
-    """The samples of one metric by the value of one label (e.g. rejections by reason)."""
-    if not port:
-        return {}
-    try:
-        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=timeout).text
-    except httpx.HTTPError:
-        return {}
-    result: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name:
-                key = sample.labels.get(label, "")
-                result[key] = result.get(key, 0.0) + float(sample.value)
-    return result
 
 
 @dataclass
@@ -101,22 +86,12 @@ class Figures:
         )
 
 
-@dataclass(frozen=True)
-class ChildRow:
-    name: str
-    state: str
-    pid: int | None
-    restarts: int
-    note: str
-
-
 STATE_STYLE = {
-    "running": "green",
-    "finished": "green",
-    "starting": "yellow",
-    "restarting": "yellow",
-    "stopping": "yellow",
-    "stopped": "dim",
+    ChildState.RUNNING: "green",
+    ChildState.FINISHED: "green",
+    ChildState.RESTARTING: "yellow",
+    ChildState.STOPPING: "yellow",
+    ChildState.STOPPED: "dim",
 }
 
 
@@ -128,7 +103,7 @@ def render(
     for column in ("process", "state", "pid", "restarts", ""):
         processes.add_column(column)
     for row in rows:
-        style = STATE_STYLE.get(row.state, "red")
+        style = STATE_STYLE[row.state]
         processes.add_row(
             row.name,
             Text(row.state, style=style),

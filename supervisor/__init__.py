@@ -1,0 +1,1 @@
+"""`make run` (`facility-run`): the whole system on one machine, supervised."""
