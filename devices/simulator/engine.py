@@ -14,7 +14,8 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from enum import IntEnum
+from typing import Any, NamedTuple, Protocol
 
 from common.devices import Device, Registry
 from common.messages import DispatchRequest, DispatchStatus, DispatchStop, ms_to_iso
@@ -30,8 +31,14 @@ from devices.simulator.trucks import Fleet, TruckRun
 log = logging.getLogger(__name__)
 
 FLEET_CLIENT = "fleet"
-# Heap priorities at the same instant: scripted events, then trucks, then device reports.
-_EVENT, _TRUCK, _REPORT = 0, 1, 2
+
+
+class Priority(IntEnum):
+    """Which action goes first at the same instant: scripted events, trucks, device reports."""
+
+    EVENT = 0
+    TRUCK = 1
+    REPORT = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +81,56 @@ class Tally:
     suppressed: int = 0
     events: Counter[str] = field(default_factory=Counter)
     dispatches: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """A device's next reading is due; it schedules the one after."""
+
+    device: SimDevice
+    priority = Priority.REPORT
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptedEvent:
+    """The scenario's ``events[index]`` happens."""
+
+    index: int
+    priority = Priority.EVENT
+
+
+@dataclass(frozen=True, slots=True)
+class TruckStart:
+    run: TruckRun
+    priority = Priority.TRUCK
+
+
+@dataclass(frozen=True, slots=True)
+class TruckStop:
+    """The truck reaches ``run.stops[index]`` and empties that bin."""
+
+    run: TruckRun
+    index: int
+    priority = Priority.TRUCK
+
+
+@dataclass(frozen=True, slots=True)
+class TruckBack:
+    run: TruckRun
+    priority = Priority.TRUCK
+
+
+Action = Report | ScriptedEvent | TruckStart | TruckStop | TruckBack
+
+
+class Due(NamedTuple):
+    """A heap entry: time, then priority, then insertion order (unique, so the action itself
+    is never compared)."""
+
+    at_ms: int
+    priority: Priority
+    order: int
+    action: Action
 
 
 def select_devices(scenario: Scenario, registry: Registry) -> list[Device]:
@@ -128,7 +185,7 @@ class Engine:
         self.tally = Tally()
         self.wake = threading.Event()
         self._inbox: queue.SimpleQueue[DispatchRequest] = queue.SimpleQueue()
-        self._heap: list[tuple[int, int, int, tuple[Any, ...]]] = []
+        self._heap: list[Due] = []
         self._order = 0
         self.devices = [self._build(d) for d in select_devices(scenario, registry)]
         self.by_id = {sd.device.id: sd for sd in self.devices}
@@ -150,11 +207,11 @@ class Engine:
                 model.add_group(at, event.size, event.dwell_min)
                 self.tally.events[event.type] += 1
             else:
-                self._push(at, _EVENT, ("event", index))
+                self._push(at, ScriptedEvent(index))
         for sd in self.devices:
             # Spread first reports over one interval (stable per device id, not per order).
             phase = _stable_phase(sd.device.id, sd.device.interval_s * 1000)
-            self._push(start_ms + phase, _REPORT, ("report", sd))
+            self._push(start_ms + phase, Report(sd))
 
     # -- construction ----------------------------------------------------------------------
     def _build(self, device: Device) -> SimDevice:
@@ -182,9 +239,9 @@ class Engine:
             self.topics.status(site.id, kind, did),
         )
 
-    def _push(self, at_ms: int, priority: int, action: tuple[Any, ...]) -> None:
+    def _push(self, at_ms: int, action: Action) -> None:
         self._order += 1
-        heapq.heappush(self._heap, (at_ms, priority, self._order, action))
+        heapq.heappush(self._heap, Due(at_ms, action.priority, self._order, action))
 
     # -- outside input ---------------------------------------------------------------------
     def submit_dispatch(self, request: DispatchRequest) -> None:
@@ -212,7 +269,7 @@ class Engine:
             self.tally.status += 1
         processed = 0
         while self._heap and not stop.is_set():
-            due = self._heap[0][0]
+            due = self._heap[0].at_ms
             if due >= self.end_ms:
                 break
             if not pacer.wait_until(due, self.wake):
@@ -220,7 +277,7 @@ class Engine:
                 self._drain_inbox(min(pacer.sim_now(), due))
                 continue
             self._drain_inbox(due)
-            if self._heap[0][0] < due:  # a dispatch just scheduled something earlier
+            if self._heap[0].at_ms < due:  # a dispatch just scheduled something earlier
                 continue
             at, _, _, action = heapq.heappop(self._heap)
             self.now_ms = at
@@ -243,23 +300,20 @@ class Engine:
             self._send(sd.device.id, sd.status_topic, b"offline", retain=True)
             self.tally.status += 1
 
-    def _handle(self, at: int, action: tuple[Any, ...]) -> None:
-        what = action[0]
-        if what == "report":
-            sd: SimDevice = action[1]
-            self._push(at + sd.device.interval_s * 1000, _REPORT, action)
-            self._report(sd, at)
-        elif what == "event":
-            self._event(action[1], at)
-        elif what == "truck_start":
-            self._status(action[1].status("en_route", at, "left the depot"))
-        elif what == "truck_stop":
-            run: TruckRun = action[1]
-            self.fleet.serve(run, action[2], at)
-        elif what == "truck_back":
-            run = action[1]
-            self._status(self.fleet.finish(run, at))
-            self.tally.dispatches["completed"] += 1
+    def _handle(self, at: int, action: Action) -> None:
+        match action:
+            case Report(sd):
+                self._push(at + sd.device.interval_s * 1000, action)
+                self._report(sd, at)
+            case ScriptedEvent(index):
+                self._event(index, at)
+            case TruckStart(run):
+                self._status(run.status("en_route", at, "left the depot"))
+            case TruckStop(run, index):
+                self.fleet.serve(run, index, at)
+            case TruckBack(run):
+                self._status(self.fleet.finish(run, at))
+                self.tally.dispatches["completed"] += 1
 
     # -- devices ---------------------------------------------------------------------------
     def _send(self, client: str, topic: str, payload: bytes, retain: bool = False) -> None:
@@ -361,10 +415,10 @@ class Engine:
             return
         run = self.fleet.plan(request, now)
         self.runs[request.dispatch_id] = run
-        self._push(run.start_ms, _TRUCK, ("truck_start", run))
+        self._push(run.start_ms, TruckStart(run))
         for i, stop in enumerate(run.stops):
-            self._push(stop.arrive_ms, _TRUCK, ("truck_stop", run, i))
-        self._push(run.return_ms, _TRUCK, ("truck_back", run))
+            self._push(stop.arrive_ms, TruckStop(run, i))
+        self._push(run.return_ms, TruckBack(run))
 
     # -- results ---------------------------------------------------------------------------
     def overflow_minutes(self) -> dict[str, float]:

@@ -6,7 +6,14 @@ import sys
 import time
 from types import TracebackType
 
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from common.messages import ms_to_iso
 
@@ -18,7 +25,7 @@ class SimProgress:
         self.start_ms, self.end_ms = start_ms, end_ms
         self.enabled = enabled
         self._progress: Progress | None = None
-        self._task = None
+        self._task: TaskID | None = None
         self._last = 0.0
         self._sim = start_ms
 
@@ -43,7 +50,7 @@ class SimProgress:
             )
             self._progress.start()
             total = max(1, (self.end_ms - self.start_ms) // 1000)
-            self._task = self._progress.add_task("sim", total=total, at="")  # type: ignore[assignment]
+            self._task = self._progress.add_task("sim", total=total, at="")
         return self
 
     def update(self, sim_ms: int) -> None:

@@ -7,12 +7,14 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
 from common.devices import load_registry
+from common.messages import DispatchRequest
 from common.topics import Topics
 from devices.simulator.clock import NoWait, Pacer, ScaledClock, SkewBound
 from devices.simulator.engine import Engine, Outgoing
@@ -84,13 +86,12 @@ def run_scenario(
     seed: int | None,
     stop: threading.Event,
     output: Path | None = None,
-    on_engine: Any = None,
+    on_engine: Callable[[Engine], None] | None = None,
 ) -> dict[str, Any]:
     """Run a scenario to the end of its window (or until ``stop``); return the summary."""
     registry = load_registry(settings.devices_file)
     topics = Topics(settings.mqtt_topic_prefix)
     began = time.monotonic()
-    publisher: Any
     if output is not None:
         with output.open("w", encoding="utf-8") as out:
             publisher = JsonLinesPublisher(out)
@@ -104,7 +105,7 @@ def run_scenario(
 
     holder: dict[str, Engine] = {}
 
-    def on_dispatch(request: Any) -> None:
+    def on_dispatch(request: DispatchRequest) -> None:
         holder["engine"].submit_dispatch(request)
 
     # Build the engine first (it validates the scenario against the registry), then connect.

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from common.devices import Registry, Truck, haversine_km
-from common.messages import DispatchRequest, DispatchStatus, ms_to_iso
+from common.messages import DispatchRequest, DispatchState, DispatchStatus, ms_to_iso
 
 DEFAULT_TRUCK = Truck(id="truck-sim", capacity_kg=1000.0, speed_kmh=25.0, stop_service_s=240)
 
@@ -47,10 +47,10 @@ class TruckRun:
     def room_kg(self) -> float:
         return max(0.0, self.truck.capacity_kg - self.collected_kg)
 
-    def status(self, state: str, now_ms: int, message: str = "") -> DispatchStatus:
+    def status(self, state: DispatchState, now_ms: int, message: str = "") -> DispatchStatus:
         return DispatchStatus(
             dispatch_id=self.request.dispatch_id,
-            state=state,  # type: ignore[arg-type]
+            state=state,
             truck_id=self.truck.id,
             zone=self.request.zone,
             ts=ms_to_iso(now_ms),
