@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from grafana_foundation_sdk.builders import dashboard as dash
 from grafana_foundation_sdk.builders import stat, timeseries
 from grafana_foundation_sdk.builders.common import ReduceDataOptions, StackingConfig
+from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as model
 
@@ -38,6 +39,15 @@ def dashboard(
         .refresh(REFRESH)
         .tooltip(model.DashboardCursorSync.CROSSHAIR)
     )
+
+
+def layout(
+    board: dash.Dashboard, *items: dash.Row | cogbuilder.Builder[model.Panel]
+) -> dash.Dashboard:
+    """The board with its rows and panels added top to bottom, in the order listed."""
+    for item in items:
+        board = board.with_row(item) if isinstance(item, dash.Row) else board.with_panel(item)
+    return board
 
 
 def thresholds(*steps: tuple[float | None, str]) -> dash.ThresholdsConfig:

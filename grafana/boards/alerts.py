@@ -27,6 +27,7 @@ from grafana.panels import (
     bar_chart,
     count_stat,
     dashboard,
+    layout,
     merge_frames,
     single_color,
     tag_variable,
@@ -58,7 +59,7 @@ def _severity_mappings() -> list[ValueMap]:
 
 def build(registry: Registry) -> dash.Dashboard:
     del registry  # every name here comes from the data
-    return (
+    return layout(
         dashboard(
             "Alerts & dispatch",
             UID,
@@ -71,201 +72,233 @@ def build(registry: Registry) -> dash.Dashboard:
         .with_variable(
             tag_variable("severity", "Severity", "alert", "severity", "info, warning or critical.")
         )
-        .annotation(alert_annotation('AND "site" =~ /^$site$/'))
-        .with_row(dash.Row("Now"))
-        .with_panel(
-            count_stat("Active alerts", "Alerts whose latest event (last 30 days) is 'firing'.")
-            .time_from("30d")
-            .thresholds(thresholds((None, GREEN), (1, ORANGE), (5, RED)))
-            .color_mode(common.BigValueColorMode.BACKGROUND)
-            .with_target(
-                InfluxQL(
-                    f'SELECT COUNT("state") AS "Active" FROM ({LATEST_ALERT}) '
-                    'WHERE "state" = \'firing\' AND "severity" =~ /^$severity$/'
-                )
-                .ref_id("A")
-                .alias("$col")
+        .annotation(alert_annotation('AND "site" =~ /^$site$/')),
+        dash.Row("Now"),
+        _active_alert_count(),
+        _active_alerts(),
+        dash.Row("History"),
+        _alerts_raised(),
+        _alert_history(),
+        dash.Row("Dispatch"),
+        _collections_completed(),
+        _collected_by_trucks_per_day(),
+        _time_to_collection(),
+        _dispatches(),
+    )
+
+
+def _active_alert_count() -> stat.Panel:
+    return (
+        count_stat("Active alerts", "Alerts whose latest event (last 30 days) is 'firing'.")
+        .time_from("30d")
+        .thresholds(thresholds((None, GREEN), (1, ORANGE), (5, RED)))
+        .color_mode(common.BigValueColorMode.BACKGROUND)
+        .with_target(
+            InfluxQL(
+                f'SELECT COUNT("state") AS "Active" FROM ({LATEST_ALERT}) '
+                'WHERE "state" = \'firing\' AND "severity" =~ /^$severity$/'
             )
-            .span(4)
-            .height(8)
+            .ref_id("A")
+            .alias("$col")
         )
-        .with_panel(
-            table.Panel()
-            .title("Active alerts")
-            .description(
-                "Every alert still firing, with the reading that triggered it; newest first. "
-                "Looks back 30 days so long-running alerts are not missed."
-            )
-            .unit("none")
-            .time_from("30d")
-            .thresholds(single_color(RED))
-            .sort_by([TableSortByFieldState().display_name("Since").desc(True)])
-            .override_by_name(
-                "severity",
-                [
-                    DynamicConfigValue(id_val="mappings", value=_severity_mappings()),
-                    DynamicConfigValue(id_val="custom.cellOptions", value={"type": "color-text"}),
-                ],
-            )
-            .with_target(
-                InfluxQL(
-                    'SELECT "severity", "message", "value", "threshold" '
-                    f"FROM ({LATEST_ALERT}) WHERE \"state\" = 'firing' "
-                    'AND "severity" =~ /^$severity$/ GROUP BY "rule", "site", "device_id"'
-                )
-                .ref_id("A")
-                .table()
-            )
-            .with_transformation(merge_frames())
-            .with_transformation(transformation("organize", {"renameByName": {"Time": "Since"}}))
-            .span(20)
-            .height(8)
+        .span(4)
+        .height(8)
+    )
+
+
+def _active_alerts() -> table.Panel:
+    return (
+        table.Panel()
+        .title("Active alerts")
+        .description(
+            "Every alert still firing, with the reading that triggered it; newest first. "
+            "Looks back 30 days so long-running alerts are not missed."
         )
-        .with_row(dash.Row("History"))
-        .with_panel(
-            bar_chart(
-                "Alerts raised",
-                "Alerts that started firing per interval, by severity.",
-                common.StackingMode.NORMAL,
-            )
-            .unit("none")
-            .decimals(0)
-            .thresholds(single_color(ORANGE))
-            .with_target(
-                InfluxQL(
-                    f'SELECT COUNT("state") FROM "alert" WHERE {ALERTS_WHERE} '
-                    'AND "state" = \'firing\' GROUP BY time($__interval), "severity" fill(0)'
-                )
-                .ref_id("A")
-                .alias("$tag_severity")
-            )
-            .span(12)
-            .height(8)
+        .unit("none")
+        .time_from("30d")
+        .thresholds(single_color(RED))
+        .sort_by([TableSortByFieldState().display_name("Since").desc(True)])
+        .override_by_name(
+            "severity",
+            [
+                DynamicConfigValue(id_val="mappings", value=_severity_mappings()),
+                DynamicConfigValue(id_val="custom.cellOptions", value={"type": "color-text"}),
+            ],
         )
-        .with_panel(
-            table.Panel()
-            .title("Alert history")
-            .description("Every alert event in the range, newest first (up to 500).")
-            .unit("none")
-            .thresholds(single_color(BLUE))
-            .with_target(
-                InfluxQL(
-                    'SELECT "state", "rule", "severity", "site", "device_id", "message", "value", '
-                    f'"threshold" FROM "alert" WHERE {ALERTS_WHERE} ORDER BY time DESC LIMIT 500'
-                )
-                .ref_id("A")
-                .table()
+        .with_target(
+            InfluxQL(
+                'SELECT "severity", "message", "value", "threshold" '
+                f"FROM ({LATEST_ALERT}) WHERE \"state\" = 'firing' "
+                'AND "severity" =~ /^$severity$/ GROUP BY "rule", "site", "device_id"'
             )
-            .span(12)
-            .height(8)
+            .ref_id("A")
+            .table()
         )
-        .with_row(dash.Row("Dispatch"))
-        .with_panel(
-            count_stat(
-                "Collections completed",
-                "Dispatches that reached 'completed' in the range, and what they brought in.",
-            )
-            .thresholds(single_color(GREEN))
-            .override_by_name("Collected", [DynamicConfigValue(id_val="unit", value="masskg")])
-            .with_target(
-                InfluxQL(
-                    'SELECT COUNT("dispatch_id") AS "Completed", '
-                    'SUM("collected_kg") AS "Collected" FROM "dispatch" '
-                    "WHERE $timeFilter AND \"state\" = 'completed'"
-                )
-                .ref_id("A")
-                .alias("$col")
-            )
-            .span(6)
-            .height(8)
+        .with_transformation(merge_frames())
+        .with_transformation(transformation("organize", {"renameByName": {"Time": "Since"}}))
+        .span(20)
+        .height(8)
+    )
+
+
+def _alerts_raised() -> timeseries.Panel:
+    return (
+        bar_chart(
+            "Alerts raised",
+            "Alerts that started firing per interval, by severity.",
+            common.StackingMode.NORMAL,
         )
-        .with_panel(
-            bar_chart(
-                "Collected by trucks per day",
-                "Weight reported by trucks at completed dispatches, per zone and day.",
-                common.StackingMode.NORMAL,
+        .unit("none")
+        .decimals(0)
+        .thresholds(single_color(ORANGE))
+        .with_target(
+            InfluxQL(
+                f'SELECT COUNT("state") FROM "alert" WHERE {ALERTS_WHERE} '
+                'AND "state" = \'firing\' GROUP BY time($__interval), "severity" fill(0)'
             )
-            .unit("masskg")
-            .decimals(0)
-            .time_from("30d")
-            .thresholds(single_color(GREEN))
-            .with_target(
-                InfluxQL(
-                    'SELECT SUM("collected_kg") FROM "dispatch" WHERE $timeFilter AND '
-                    f'"state" = \'completed\' GROUP BY time(1d), "zone" fill(0) {TZ_CLAUSE}'
-                )
-                .ref_id("A")
-                .alias("$tag_zone")
-            )
-            .span(18)
-            .height(8)
+            .ref_id("A")
+            .alias("$tag_severity")
         )
-        .with_panel(
-            table.Panel()
-            .title("Time to collection")
-            .description(
-                "Per dispatch: from planned to completed (Grafana groups the status events by "
-                "dispatch id and takes the span of their times)."
+        .span(12)
+        .height(8)
+    )
+
+
+def _alert_history() -> table.Panel:
+    return (
+        table.Panel()
+        .title("Alert history")
+        .description("Every alert event in the range, newest first (up to 500).")
+        .unit("none")
+        .thresholds(single_color(BLUE))
+        .with_target(
+            InfluxQL(
+                'SELECT "state", "rule", "severity", "site", "device_id", "message", "value", '
+                f'"threshold" FROM "alert" WHERE {ALERTS_WHERE} ORDER BY time DESC LIMIT 500'
             )
-            .unit("none")
-            .thresholds(thresholds((None, GREEN), (4 * 3600_000, ORANGE), (8 * 3600_000, RED)))
-            .override_by_name(
-                "Time to collection", [DynamicConfigValue(id_val="unit", value="dtdurationms")]
-            )
-            .with_target(
-                InfluxQL(
-                    'SELECT "dispatch_id", "state", "truck_id", "zone" FROM "dispatch" '
-                    "WHERE $timeFilter AND (\"state\" = 'planned' OR \"state\" = 'completed')"
-                )
-                .ref_id("A")
-                .table()
-            )
-            .with_transformation(
-                transformation(
-                    "groupBy",
-                    {
-                        "fields": {
-                            "dispatch_id": {"aggregations": [], "operation": "groupby"},
-                            "truck_id": {"aggregations": [], "operation": "groupby"},
-                            "zone": {"aggregations": [], "operation": "groupby"},
-                            "Time": {"aggregations": ["range", "last"], "operation": "aggregate"},
-                            "state": {"aggregations": ["last"], "operation": "aggregate"},
-                        }
-                    },
-                )
-            )
-            .with_transformation(
-                transformation(
-                    "organize",
-                    {
-                        "renameByName": {
-                            "Time (range)": "Time to collection",
-                            "Time (last)": "Completed",
-                            "state (last)": "State",
-                        }
-                    },
-                )
-            )
-            .span(12)
-            .height(9)
+            .ref_id("A")
+            .table()
         )
-        .with_panel(
-            table.Panel()
-            .title("Dispatches")
-            .description("Every dispatch status event in the range, newest first (up to 500).")
-            .unit("none")
-            .thresholds(single_color(BLUE))
-            .override_by_name("est_load_kg", [DynamicConfigValue(id_val="unit", value="masskg")])
-            .override_by_name("collected_kg", [DynamicConfigValue(id_val="unit", value="masskg")])
-            .with_target(
-                InfluxQL(
-                    'SELECT "dispatch_id", "state", "truck_id", "zone", "stops", "est_load_kg", '
-                    '"collected_kg" FROM "dispatch" WHERE $timeFilter ORDER BY time DESC LIMIT 500'
-                )
-                .ref_id("A")
-                .table()
-            )
-            .span(12)
-            .height(9)
+        .span(12)
+        .height(8)
+    )
+
+
+def _collections_completed() -> stat.Panel:
+    return (
+        count_stat(
+            "Collections completed",
+            "Dispatches that reached 'completed' in the range, and what they brought in.",
         )
+        .thresholds(single_color(GREEN))
+        .override_by_name("Collected", [DynamicConfigValue(id_val="unit", value="masskg")])
+        .with_target(
+            InfluxQL(
+                'SELECT COUNT("dispatch_id") AS "Completed", '
+                'SUM("collected_kg") AS "Collected" FROM "dispatch" '
+                "WHERE $timeFilter AND \"state\" = 'completed'"
+            )
+            .ref_id("A")
+            .alias("$col")
+        )
+        .span(6)
+        .height(8)
+    )
+
+
+def _collected_by_trucks_per_day() -> timeseries.Panel:
+    return (
+        bar_chart(
+            "Collected by trucks per day",
+            "Weight reported by trucks at completed dispatches, per zone and day.",
+            common.StackingMode.NORMAL,
+        )
+        .unit("masskg")
+        .decimals(0)
+        .time_from("30d")
+        .thresholds(single_color(GREEN))
+        .with_target(
+            InfluxQL(
+                'SELECT SUM("collected_kg") FROM "dispatch" WHERE $timeFilter AND '
+                f'"state" = \'completed\' GROUP BY time(1d), "zone" fill(0) {TZ_CLAUSE}'
+            )
+            .ref_id("A")
+            .alias("$tag_zone")
+        )
+        .span(18)
+        .height(8)
+    )
+
+
+def _time_to_collection() -> table.Panel:
+    return (
+        table.Panel()
+        .title("Time to collection")
+        .description(
+            "Per dispatch: from planned to completed (Grafana groups the status events by "
+            "dispatch id and takes the span of their times)."
+        )
+        .unit("none")
+        .thresholds(thresholds((None, GREEN), (4 * 3600_000, ORANGE), (8 * 3600_000, RED)))
+        .override_by_name(
+            "Time to collection", [DynamicConfigValue(id_val="unit", value="dtdurationms")]
+        )
+        .with_target(
+            InfluxQL(
+                'SELECT "dispatch_id", "state", "truck_id", "zone" FROM "dispatch" '
+                "WHERE $timeFilter AND (\"state\" = 'planned' OR \"state\" = 'completed')"
+            )
+            .ref_id("A")
+            .table()
+        )
+        .with_transformation(
+            transformation(
+                "groupBy",
+                {
+                    "fields": {
+                        "dispatch_id": {"aggregations": [], "operation": "groupby"},
+                        "truck_id": {"aggregations": [], "operation": "groupby"},
+                        "zone": {"aggregations": [], "operation": "groupby"},
+                        "Time": {"aggregations": ["range", "last"], "operation": "aggregate"},
+                        "state": {"aggregations": ["last"], "operation": "aggregate"},
+                    }
+                },
+            )
+        )
+        .with_transformation(
+            transformation(
+                "organize",
+                {
+                    "renameByName": {
+                        "Time (range)": "Time to collection",
+                        "Time (last)": "Completed",
+                        "state (last)": "State",
+                    }
+                },
+            )
+        )
+        .span(12)
+        .height(9)
+    )
+
+
+def _dispatches() -> table.Panel:
+    return (
+        table.Panel()
+        .title("Dispatches")
+        .description("Every dispatch status event in the range, newest first (up to 500).")
+        .unit("none")
+        .thresholds(single_color(BLUE))
+        .override_by_name("est_load_kg", [DynamicConfigValue(id_val="unit", value="masskg")])
+        .override_by_name("collected_kg", [DynamicConfigValue(id_val="unit", value="masskg")])
+        .with_target(
+            InfluxQL(
+                'SELECT "dispatch_id", "state", "truck_id", "zone", "stops", "est_load_kg", '
+                '"collected_kg" FROM "dispatch" WHERE $timeFilter ORDER BY time DESC LIMIT 500'
+            )
+            .ref_id("A")
+            .table()
+        )
+        .span(12)
+        .height(9)
     )

@@ -27,6 +27,7 @@ from grafana.panels import (
     count_stat,
     dashboard,
     last_value,
+    layout,
     rename_column,
     single_color,
     site_device_variable,
@@ -93,7 +94,7 @@ def build(registry: Registry) -> dash.Dashboard:
             .alias("$col")
         )
 
-    return (
+    return layout(
         dashboard(
             f"{name} — visitors",
             UID,
@@ -105,127 +106,149 @@ def build(registry: Registry) -> dash.Dashboard:
                 "gate", "Gate", "visitors", SITE, "Visitor counters (one per entrance)."
             )
         )
-        .annotation(alert_annotation(f"AND \"site\" = '{SITE}'"))
-        .with_row(dash.Row("Right now"))
-        .with_panel(
-            gauge.Panel()
-            .title("Visitors inside")
-            .description(
-                f"People in the building now (all gates), against its capacity of {capacity:g}."
-            )
-            .unit("none")
-            .min(0)
-            .max(capacity)
-            .decimals(0)
-            .thresholds(_capacity_steps(capacity))
-            .reduce_options(last_value())
-            .with_target(
-                InfluxQL(
-                    'SELECT SUM("inside") AS "Visitors inside" FROM (SELECT LAST("occupancy") AS '
-                    f'"inside" FROM "visitors" WHERE {WHERE} GROUP BY "device_id")'
-                )
-                .ref_id("A")
-                .alias("$col")
-            )
-            .span(5)
-            .height(6)
+        .annotation(alert_annotation(f"AND \"site\" = '{SITE}'")),
+        dash.Row("Right now"),
+        _visitors_inside(capacity),
+        per_gate,
+        _visitors_today(),
+        _busiest_hours_this_week(),
+        dash.Row("Over time"),
+        _occupancy_by_gate(capacity),
+        _visitors_per_hour(),
+        _visitors_per_day(),
+    )
+
+
+def _visitors_inside(capacity: TYPE) -> gauge.Panel:
+    return (
+        gauge.Panel()
+        .title("Visitors inside")
+        .description(
+            f"People in the building now (all gates), against its capacity of {capacity:g}."
         )
-        .with_panel(per_gate)
-        .with_panel(
-            count_stat("Visitors today", "People who came in since midnight, all gates.")
-            .time_from("now/d")
-            .thresholds(single_color(BLUE))
-            .with_target(
-                InfluxQL(f'SELECT SUM("entries") AS "Visitors" FROM ({ENTRIES}) WHERE $timeFilter')
-                .ref_id("A")
-                .alias("$col")
+        .unit("none")
+        .min(0)
+        .max(capacity)
+        .decimals(0)
+        .thresholds(_capacity_steps(capacity))
+        .reduce_options(last_value())
+        .with_target(
+            InfluxQL(
+                'SELECT SUM("inside") AS "Visitors inside" FROM (SELECT LAST("occupancy") AS '
+                f'"inside" FROM "visitors" WHERE {WHERE} GROUP BY "device_id")'
             )
-            .span(5)
-            .height(6)
+            .ref_id("A")
+            .alias("$col")
         )
-        .with_panel(
-            table.Panel()
-            .title("Busiest hours this week")
-            .description("The five hours with the most people coming in over the last 7 days.")
-            .time_from("7d")
-            .unit("none")
-            .thresholds(single_color(BLUE))
-            .sort_by([TableSortByFieldState().display_name("Visitors").desc(True)])
-            .with_transformation(rename_column("Time", "Hour"))
-            .with_target(
-                InfluxQL(
-                    'SELECT TOP("visitors", 5) AS "Visitors" FROM (SELECT SUM("entries") AS '
-                    f'"visitors" FROM ({ENTRIES}) WHERE $timeFilter GROUP BY time(1h) {TZ_CLAUSE})'
-                )
-                .ref_id("A")
-                .table()
-            )
-            .span(6)
-            .height(6)
+        .span(5)
+        .height(6)
+    )
+
+
+def _visitors_today() -> stat.Panel:
+    return (
+        count_stat("Visitors today", "People who came in since midnight, all gates.")
+        .time_from("now/d")
+        .thresholds(single_color(BLUE))
+        .with_target(
+            InfluxQL(f'SELECT SUM("entries") AS "Visitors" FROM ({ENTRIES}) WHERE $timeFilter')
+            .ref_id("A")
+            .alias("$col")
         )
-        .with_row(dash.Row("Over time"))
-        .with_panel(
-            timeseries.Panel()
-            .title("Occupancy by gate")
-            .description(
-                f"People inside, stacked by the gate that counted them; the dashed line is the "
-                f"building's capacity ({capacity:g})."
+        .span(5)
+        .height(6)
+    )
+
+
+def _busiest_hours_this_week() -> table.Panel:
+    return (
+        table.Panel()
+        .title("Busiest hours this week")
+        .description("The five hours with the most people coming in over the last 7 days.")
+        .time_from("7d")
+        .unit("none")
+        .thresholds(single_color(BLUE))
+        .sort_by([TableSortByFieldState().display_name("Visitors").desc(True)])
+        .with_transformation(rename_column("Time", "Hour"))
+        .with_target(
+            InfluxQL(
+                'SELECT TOP("visitors", 5) AS "Visitors" FROM (SELECT SUM("entries") AS '
+                f'"visitors" FROM ({ENTRIES}) WHERE $timeFilter GROUP BY time(1h) {TZ_CLAUSE})'
             )
-            .unit("none")
-            .min(0)
-            .decimals(0)
-            .thresholds(thresholds((None, GREEN), (capacity, RED)))
-            .thresholds_style(
-                GraphThresholdsStyleConfig().mode(common.GraphThresholdsStyleMode.DASHED)
-            )
-            .fill_opacity(30)
-            .stacking(StackingConfig().mode(common.StackingMode.NORMAL))
-            .with_target(
-                InfluxQL(
-                    f'SELECT MAX("occupancy") FROM "visitors" WHERE {WHERE} '
-                    'GROUP BY time($__interval), "device_id" fill(previous)'
-                )
-                .ref_id("A")
-                .alias("$tag_device_id")
-            )
-            .span(12)
-            .height(9)
+            .ref_id("A")
+            .table()
         )
-        .with_panel(
-            bar_chart(
-                "Visitors per hour",
-                "People coming in per hour, by gate (busiest hours stand out).",
-                common.StackingMode.NORMAL,
-            )
-            .unit("none")
-            .decimals(0)
-            .thresholds(single_color(BLUE))
-            .with_target(
-                InfluxQL(
-                    f'SELECT SUM("entries") FROM ({ENTRIES}) WHERE $timeFilter '
-                    f'GROUP BY time(1h), "device_id" fill(0) {TZ_CLAUSE}'
-                )
-                .ref_id("A")
-                .alias("$tag_device_id")
-            )
-            .span(12)
-            .height(9)
+        .span(6)
+        .height(6)
+    )
+
+
+def _occupancy_by_gate(capacity: TYPE) -> timeseries.Panel:
+    return (
+        timeseries.Panel()
+        .title("Occupancy by gate")
+        .description(
+            f"People inside, stacked by the gate that counted them; the dashed line is the "
+            f"building's capacity ({capacity:g})."
         )
-        .with_panel(
-            bar_chart("Visitors per day", "People coming in per day (Korean days), last 30 days.")
-            .unit("none")
-            .decimals(0)
-            .time_from("30d")
-            .thresholds(single_color(BLUE))
-            .with_target(
-                InfluxQL(
-                    f'SELECT SUM("entries") AS "Visitors" FROM ({ENTRIES}) WHERE $timeFilter '
-                    f"GROUP BY time(1d) fill(0) {TZ_CLAUSE}"
-                )
-                .ref_id("A")
-                .alias("$col")
+        .unit("none")
+        .min(0)
+        .decimals(0)
+        .thresholds(thresholds((None, GREEN), (capacity, RED)))
+        .thresholds_style(GraphThresholdsStyleConfig().mode(common.GraphThresholdsStyleMode.DASHED))
+        .fill_opacity(30)
+        .stacking(StackingConfig().mode(common.StackingMode.NORMAL))
+        .with_target(
+            InfluxQL(
+                f'SELECT MAX("occupancy") FROM "visitors" WHERE {WHERE} '
+                'GROUP BY time($__interval), "device_id" fill(previous)'
             )
-            .span(24)
-            .height(8)
+            .ref_id("A")
+            .alias("$tag_device_id")
         )
+        .span(12)
+        .height(9)
+    )
+
+
+def _visitors_per_hour() -> timeseries.Panel:
+    return (
+        bar_chart(
+            "Visitors per hour",
+            "People coming in per hour, by gate (busiest hours stand out).",
+            common.StackingMode.NORMAL,
+        )
+        .unit("none")
+        .decimals(0)
+        .thresholds(single_color(BLUE))
+        .with_target(
+            InfluxQL(
+                f'SELECT SUM("entries") FROM ({ENTRIES}) WHERE $timeFilter '
+                f'GROUP BY time(1h), "device_id" fill(0) {TZ_CLAUSE}'
+            )
+            .ref_id("A")
+            .alias("$tag_device_id")
+        )
+        .span(12)
+        .height(9)
+    )
+
+
+def _visitors_per_day() -> timeseries.Panel:
+    return (
+        bar_chart("Visitors per day", "People coming in per day (Korean days), last 30 days.")
+        .unit("none")
+        .decimals(0)
+        .time_from("30d")
+        .thresholds(single_color(BLUE))
+        .with_target(
+            InfluxQL(
+                f'SELECT SUM("entries") AS "Visitors" FROM ({ENTRIES}) WHERE $timeFilter '
+                f"GROUP BY time(1d) fill(0) {TZ_CLAUSE}"
+            )
+            .ref_id("A")
+            .alias("$col")
+        )
+        .span(24)
+        .height(8)
     )

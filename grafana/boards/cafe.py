@@ -23,6 +23,7 @@ from grafana.panels import (
     bar_chart,
     dashboard,
     last_value,
+    layout,
     single_color,
     site_device_variable,
     thresholds,
@@ -79,41 +80,7 @@ def build(registry: Registry) -> dash.Dashboard:
     site = registry.site(SITE)
     name = site.name if site is not None else "Net Zero Energy Cafe"
 
-    today = (
-        _energy_kwh('(SUM("pv") - SUM("load")) / 1000 AS "net"', "pv", "load"),
-        _energy_kwh(
-            '100 * (1 - SUM("import") / SUM("load")) AS "self_sufficiency"', "import", "load"
-        ),
-        _energy_kwh('100 * (1 - SUM("export") / SUM("pv")) AS "self_consumption"', "export", "pv"),
-    )
-    per_day = _energy_kwh(
-        'SUM("pv") / 1000 AS "PV", SUM("load") / 1000 AS "Load", '
-        'SUM("import") / 1000 AS "Grid import", SUM("export") / 1000 AS "Grid export"',
-        "pv",
-        "load",
-        "import",
-        "export",
-        group_by=f"GROUP BY time(1d) fill(0) {TZ_CLAUSE}",
-    )
-    per_hour = _energy_kwh(
-        'SUM("import") / 1000 AS "Grid import", SUM("export") / 1000 AS "Grid export"',
-        "import",
-        "export",
-        group_by=f"GROUP BY time(1h) fill(0) {TZ_CLAUSE}",
-    )
-    # Electricity tariffs bill the highest 15-minute average, not the highest single reading.
-    # No time filter on the outer query: InfluxDB 1.x returns nothing when its lower bound
-    # falls inside the first 15-minute bucket of the inner query (Grafana's is never aligned).
-    demand = (
-        'SELECT MAX("demand") AS "Peak load (15 min)" FROM (SELECT MEAN("load_power_w") '
-        f'AS "demand" FROM "energy" WHERE {WHERE} GROUP BY time(15m), "device_id")'
-    )
-    grid_peak = (
-        'SELECT MAX("demand") AS "Peak grid import (15 min)" FROM (SELECT MEAN("grid_power_w") '
-        f'AS "demand" FROM "energy" WHERE {WHERE} GROUP BY time(15m), "device_id")'
-    )
-
-    return (
+    return layout(
         dashboard(
             f"{name} — energy",
             UID,
@@ -126,173 +93,240 @@ def build(registry: Registry) -> dash.Dashboard:
                 "meter", "Meter", "energy", SITE, "Energy meters of the cafe (device_id)."
             )
         )
-        .annotation(alert_annotation(f"AND \"site\" = '{SITE}'"))
-        .with_row(dash.Row("Right now"))
-        .with_panel(
-            _power_now(
-                "PV production",
-                "pv_power_w",
-                f"Latest PV output; the array peaks near {pv_peak_w / 1000:g} kW on a clear day.",
-                single_color(YELLOW),
-            )
+        .annotation(alert_annotation(f"AND \"site\" = '{SITE}'")),
+        dash.Row("Right now"),
+        _pv_production(pv_peak_w),
+        _cafe_load(peak_load_w),
+        _grid_exchange(),
+        _battery(),
+        _net_balance_today(),
+        _self_sufficiency_and_self_consumption_today(),
+        dash.Row("Power"),
+        _pv_vs_load_vs_grid(),
+        _battery_state_of_charge(),
+        dash.Row("Energy"),
+        _energy_per_day(),
+        _grid_import_and_export_per_hour(),
+        _peak_demand(peak_load_w),
+    )
+
+
+def _pv_production(pv_peak_w: float) -> stat.Panel:
+    return _power_now(
+        "PV production",
+        "pv_power_w",
+        f"Latest PV output; the array peaks near {pv_peak_w / 1000:g} kW on a clear day.",
+        single_color(YELLOW),
+    )
+
+
+def _cafe_load(peak_load_w: float) -> stat.Panel:
+    return _power_now(
+        "Cafe load",
+        "load_power_w",
+        "Latest power drawn by the cafe. Orange above 80 % of the planned peak load.",
+        thresholds((None, GREEN), (0.8 * peak_load_w, ORANGE), (peak_load_w, RED)),
+    )
+
+
+def _grid_exchange() -> stat.Panel:
+    return _power_now(
+        "Grid exchange",
+        "grid_power_w",
+        "Positive: importing from the grid. Negative: exporting surplus PV (green).",
+        thresholds((None, GREEN), (0, ORANGE)),
+    )
+
+
+def _battery() -> gauge.Panel:
+    return (
+        gauge.Panel()
+        .title("Battery")
+        .description("State of charge of the cafe battery. Below 20 % it cannot cover the evening.")
+        .unit("percent")
+        .min(0)
+        .max(100)
+        .thresholds(thresholds((None, RED), (20, ORANGE), (40, GREEN)))
+        .reduce_options(last_value())
+        .with_target(
+            InfluxQL(f'SELECT LAST("battery_soc_pct") FROM "energy" WHERE {WHERE}').ref_id("A")
         )
-        .with_panel(
-            _power_now(
-                "Cafe load",
-                "load_power_w",
-                "Latest power drawn by the cafe. Orange above 80 % of the planned peak load.",
-                thresholds((None, GREEN), (0.8 * peak_load_w, ORANGE), (peak_load_w, RED)),
-            )
+        .span(4)
+        .height(5)
+    )
+
+
+def _net_balance_today() -> stat.Panel:
+    net = _energy_kwh('(SUM("pv") - SUM("load")) / 1000 AS "net"', "pv", "load")
+    return (
+        stat.Panel()
+        .title("Net balance today")
+        .description(
+            "PV energy produced minus energy used since midnight (from the meter counters). "
+            "Positive (green) means the cafe is net zero so far today."
         )
-        .with_panel(
-            _power_now(
-                "Grid exchange",
-                "grid_power_w",
-                "Positive: importing from the grid. Negative: exporting surplus PV (green).",
-                thresholds((None, GREEN), (0, ORANGE)),
-            )
+        .unit("kwatth")
+        .decimals(1)
+        .time_from("now/d")
+        .thresholds(thresholds((None, RED), (0, GREEN)))
+        .color_mode(common.BigValueColorMode.BACKGROUND)
+        .reduce_options(last_value())
+        .with_target(InfluxQL(net).ref_id("A"))
+        .span(4)
+        .height(5)
+    )
+
+
+def _self_sufficiency_and_self_consumption_today() -> bargauge.Panel:
+    sufficiency = _energy_kwh(
+        '100 * (1 - SUM("import") / SUM("load")) AS "self_sufficiency"', "import", "load"
+    )
+    consumption = _energy_kwh(
+        '100 * (1 - SUM("export") / SUM("pv")) AS "self_consumption"', "export", "pv"
+    )
+    return (
+        bargauge.Panel()
+        .title("Self-sufficiency and self-consumption today")
+        .description(
+            "Self-sufficiency: share of the load not bought from the grid. "
+            "Self-consumption: share of the PV used on site rather than exported."
         )
-        .with_panel(
-            gauge.Panel()
-            .title("Battery")
-            .description(
-                "State of charge of the cafe battery. Below 20 % it cannot cover the evening."
-            )
-            .unit("percent")
-            .min(0)
-            .max(100)
-            .thresholds(thresholds((None, RED), (20, ORANGE), (40, GREEN)))
-            .reduce_options(last_value())
-            .with_target(
-                InfluxQL(f'SELECT LAST("battery_soc_pct") FROM "energy" WHERE {WHERE}').ref_id("A")
-            )
-            .span(4)
-            .height(5)
+        .unit("percent")
+        .min(0)
+        .max(100)
+        .decimals(0)
+        .time_from("now/d")
+        .thresholds(thresholds((None, RED), (50, ORANGE), (80, GREEN)))
+        .orientation(common.VizOrientation.HORIZONTAL)
+        .display_mode(common.BarGaugeDisplayMode.GRADIENT)
+        .reduce_options(last_value())
+        .with_target(InfluxQL(sufficiency).ref_id("A").alias("Self-sufficiency"))
+        .with_target(InfluxQL(consumption).ref_id("B").alias("Self-consumption"))
+        .span(4)
+        .height(5)
+    )
+
+
+def _pv_vs_load_vs_grid() -> timeseries.Panel:
+    return (
+        timeseries.Panel()
+        .title("PV vs load vs grid")
+        .description(
+            "Average power per interval. Grid above zero is import, below zero export; "
+            "red markers are alerts for the cafe."
         )
-        .with_panel(
-            stat.Panel()
-            .title("Net balance today")
-            .description(
-                "PV energy produced minus energy used since midnight (from the meter counters). "
-                "Positive (green) means the cafe is net zero so far today."
+        .unit("watt")
+        .thresholds(single_color(GREEN))
+        .fill_opacity(10)
+        .with_target(
+            InfluxQL(
+                'SELECT MEAN("pv_power_w") AS "PV", MEAN("load_power_w") AS "Load", '
+                f'MEAN("grid_power_w") AS "Grid" FROM "energy" WHERE {WHERE} '
+                "GROUP BY time($__interval) fill(null)"
             )
-            .unit("kwatth")
-            .decimals(1)
-            .time_from("now/d")
-            .thresholds(thresholds((None, RED), (0, GREEN)))
-            .color_mode(common.BigValueColorMode.BACKGROUND)
-            .reduce_options(last_value())
-            .with_target(InfluxQL(today[0]).ref_id("A"))
-            .span(4)
-            .height(5)
+            .ref_id("A")
+            .alias("$col")
         )
-        .with_panel(
-            bargauge.Panel()
-            .title("Self-sufficiency and self-consumption today")
-            .description(
-                "Self-sufficiency: share of the load not bought from the grid. "
-                "Self-consumption: share of the PV used on site rather than exported."
+        .span(16)
+        .height(9)
+    )
+
+
+def _battery_state_of_charge() -> timeseries.Panel:
+    return (
+        timeseries.Panel()
+        .title("Battery state of charge")
+        .description("Battery charge over time; the dashed band marks the 20 % reserve.")
+        .unit("percent")
+        .min(0)
+        .max(100)
+        .thresholds(thresholds((None, RED), (20, GREEN)))
+        .thresholds_style(GraphThresholdsStyleConfig().mode(common.GraphThresholdsStyleMode.DASHED))
+        .with_target(
+            InfluxQL(
+                f'SELECT MEAN("battery_soc_pct") AS "Battery" FROM "energy" WHERE {WHERE} '
+                "GROUP BY time($__interval) fill(null)"
             )
-            .unit("percent")
-            .min(0)
-            .max(100)
-            .decimals(0)
-            .time_from("now/d")
-            .thresholds(thresholds((None, RED), (50, ORANGE), (80, GREEN)))
-            .orientation(common.VizOrientation.HORIZONTAL)
-            .display_mode(common.BarGaugeDisplayMode.GRADIENT)
-            .reduce_options(last_value())
-            .with_target(InfluxQL(today[1]).ref_id("A").alias("Self-sufficiency"))
-            .with_target(InfluxQL(today[2]).ref_id("B").alias("Self-consumption"))
-            .span(4)
-            .height(5)
+            .ref_id("A")
+            .alias("$col")
         )
-        .with_row(dash.Row("Power"))
-        .with_panel(
-            timeseries.Panel()
-            .title("PV vs load vs grid")
-            .description(
-                "Average power per interval. Grid above zero is import, below zero export; "
-                "red markers are alerts for the cafe."
-            )
-            .unit("watt")
-            .thresholds(single_color(GREEN))
-            .fill_opacity(10)
-            .with_target(
-                InfluxQL(
-                    'SELECT MEAN("pv_power_w") AS "PV", MEAN("load_power_w") AS "Load", '
-                    f'MEAN("grid_power_w") AS "Grid" FROM "energy" WHERE {WHERE} '
-                    "GROUP BY time($__interval) fill(null)"
-                )
-                .ref_id("A")
-                .alias("$col")
-            )
-            .span(16)
-            .height(9)
+        .span(8)
+        .height(9)
+    )
+
+
+def _energy_per_day() -> timeseries.Panel:
+    per_day = _energy_kwh(
+        'SUM("pv") / 1000 AS "PV", SUM("load") / 1000 AS "Load", '
+        'SUM("import") / 1000 AS "Grid import", SUM("export") / 1000 AS "Grid export"',
+        "pv",
+        "load",
+        "import",
+        "export",
+        group_by=f"GROUP BY time(1d) fill(0) {TZ_CLAUSE}",
+    )
+    return (
+        bar_chart(
+            "Energy per day",
+            "Daily totals (Korean days) from the meter counters; meter resets do not count.",
         )
-        .with_panel(
-            timeseries.Panel()
-            .title("Battery state of charge")
-            .description("Battery charge over time; the dashed band marks the 20 % reserve.")
-            .unit("percent")
-            .min(0)
-            .max(100)
-            .thresholds(thresholds((None, RED), (20, GREEN)))
-            .thresholds_style(
-                GraphThresholdsStyleConfig().mode(common.GraphThresholdsStyleMode.DASHED)
-            )
-            .with_target(
-                InfluxQL(
-                    f'SELECT MEAN("battery_soc_pct") AS "Battery" FROM "energy" WHERE {WHERE} '
-                    "GROUP BY time($__interval) fill(null)"
-                )
-                .ref_id("A")
-                .alias("$col")
-            )
-            .span(8)
-            .height(9)
+        .unit("kwatth")
+        .decimals(1)
+        .time_from("7d")
+        .thresholds(single_color(GREEN))
+        .with_target(InfluxQL(per_day).ref_id("A").alias("$col"))
+        .span(12)
+        .height(9)
+    )
+
+
+def _grid_import_and_export_per_hour() -> timeseries.Panel:
+    per_hour = _energy_kwh(
+        'SUM("import") / 1000 AS "Grid import", SUM("export") / 1000 AS "Grid export"',
+        "import",
+        "export",
+        group_by=f"GROUP BY time(1h) fill(0) {TZ_CLAUSE}",
+    )
+    return (
+        bar_chart(
+            "Grid import and export per hour",
+            "Energy bought from and sold to the grid, hour by hour.",
+            common.StackingMode.NONE,
         )
-        .with_row(dash.Row("Energy"))
-        .with_panel(
-            bar_chart(
-                "Energy per day",
-                "Daily totals (Korean days) from the meter counters; meter resets do not count.",
-            )
-            .unit("kwatth")
-            .decimals(1)
-            .time_from("7d")
-            .thresholds(single_color(GREEN))
-            .with_target(InfluxQL(per_day).ref_id("A").alias("$col"))
-            .span(12)
-            .height(9)
+        .unit("kwatth")
+        .decimals(2)
+        .thresholds(single_color(BLUE))
+        .with_target(InfluxQL(per_hour).ref_id("A").alias("$col"))
+        .span(6)
+        .height(9)
+    )
+
+
+def _peak_demand(peak_load_w: float) -> stat.Panel:
+    # Electricity tariffs bill the highest 15-minute average, not the highest single reading.
+    # No time filter on the outer query: InfluxDB 1.x returns nothing when its lower bound
+    # falls inside the first 15-minute bucket of the inner query (Grafana's is never aligned).
+    demand = (
+        'SELECT MAX("demand") AS "Peak load (15 min)" FROM (SELECT MEAN("load_power_w") '
+        f'AS "demand" FROM "energy" WHERE {WHERE} GROUP BY time(15m), "device_id")'
+    )
+    grid_peak = (
+        'SELECT MAX("demand") AS "Peak grid import (15 min)" FROM (SELECT MEAN("grid_power_w") '
+        f'AS "demand" FROM "energy" WHERE {WHERE} GROUP BY time(15m), "device_id")'
+    )
+    return (
+        stat.Panel()
+        .title("Peak demand")
+        .description(
+            "Highest 15-minute average of the load and of grid import in the selected range "
+            "— the figure the electricity tariff bills."
         )
-        .with_panel(
-            bar_chart(
-                "Grid import and export per hour",
-                "Energy bought from and sold to the grid, hour by hour.",
-                common.StackingMode.NONE,
-            )
-            .unit("kwatth")
-            .decimals(2)
-            .thresholds(single_color(BLUE))
-            .with_target(InfluxQL(per_hour).ref_id("A").alias("$col"))
-            .span(6)
-            .height(9)
-        )
-        .with_panel(
-            stat.Panel()
-            .title("Peak demand")
-            .description(
-                "Highest 15-minute average of the load and of grid import in the selected range "
-                "— the figure the electricity tariff bills."
-            )
-            .unit("watt")
-            .decimals(1)
-            .thresholds(thresholds((None, GREEN), (0.8 * peak_load_w, ORANGE), (peak_load_w, RED)))
-            .reduce_options(last_value())
-            .with_target(InfluxQL(demand).ref_id("A").alias("$col"))
-            .with_target(InfluxQL(grid_peak).ref_id("B").alias("$col"))
-            .span(6)
-            .height(9)
-        )
+        .unit("watt")
+        .decimals(1)
+        .thresholds(thresholds((None, GREEN), (0.8 * peak_load_w, ORANGE), (peak_load_w, RED)))
+        .reduce_options(last_value())
+        .with_target(InfluxQL(demand).ref_id("A").alias("$col"))
+        .with_target(InfluxQL(grid_peak).ref_id("B").alias("$col"))
+        .span(6)
+        .height(9)
     )

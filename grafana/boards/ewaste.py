@@ -27,6 +27,7 @@ from grafana.panels import (
     dashboard,
     hide_time_column,
     last_value,
+    layout,
     merge_frames,
     single_color,
     tag_variable,
@@ -56,7 +57,7 @@ def build(registry: Registry) -> dash.Dashboard:
     bin_count = len(registry.bins())
     zones = ", ".join(registry.zones())
 
-    return (
+    return layout(
         dashboard(
             "E-waste collection",
             UID,
@@ -85,272 +86,308 @@ def build(registry: Registry) -> dash.Dashboard:
                 "Fill level from which a bin counts as needing collection.",
             )
         )
-        .annotation(alert_annotation(f"AND \"site\" = '{SITE}'"))
-        .with_row(dash.Row("Bins now"))
-        .with_panel(
-            count_stat(
-                "Bins to collect", "Bins at or above the chosen fill level ($fill_threshold %)."
+        .annotation(alert_annotation(f"AND \"site\" = '{SITE}'")),
+        dash.Row("Bins now"),
+        _bins_to_collect(),
+        _average_fill(),
+        _e_waste_waiting_in_bins(),
+        _recycled_this_year_vs_t(),
+        _collected_in_range(),
+        _fill_level_of_every_bin(),
+        _bins_by_fill_level(),
+        _fill_level_by_zone(),
+        dash.Row("Collected"),
+        _weight_collected_per_day_by_housing_type(),
+        _collected_by_housing_type(),
+        _open_dispatches(),
+    )
+
+
+def _bins_to_collect() -> stat.Panel:
+    return (
+        count_stat("Bins to collect", "Bins at or above the chosen fill level ($fill_threshold %).")
+        .thresholds(thresholds((None, GREEN), (1, ORANGE), (5, RED)))
+        .color_mode(common.BigValueColorMode.BACKGROUND)
+        .with_target(
+            InfluxQL(
+                'SELECT COUNT("fill") AS "Bins to collect" FROM ('
+                + LATEST_PER_BIN.format(where=WHERE)
+                + ') WHERE "fill" >= $fill_threshold'
             )
-            .thresholds(thresholds((None, GREEN), (1, ORANGE), (5, RED)))
-            .color_mode(common.BigValueColorMode.BACKGROUND)
-            .with_target(
-                InfluxQL(
-                    'SELECT COUNT("fill") AS "Bins to collect" FROM ('
-                    + LATEST_PER_BIN.format(where=WHERE)
-                    + ') WHERE "fill" >= $fill_threshold'
-                )
-                .ref_id("A")
-                .alias("$col")
-            )
-            .span(4)
-            .height(5)
+            .ref_id("A")
+            .alias("$col")
         )
-        .with_panel(
-            stat.Panel()
-            .title("Average fill")
-            .description("Mean of the latest fill level of the selected bins.")
-            .unit("percent")
-            .decimals(0)
-            .thresholds(thresholds(*FILL_STEPS))
-            .reduce_options(last_value())
-            .with_target(
-                InfluxQL(
-                    'SELECT MEAN("fill") AS "Average fill" FROM ('
-                    + LATEST_PER_BIN.format(where=WHERE)
-                    + ")"
-                )
-                .ref_id("A")
-                .alias("$col")
+        .span(4)
+        .height(5)
+    )
+
+
+def _average_fill() -> stat.Panel:
+    return (
+        stat.Panel()
+        .title("Average fill")
+        .description("Mean of the latest fill level of the selected bins.")
+        .unit("percent")
+        .decimals(0)
+        .thresholds(thresholds(*FILL_STEPS))
+        .reduce_options(last_value())
+        .with_target(
+            InfluxQL(
+                'SELECT MEAN("fill") AS "Average fill" FROM ('
+                + LATEST_PER_BIN.format(where=WHERE)
+                + ")"
             )
-            .span(4)
-            .height(5)
+            .ref_id("A")
+            .alias("$col")
         )
-        .with_panel(
-            stat.Panel()
-            .title("E-waste waiting in bins")
-            .description("Total weight in the selected bins now: what the trucks would bring in.")
-            .unit("masskg")
-            .decimals(0)
-            .thresholds(single_color(BLUE))
-            .reduce_options(last_value())
-            .with_target(
-                InfluxQL(
-                    'SELECT SUM("kg") AS "In bins" FROM (SELECT LAST("weight_kg") AS "kg" '
-                    f'FROM "ewaste_bin" WHERE {WHERE} GROUP BY "device_id")'
-                )
-                .ref_id("A")
-                .alias("$col")
+        .span(4)
+        .height(5)
+    )
+
+
+def _e_waste_waiting_in_bins() -> stat.Panel:
+    return (
+        stat.Panel()
+        .title("E-waste waiting in bins")
+        .description("Total weight in the selected bins now: what the trucks would bring in.")
+        .unit("masskg")
+        .decimals(0)
+        .thresholds(single_color(BLUE))
+        .reduce_options(last_value())
+        .with_target(
+            InfluxQL(
+                'SELECT SUM("kg") AS "In bins" FROM (SELECT LAST("weight_kg") AS "kg" '
+                f'FROM "ewaste_bin" WHERE {WHERE} GROUP BY "device_id")'
             )
-            .span(4)
-            .height(5)
+            .ref_id("A")
+            .alias("$col")
         )
-        .with_panel(
-            gauge.Panel()
-            .title(f"Recycled this year vs {ANNUAL_REFERENCE_T} t")
-            .description(
-                "E-waste emptied from all bins since 1 January (sum of the weight drops when "
-                f"trucks empty them), against the city's reference of {ANNUAL_REFERENCE_T} t "
-                "a year."
-            )
-            .unit("masst")
-            .decimals(1)
-            .min(0)
-            .max(ANNUAL_REFERENCE_T)
-            .time_from("now/y")
-            .thresholds(
-                thresholds(
-                    (None, RED), (0.5 * ANNUAL_REFERENCE_T, ORANGE), (ANNUAL_REFERENCE_T, GREEN)
-                )
-            )
-            .reduce_options(last_value())
-            .with_target(
-                InfluxQL(
-                    'SELECT "collected" / 1000 AS "Recycled" FROM ('
-                    + COLLECTED.format(alias="collected", where="$timeFilter", group_by="").rstrip()
-                    + ")"
-                )
-                .ref_id("A")
-                .alias("$col")
-            )
-            .span(6)
-            .height(5)
+        .span(4)
+        .height(5)
+    )
+
+
+def _recycled_this_year_vs_t() -> gauge.Panel:
+    return (
+        gauge.Panel()
+        .title(f"Recycled this year vs {ANNUAL_REFERENCE_T} t")
+        .description(
+            "E-waste emptied from all bins since 1 January (sum of the weight drops when "
+            f"trucks empty them), against the city's reference of {ANNUAL_REFERENCE_T} t "
+            "a year."
         )
-        .with_panel(
-            stat.Panel()
-            .title("Collected in range")
-            .description("Weight emptied from the selected bins in the selected time range.")
-            .unit("masskg")
-            .decimals(0)
-            .no_value("0")
-            .thresholds(single_color(GREEN))
-            .reduce_options(last_value())
-            .with_target(
-                InfluxQL(COLLECTED.format(alias="Collected", where=WHERE, group_by="").rstrip())
-                .ref_id("A")
-                .alias("$col")
-            )
-            .span(6)
-            .height(5)
+        .unit("masst")
+        .decimals(1)
+        .min(0)
+        .max(ANNUAL_REFERENCE_T)
+        .time_from("now/y")
+        .thresholds(
+            thresholds((None, RED), (0.5 * ANNUAL_REFERENCE_T, ORANGE), (ANNUAL_REFERENCE_T, GREEN))
         )
-        .with_panel(
-            bargauge.Panel()
-            .title("Fill level of every bin")
-            .description("Latest fill level per bin; orange from 80 %, red from 95 %.")
-            .unit("percent")
-            .min(0)
-            .max(100)
-            .decimals(0)
-            .thresholds(thresholds(*FILL_STEPS))
-            .orientation(common.VizOrientation.VERTICAL)
-            .display_mode(common.BarGaugeDisplayMode.GRADIENT)
-            .reduce_options(last_value())
-            .with_target(
-                InfluxQL(
-                    f'SELECT LAST("fill_pct") FROM "ewaste_bin" WHERE {WHERE} GROUP BY "device_id"'
-                )
-                .ref_id("A")
-                .alias("$tag_device_id")
+        .reduce_options(last_value())
+        .with_target(
+            InfluxQL(
+                'SELECT "collected" / 1000 AS "Recycled" FROM ('
+                + COLLECTED.format(alias="collected", where="$timeFilter", group_by="").rstrip()
+                + ")"
             )
-            .span(24)
-            .height(7)
+            .ref_id("A")
+            .alias("$col")
         )
-        .with_panel(
-            table.Panel()
-            .title("Bins by fill level")
-            .description(
-                "Every selected bin, fullest first, with the time it will be full at the rate it "
-                "filled over the last 6 hours (empty when it is not filling)."
-            )
-            .unit("none")
-            .thresholds(thresholds(*FILL_STEPS))
-            .sort_by([TableSortByFieldState().display_name("Fill").desc(True)])
-            .override_by_name(
-                "Fill",
-                [
-                    DynamicConfigValue(id_val="unit", value="percent"),
-                    DynamicConfigValue(
-                        id_val="custom.cellOptions", value={"type": "color-background"}
-                    ),
-                ],
-            )
-            .override_by_name("Weight", [DynamicConfigValue(id_val="unit", value="masskg")])
-            .override_by_name("Full in", [DynamicConfigValue(id_val="unit", value="h")])
-            .with_target(
-                InfluxQL(
-                    'SELECT LAST("fill_pct") AS "Fill", LAST("weight_kg") AS "Weight" '
-                    f'FROM "ewaste_bin" WHERE {WHERE} '
-                    'GROUP BY "device_id", "zone", "residential_type"'
-                )
-                .ref_id("A")
-                .table()
-            )
-            .with_target(
-                # The outer query has no time filter: InfluxDB 1.x drops everything when its
-                # lower bound falls inside the first bucket of the inner GROUP BY time().
-                InfluxQL(
-                    'SELECT (100 - LAST("fill")) / MEAN("rate") AS "Full in" FROM (SELECT '
-                    'NON_NEGATIVE_DERIVATIVE(LAST("fill_pct"), 1h) AS "rate", LAST("fill_pct") '
-                    'AS "fill" FROM "ewaste_bin" WHERE time > now() - 6h AND "zone" =~ /^$zone$/ '
-                    'AND "residential_type" =~ /^$residential_type$/ '
-                    'GROUP BY time(30m), "device_id") GROUP BY "device_id"'
-                )
-                .ref_id("B")
-                .table()
-            )
-            .with_transformation(hide_time_column())
-            .with_transformation(merge_frames())
-            .span(12)
-            .height(10)
+        .span(6)
+        .height(5)
+    )
+
+
+def _collected_in_range() -> stat.Panel:
+    return (
+        stat.Panel()
+        .title("Collected in range")
+        .description("Weight emptied from the selected bins in the selected time range.")
+        .unit("masskg")
+        .decimals(0)
+        .no_value("0")
+        .thresholds(single_color(GREEN))
+        .reduce_options(last_value())
+        .with_target(
+            InfluxQL(COLLECTED.format(alias="Collected", where=WHERE, group_by="").rstrip())
+            .ref_id("A")
+            .alias("$col")
         )
-        .with_panel(
-            timeseries.Panel()
-            .title("Fill level by zone")
-            .description("Average fill of the bins in each zone; drops are collections.")
-            .unit("percent")
-            .min(0)
-            .max(100)
-            .thresholds(thresholds(*FILL_STEPS))
-            .with_target(
-                InfluxQL(
-                    f'SELECT MEAN("fill_pct") FROM "ewaste_bin" WHERE {WHERE} '
-                    'GROUP BY time($__interval), "zone" fill(null)'
-                )
-                .ref_id("A")
-                .alias("$tag_zone")
+        .span(6)
+        .height(5)
+    )
+
+
+def _fill_level_of_every_bin() -> bargauge.Panel:
+    return (
+        bargauge.Panel()
+        .title("Fill level of every bin")
+        .description("Latest fill level per bin; orange from 80 %, red from 95 %.")
+        .unit("percent")
+        .min(0)
+        .max(100)
+        .decimals(0)
+        .thresholds(thresholds(*FILL_STEPS))
+        .orientation(common.VizOrientation.VERTICAL)
+        .display_mode(common.BarGaugeDisplayMode.GRADIENT)
+        .reduce_options(last_value())
+        .with_target(
+            InfluxQL(
+                f'SELECT LAST("fill_pct") FROM "ewaste_bin" WHERE {WHERE} GROUP BY "device_id"'
             )
-            .span(12)
-            .height(10)
+            .ref_id("A")
+            .alias("$tag_device_id")
         )
-        .with_row(dash.Row("Collected"))
-        .with_panel(
-            bar_chart(
-                "Weight collected per day by housing type",
-                "E-waste emptied from bins per day (Korean days), by the housing the bins serve.",
-                common.StackingMode.NORMAL,
-            )
-            .unit("masskg")
-            .decimals(0)
-            .time_from("30d")
-            .thresholds(single_color(GREEN))
-            .with_target(
-                InfluxQL(
-                    COLLECTED.format(
-                        alias="collected",
-                        where=WHERE,
-                        group_by=f'GROUP BY time(1d), "residential_type" fill(0) {TZ_CLAUSE}',
-                    )
-                )
-                .ref_id("A")
-                .alias("$tag_residential_type")
-            )
-            .span(12)
-            .height(9)
+        .span(24)
+        .height(7)
+    )
+
+
+def _bins_by_fill_level() -> table.Panel:
+    return (
+        table.Panel()
+        .title("Bins by fill level")
+        .description(
+            "Every selected bin, fullest first, with the time it will be full at the rate it "
+            "filled over the last 6 hours (empty when it is not filling)."
         )
-        .with_panel(
-            bargauge.Panel()
-            .title("Collected by housing type")
-            .description("Weight emptied from bins in the selected range, by housing type.")
-            .unit("masskg")
-            .decimals(0)
-            .thresholds(single_color(GREEN))
-            .orientation(common.VizOrientation.HORIZONTAL)
-            .display_mode(common.BarGaugeDisplayMode.BASIC)
-            .reduce_options(last_value())
-            .with_target(
-                InfluxQL(
-                    COLLECTED.format(
-                        alias="collected", where=WHERE, group_by='GROUP BY "residential_type"'
-                    )
-                )
-                .ref_id("A")
-                .alias("$tag_residential_type")
-            )
-            .span(4)
-            .height(9)
+        .unit("none")
+        .thresholds(thresholds(*FILL_STEPS))
+        .sort_by([TableSortByFieldState().display_name("Fill").desc(True)])
+        .override_by_name(
+            "Fill",
+            [
+                DynamicConfigValue(id_val="unit", value="percent"),
+                DynamicConfigValue(id_val="custom.cellOptions", value={"type": "color-background"}),
+            ],
         )
-        .with_panel(
-            table.Panel()
-            .title("Open dispatches")
-            .description(
-                "The latest dispatch of every truck that is not completed or cancelled yet."
+        .override_by_name("Weight", [DynamicConfigValue(id_val="unit", value="masskg")])
+        .override_by_name("Full in", [DynamicConfigValue(id_val="unit", value="h")])
+        .with_target(
+            InfluxQL(
+                'SELECT LAST("fill_pct") AS "Fill", LAST("weight_kg") AS "Weight" '
+                f'FROM "ewaste_bin" WHERE {WHERE} '
+                'GROUP BY "device_id", "zone", "residential_type"'
             )
-            .unit("none")
-            .thresholds(single_color(BLUE))
-            .override_by_name("Planned load", [DynamicConfigValue(id_val="unit", value="masskg")])
-            .with_target(
-                InfluxQL(
-                    'SELECT "dispatch_id" AS "Dispatch", "state" AS "State", "stops" AS "Stops", '
-                    '"est_load_kg" AS "Planned load" FROM (SELECT LAST("state") AS "state", '
-                    '"dispatch_id", "stops", "est_load_kg" FROM "dispatch" WHERE $timeFilter '
-                    'AND "zone" =~ /^$zone$/ GROUP BY "truck_id", "zone") '
-                    "WHERE \"state\" != 'completed' AND \"state\" != 'cancelled' "
-                    'GROUP BY "truck_id", "zone"'
-                )
-                .ref_id("A")
-                .table()
-            )
-            .with_transformation(merge_frames())
-            .span(8)
-            .height(9)
+            .ref_id("A")
+            .table()
         )
+        .with_target(
+            # The outer query has no time filter: InfluxDB 1.x drops everything when its
+            # lower bound falls inside the first bucket of the inner GROUP BY time().
+            InfluxQL(
+                'SELECT (100 - LAST("fill")) / MEAN("rate") AS "Full in" FROM (SELECT '
+                'NON_NEGATIVE_DERIVATIVE(LAST("fill_pct"), 1h) AS "rate", LAST("fill_pct") '
+                'AS "fill" FROM "ewaste_bin" WHERE time > now() - 6h AND "zone" =~ /^$zone$/ '
+                'AND "residential_type" =~ /^$residential_type$/ '
+                'GROUP BY time(30m), "device_id") GROUP BY "device_id"'
+            )
+            .ref_id("B")
+            .table()
+        )
+        .with_transformation(hide_time_column())
+        .with_transformation(merge_frames())
+        .span(12)
+        .height(10)
+    )
+
+
+def _fill_level_by_zone() -> timeseries.Panel:
+    return (
+        timeseries.Panel()
+        .title("Fill level by zone")
+        .description("Average fill of the bins in each zone; drops are collections.")
+        .unit("percent")
+        .min(0)
+        .max(100)
+        .thresholds(thresholds(*FILL_STEPS))
+        .with_target(
+            InfluxQL(
+                f'SELECT MEAN("fill_pct") FROM "ewaste_bin" WHERE {WHERE} '
+                'GROUP BY time($__interval), "zone" fill(null)'
+            )
+            .ref_id("A")
+            .alias("$tag_zone")
+        )
+        .span(12)
+        .height(10)
+    )
+
+
+def _weight_collected_per_day_by_housing_type() -> timeseries.Panel:
+    return (
+        bar_chart(
+            "Weight collected per day by housing type",
+            "E-waste emptied from bins per day (Korean days), by the housing the bins serve.",
+            common.StackingMode.NORMAL,
+        )
+        .unit("masskg")
+        .decimals(0)
+        .time_from("30d")
+        .thresholds(single_color(GREEN))
+        .with_target(
+            InfluxQL(
+                COLLECTED.format(
+                    alias="collected",
+                    where=WHERE,
+                    group_by=f'GROUP BY time(1d), "residential_type" fill(0) {TZ_CLAUSE}',
+                )
+            )
+            .ref_id("A")
+            .alias("$tag_residential_type")
+        )
+        .span(12)
+        .height(9)
+    )
+
+
+def _collected_by_housing_type() -> bargauge.Panel:
+    return (
+        bargauge.Panel()
+        .title("Collected by housing type")
+        .description("Weight emptied from bins in the selected range, by housing type.")
+        .unit("masskg")
+        .decimals(0)
+        .thresholds(single_color(GREEN))
+        .orientation(common.VizOrientation.HORIZONTAL)
+        .display_mode(common.BarGaugeDisplayMode.BASIC)
+        .reduce_options(last_value())
+        .with_target(
+            InfluxQL(
+                COLLECTED.format(
+                    alias="collected", where=WHERE, group_by='GROUP BY "residential_type"'
+                )
+            )
+            .ref_id("A")
+            .alias("$tag_residential_type")
+        )
+        .span(4)
+        .height(9)
+    )
+
+
+def _open_dispatches() -> table.Panel:
+    return (
+        table.Panel()
+        .title("Open dispatches")
+        .description("The latest dispatch of every truck that is not completed or cancelled yet.")
+        .unit("none")
+        .thresholds(single_color(BLUE))
+        .override_by_name("Planned load", [DynamicConfigValue(id_val="unit", value="masskg")])
+        .with_target(
+            InfluxQL(
+                'SELECT "dispatch_id" AS "Dispatch", "state" AS "State", "stops" AS "Stops", '
+                '"est_load_kg" AS "Planned load" FROM (SELECT LAST("state") AS "state", '
+                '"dispatch_id", "stops", "est_load_kg" FROM "dispatch" WHERE $timeFilter '
+                'AND "zone" =~ /^$zone$/ GROUP BY "truck_id", "zone") '
+                "WHERE \"state\" != 'completed' AND \"state\" != 'cancelled' "
+                'GROUP BY "truck_id", "zone"'
+            )
+            .ref_id("A")
+            .table()
+        )
+        .with_transformation(merge_frames())
+        .span(8)
+        .height(9)
     )

@@ -31,6 +31,7 @@ from grafana.panels import (
     count_stat,
     dashboard,
     hide_time_column,
+    layout,
     merge_frames,
     rename_column,
     single_color,
@@ -111,7 +112,7 @@ def build(registry: Registry) -> dash.Dashboard:
         rename_column("Time", "Last reading")
     )
 
-    return (
+    return layout(
         dashboard(
             "Pipeline health",
             UID,
@@ -123,100 +124,115 @@ def build(registry: Registry) -> dash.Dashboard:
         .with_variable(
             tag_variable("kind", "Device kind", "device_status", "kind", "Kind of device.")
         )
-        .annotation(alert_annotation())
-        .with_row(dash.Row("Devices"))
-        .with_panel(
-            count_stat(
-                "Devices online",
-                f"Devices whose latest status (last 30 days) is online, of {device_count} "
-                "registered; red when any is missing.",
-            )
-            .time_from("30d")
-            .thresholds(thresholds((None, RED), (device_count, GREEN)))
-            .color_mode(common.BigValueColorMode.BACKGROUND)
-            .with_target(
-                InfluxQL(
-                    f'SELECT COUNT("online") AS "Online" FROM ({LATEST_STATUS}) '
-                    'WHERE "online" = true'
-                )
-                .ref_id("A")
-                .alias("$col")
-            )
-            .span(4)
-            .height(6)
+        .annotation(alert_annotation()),
+        dash.Row("Devices"),
+        _devices_online(device_count),
+        _bins_reporting(bin_count),
+        _offline_devices(online_mappings),
+        _device_status(online_mappings),
+        dash.Row("Data flow"),
+        stored,
+        freshness,
+        dash.Row("Ingest"),
+        _message_rates(),
+        _rejections_by_reason(),
+        _spool_depth(),
+        _write_latency(),
+        _lag(),
+    )
+
+
+def _devices_online(device_count: TYPE) -> stat.Panel:
+    return (
+        count_stat(
+            "Devices online",
+            f"Devices whose latest status (last 30 days) is online, of {device_count} "
+            "registered; red when any is missing.",
         )
-        .with_panel(
-            count_stat(
-                "Bins reporting",
-                f"Bins that sent a reading in the last 15 minutes (3 reporting intervals), "
-                f"of {bin_count}.",
+        .time_from("30d")
+        .thresholds(thresholds((None, RED), (device_count, GREEN)))
+        .color_mode(common.BigValueColorMode.BACKGROUND)
+        .with_target(
+            InfluxQL(
+                f'SELECT COUNT("online") AS "Online" FROM ({LATEST_STATUS}) WHERE "online" = true'
             )
-            .time_from("15m")
-            .thresholds(thresholds((None, RED), (0.9 * bin_count, ORANGE), (bin_count, GREEN)))
-            .color_mode(common.BigValueColorMode.BACKGROUND)
-            .with_target(
-                InfluxQL(
-                    'SELECT COUNT("fill") AS "Reporting" FROM (SELECT LAST("fill_pct") AS "fill" '
-                    'FROM "ewaste_bin" WHERE $timeFilter GROUP BY "device_id")'
-                )
-                .ref_id("A")
-                .alias("$col")
-            )
-            .span(4)
-            .height(6)
+            .ref_id("A")
+            .alias("$col")
         )
-        .with_panel(
-            table.Panel()
-            .title("Offline devices")
-            .description(
-                "Devices whose latest status is offline (their Last Will, or a clean stop), "
-                "and since when."
-            )
-            .unit("none")
-            .time_from("30d")
-            .thresholds(single_color(RED))
-            .mappings(online_mappings)
-            .with_target(
-                InfluxQL(
-                    f'SELECT "online" FROM ({LATEST_STATUS}) WHERE "online" = false '
-                    'GROUP BY "site", "kind", "device_id"'
-                )
-                .ref_id("A")
-                .table()
-            )
-            .with_transformation(merge_frames())
-            .with_transformation(rename_column("Time", "Offline since"))
-            .span(16)
-            .height(6)
+        .span(4)
+        .height(6)
+    )
+
+
+def _bins_reporting(bin_count: TYPE) -> stat.Panel:
+    return (
+        count_stat(
+            "Bins reporting",
+            f"Bins that sent a reading in the last 15 minutes (3 reporting intervals), "
+            f"of {bin_count}.",
         )
-        .with_panel(
-            statetimeline.Panel()
-            .title("Device status")
-            .description("Online (green) and offline (red) over time, per device.")
-            .unit("none")
-            .thresholds(single_color(GREEN))
-            .mappings(online_mappings)
-            .show_value(common.VisibilityMode.NEVER)
-            .with_target(
-                InfluxQL(
-                    'SELECT LAST("online") FROM "device_status" WHERE $timeFilter AND '
-                    '"kind" =~ /^$kind$/ GROUP BY time($__interval), "device_id" fill(previous)'
-                )
-                .ref_id("A")
-                .alias("$tag_device_id")
+        .time_from("15m")
+        .thresholds(thresholds((None, RED), (0.9 * bin_count, ORANGE), (bin_count, GREEN)))
+        .color_mode(common.BigValueColorMode.BACKGROUND)
+        .with_target(
+            InfluxQL(
+                'SELECT COUNT("fill") AS "Reporting" FROM (SELECT LAST("fill_pct") AS "fill" '
+                'FROM "ewaste_bin" WHERE $timeFilter GROUP BY "device_id")'
             )
-            .span(24)
-            .height(12)
+            .ref_id("A")
+            .alias("$col")
         )
-        .with_row(dash.Row("Data flow"))
-        .with_panel(stored)
-        .with_panel(freshness)
-        .with_row(dash.Row("Ingest"))
-        .with_panel(_message_rates())
-        .with_panel(_rejections_by_reason())
-        .with_panel(_spool_depth())
-        .with_panel(_write_latency())
-        .with_panel(_lag())
+        .span(4)
+        .height(6)
+    )
+
+
+def _offline_devices(online_mappings: TYPE) -> table.Panel:
+    return (
+        table.Panel()
+        .title("Offline devices")
+        .description(
+            "Devices whose latest status is offline (their Last Will, or a clean stop), "
+            "and since when."
+        )
+        .unit("none")
+        .time_from("30d")
+        .thresholds(single_color(RED))
+        .mappings(online_mappings)
+        .with_target(
+            InfluxQL(
+                f'SELECT "online" FROM ({LATEST_STATUS}) WHERE "online" = false '
+                'GROUP BY "site", "kind", "device_id"'
+            )
+            .ref_id("A")
+            .table()
+        )
+        .with_transformation(merge_frames())
+        .with_transformation(rename_column("Time", "Offline since"))
+        .span(16)
+        .height(6)
+    )
+
+
+def _device_status(online_mappings: TYPE) -> statetimeline.Panel:
+    return (
+        statetimeline.Panel()
+        .title("Device status")
+        .description("Online (green) and offline (red) over time, per device.")
+        .unit("none")
+        .thresholds(single_color(GREEN))
+        .mappings(online_mappings)
+        .show_value(common.VisibilityMode.NEVER)
+        .with_target(
+            InfluxQL(
+                'SELECT LAST("online") FROM "device_status" WHERE $timeFilter AND '
+                '"kind" =~ /^$kind$/ GROUP BY time($__interval), "device_id" fill(previous)'
+            )
+            .ref_id("A")
+            .alias("$tag_device_id")
+        )
+        .span(24)
+        .height(12)
     )
 
 
