@@ -5,7 +5,9 @@
 
 from __future__ import annotations
 
-from grafana_foundation_sdk.builders import bargauge, gauge, table, timeseries
+from collections.abc import Sequence
+
+from grafana_foundation_sdk.builders import bargauge, gauge, stat, table, timeseries
 from grafana_foundation_sdk.builders import dashboard as dash
 from grafana_foundation_sdk.builders.common import (
     GraphThresholdsStyleConfig,
@@ -14,7 +16,7 @@ from grafana_foundation_sdk.builders.common import (
 )
 from grafana_foundation_sdk.models import common
 
-from common.devices import Registry
+from common.devices import Device, Registry, Site
 from grafana.influxql import InfluxQL
 from grafana.panels import (
     BLUE,
@@ -50,6 +52,14 @@ def _capacity_steps(capacity: float) -> dash.ThresholdsConfig:
     return thresholds((None, GREEN), (0.8 * capacity, ORANGE), (capacity, RED))
 
 
+def _opening_hours(site: Site | None) -> str:
+    if site is None or site.opening_hours is None:
+        return ""
+    oh = site.opening_hours
+    closed = f", closed {', '.join(oh.closed_days)}" if getattr(oh, "closed_days", None) else ""
+    return f" Open {oh.opens}-{oh.closes}{closed}."
+
+
 def build(registry: Registry) -> dash.Dashboard:
     site = registry.site(SITE)
     gates = [d for d in registry.devices_of_kind("visitor_counter") if d.site == SITE]
@@ -59,46 +69,12 @@ def build(registry: Registry) -> dash.Dashboard:
         or 300
     )
     name = site.name if site is not None else "Upcycle Art Center"
-    hours = ""
-    if site is not None and site.opening_hours is not None:
-        oh = site.opening_hours
-        closed = f", closed {', '.join(oh.closed_days)}" if getattr(oh, "closed_days", None) else ""
-        hours = f" Open {oh.opens}-{oh.closes}{closed}."
-
-    per_gate = (
-        bargauge.Panel()
-        .title("Occupancy per gate vs capacity")
-        .description(
-            "People inside, counted at each entrance, as a share of the area that entrance serves."
-            + "".join(f" {g.name or g.id}: {g.capacity_people} people." for g in gates)
-        )
-        .unit("percent")
-        .min(0)
-        .max(100)
-        .decimals(0)
-        .thresholds(thresholds((None, GREEN), (80, ORANGE), (100, RED)))
-        .orientation(common.VizOrientation.HORIZONTAL)
-        .display_mode(common.BarGaugeDisplayMode.LCD)
-        .reduce_options(last_value())
-        .span(8)
-        .height(6)
-    )
-    for index, gate in enumerate(gates):
-        per_gate = per_gate.with_target(
-            InfluxQL(
-                f'SELECT 100 * LAST("occupancy") / {gate.capacity_people or capacity:g} AS '
-                f'"{gate.name or gate.id}" FROM "visitors" WHERE $timeFilter AND "site" = '
-                f"'{SITE}' AND \"device_id\" = '{gate.id}'"
-            )
-            .ref_id(chr(ord("A") + index))
-            .alias("$col")
-        )
 
     return layout(
         dashboard(
             f"{name} — visitors",
             UID,
-            f"Visitors of the Upcycle Art Center, counted at its entrances.{hours}",
+            f"Visitors of the Upcycle Art Center, counted at its entrances.{_opening_hours(site)}",
             ["facility", "visitors", SITE],
         )
         .with_variable(
@@ -109,7 +85,7 @@ def build(registry: Registry) -> dash.Dashboard:
         .annotation(alert_annotation(f"AND \"site\" = '{SITE}'")),
         dash.Row("Right now"),
         _visitors_inside(capacity),
-        per_gate,
+        _occupancy_per_gate(gates, capacity),
         _visitors_today(),
         _busiest_hours_this_week(),
         dash.Row("Over time"),
@@ -119,7 +95,7 @@ def build(registry: Registry) -> dash.Dashboard:
     )
 
 
-def _visitors_inside(capacity: TYPE) -> gauge.Panel:
+def _visitors_inside(capacity: float) -> gauge.Panel:
     return (
         gauge.Panel()
         .title("Visitors inside")
@@ -143,6 +119,38 @@ def _visitors_inside(capacity: TYPE) -> gauge.Panel:
         .span(5)
         .height(6)
     )
+
+
+def _occupancy_per_gate(gates: Sequence[Device], capacity: float) -> bargauge.Panel:
+    panel = (
+        bargauge.Panel()
+        .title("Occupancy per gate vs capacity")
+        .description(
+            "People inside, counted at each entrance, as a share of the area that entrance serves."
+            + "".join(f" {g.name or g.id}: {g.capacity_people} people." for g in gates)
+        )
+        .unit("percent")
+        .min(0)
+        .max(100)
+        .decimals(0)
+        .thresholds(thresholds((None, GREEN), (80, ORANGE), (100, RED)))
+        .orientation(common.VizOrientation.HORIZONTAL)
+        .display_mode(common.BarGaugeDisplayMode.LCD)
+        .reduce_options(last_value())
+        .span(8)
+        .height(6)
+    )
+    for index, gate in enumerate(gates):
+        panel = panel.with_target(
+            InfluxQL(
+                f'SELECT 100 * LAST("occupancy") / {gate.capacity_people or capacity:g} AS '
+                f'"{gate.name or gate.id}" FROM "visitors" WHERE $timeFilter AND "site" = '
+                f"'{SITE}' AND \"device_id\" = '{gate.id}'"
+            )
+            .ref_id(chr(ord("A") + index))
+            .alias("$col")
+        )
+    return panel
 
 
 def _visitors_today() -> stat.Panel:
@@ -183,7 +191,7 @@ def _busiest_hours_this_week() -> table.Panel:
     )
 
 
-def _occupancy_by_gate(capacity: TYPE) -> timeseries.Panel:
+def _occupancy_by_gate(capacity: float) -> timeseries.Panel:
     return (
         timeseries.Panel()
         .title("Occupancy by gate")
