@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard as dash
-from grafana_foundation_sdk.builders import table
+from grafana_foundation_sdk.builders import stat, table, timeseries
 from grafana_foundation_sdk.builders.common import TableSortByFieldState
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models.dashboard import (

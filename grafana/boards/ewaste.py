@@ -91,7 +91,7 @@ def build(registry: Registry) -> dash.Dashboard:
         _bins_to_collect(),
         _average_fill(),
         _e_waste_waiting_in_bins(),
-        _recycled_this_year_vs_t(),
+        _recycled_this_year(),
         _collected_in_range(),
         _fill_level_of_every_bin(),
         _bins_by_fill_level(),
@@ -167,7 +167,7 @@ def _e_waste_waiting_in_bins() -> stat.Panel:
     )
 
 
-def _recycled_this_year_vs_t() -> gauge.Panel:
+def _recycled_this_year() -> gauge.Panel:
     return (
         gauge.Panel()
         .title(f"Recycled this year vs {ANNUAL_REFERENCE_T} t")

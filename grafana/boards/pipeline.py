@@ -7,7 +7,7 @@ ingest's own figures (messages, rejections by reason, spool, write latency, lag)
 from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard as dash
-from grafana_foundation_sdk.builders import statetimeline, table, timeseries
+from grafana_foundation_sdk.builders import stat, statetimeline, table, timeseries
 from grafana_foundation_sdk.builders.common import (
     GraphThresholdsStyleConfig,
     TableSortByFieldState,
@@ -56,10 +56,8 @@ SPOOL_ALERT_BYTES = 512 * 1024**2
 READINGS = {kind.measurement: kind.count_field for kind in KINDS.values()}
 
 
-def build(registry: Registry) -> dash.Dashboard:
-    device_count = len(registry.devices)
-    bin_count = len(registry.bins())
-    online_mappings: list[ValueMapping] = [
+def _online_mappings() -> list[ValueMapping]:
+    return [
         ValueMap(
             options={
                 "true": ValueMappingResult(text="online", color=GREEN, index=0),
@@ -67,51 +65,11 @@ def build(registry: Registry) -> dash.Dashboard:
             }
         )
     ]
-    stored = (
-        timeseries.Panel()
-        .title("Readings stored per interval")
-        .description(
-            "Telemetry points in InfluxDB per interval, by measurement: a drop means devices "
-            "stopped sending or the ingest service stopped writing."
-        )
-        .unit("none")
-        .decimals(0)
-        .thresholds(single_color(BLUE))
-        .span(12)
-        .height(8)
-    )
-    freshness = (
-        table.Panel()
-        .title("Last reading per device")
-        .description("When each device last delivered a reading; the stalest come first.")
-        .unit("none")
-        .thresholds(single_color(BLUE))
-        .sort_by([TableSortByFieldState().display_name("Last reading").desc(False)])
-        .span(12)
-        .height(8)
-    )
-    for index, (measurement, field) in enumerate(READINGS.items()):
-        ref = chr(ord("A") + index)
-        stored = stored.with_target(
-            InfluxQL(
-                f'SELECT COUNT("{field}") AS "{measurement}" FROM "{measurement}" '
-                "WHERE $timeFilter GROUP BY time($__interval) fill(0)"
-            )
-            .ref_id(ref)
-            .alias("$col")
-        )
-        freshness = freshness.with_target(
-            InfluxQL(
-                f'SELECT LAST("{field}") AS "value" FROM "{measurement}" WHERE $timeFilter '
-                'GROUP BY "site", "device_id"'
-            )
-            .ref_id(ref)
-            .table()
-        )
-    freshness = freshness.with_transformation(merge_frames()).with_transformation(
-        rename_column("Time", "Last reading")
-    )
 
+
+def build(registry: Registry) -> dash.Dashboard:
+    device_count = len(registry.devices)
+    bin_count = len(registry.bins())
     return layout(
         dashboard(
             "Pipeline health",
@@ -128,11 +86,11 @@ def build(registry: Registry) -> dash.Dashboard:
         dash.Row("Devices"),
         _devices_online(device_count),
         _bins_reporting(bin_count),
-        _offline_devices(online_mappings),
-        _device_status(online_mappings),
+        _offline_devices(),
+        _device_status(),
         dash.Row("Data flow"),
-        stored,
-        freshness,
+        _readings_stored(),
+        _last_reading_per_device(),
         dash.Row("Ingest"),
         _message_rates(),
         _rejections_by_reason(),
@@ -142,7 +100,7 @@ def build(registry: Registry) -> dash.Dashboard:
     )
 
 
-def _devices_online(device_count: TYPE) -> stat.Panel:
+def _devices_online(device_count: int) -> stat.Panel:
     return (
         count_stat(
             "Devices online",
@@ -164,7 +122,7 @@ def _devices_online(device_count: TYPE) -> stat.Panel:
     )
 
 
-def _bins_reporting(bin_count: TYPE) -> stat.Panel:
+def _bins_reporting(bin_count: int) -> stat.Panel:
     return (
         count_stat(
             "Bins reporting",
@@ -187,7 +145,7 @@ def _bins_reporting(bin_count: TYPE) -> stat.Panel:
     )
 
 
-def _offline_devices(online_mappings: TYPE) -> table.Panel:
+def _offline_devices() -> table.Panel:
     return (
         table.Panel()
         .title("Offline devices")
@@ -198,7 +156,7 @@ def _offline_devices(online_mappings: TYPE) -> table.Panel:
         .unit("none")
         .time_from("30d")
         .thresholds(single_color(RED))
-        .mappings(online_mappings)
+        .mappings(_online_mappings())
         .with_target(
             InfluxQL(
                 f'SELECT "online" FROM ({LATEST_STATUS}) WHERE "online" = false '
@@ -214,14 +172,14 @@ def _offline_devices(online_mappings: TYPE) -> table.Panel:
     )
 
 
-def _device_status(online_mappings: TYPE) -> statetimeline.Panel:
+def _device_status() -> statetimeline.Panel:
     return (
         statetimeline.Panel()
         .title("Device status")
         .description("Online (green) and offline (red) over time, per device.")
         .unit("none")
         .thresholds(single_color(GREEN))
-        .mappings(online_mappings)
+        .mappings(_online_mappings())
         .show_value(common.VisibilityMode.NEVER)
         .with_target(
             InfluxQL(
@@ -233,6 +191,57 @@ def _device_status(online_mappings: TYPE) -> statetimeline.Panel:
         )
         .span(24)
         .height(12)
+    )
+
+
+def _readings_stored() -> timeseries.Panel:
+    panel = (
+        timeseries.Panel()
+        .title("Readings stored per interval")
+        .description(
+            "Telemetry points in InfluxDB per interval, by measurement: a drop means devices "
+            "stopped sending or the ingest service stopped writing."
+        )
+        .unit("none")
+        .decimals(0)
+        .thresholds(single_color(BLUE))
+        .span(12)
+        .height(8)
+    )
+    for index, (measurement, field) in enumerate(READINGS.items()):
+        panel = panel.with_target(
+            InfluxQL(
+                f'SELECT COUNT("{field}") AS "{measurement}" FROM "{measurement}" '
+                "WHERE $timeFilter GROUP BY time($__interval) fill(0)"
+            )
+            .ref_id(chr(ord("A") + index))
+            .alias("$col")
+        )
+    return panel
+
+
+def _last_reading_per_device() -> table.Panel:
+    panel = (
+        table.Panel()
+        .title("Last reading per device")
+        .description("When each device last delivered a reading; the stalest come first.")
+        .unit("none")
+        .thresholds(single_color(BLUE))
+        .sort_by([TableSortByFieldState().display_name("Last reading").desc(False)])
+        .span(12)
+        .height(8)
+    )
+    for index, (measurement, field) in enumerate(READINGS.items()):
+        panel = panel.with_target(
+            InfluxQL(
+                f'SELECT LAST("{field}") AS "value" FROM "{measurement}" WHERE $timeFilter '
+                'GROUP BY "site", "device_id"'
+            )
+            .ref_id(chr(ord("A") + index))
+            .table()
+        )
+    return panel.with_transformation(merge_frames()).with_transformation(
+        rename_column("Time", "Last reading")
     )
 
 
