@@ -50,6 +50,16 @@ def layout(
     return board
 
 
+def target(query: str, alias: str = "$col", ref_id: str = "A") -> InfluxQL:
+    """A query whose series are named by ``alias``: ``$col`` (the column) or ``$tag_<key>``."""
+    return InfluxQL(query).ref_id(ref_id).alias(alias)
+
+
+def table_target(query: str, ref_id: str = "A") -> InfluxQL:
+    """A query shown as rows of a table."""
+    return InfluxQL(query).ref_id(ref_id).table()
+
+
 def thresholds(*steps: tuple[float | None, str]) -> dash.ThresholdsConfig:
     """Absolute thresholds; the first step's value is None (the base colour)."""
     return (

@@ -16,7 +16,6 @@ from grafana_foundation_sdk.models.dashboard import (
 )
 
 from common.devices import Registry
-from grafana.influxql import InfluxQL
 from grafana.panels import (
     BLUE,
     GREEN,
@@ -30,7 +29,9 @@ from grafana.panels import (
     layout,
     merge_frames,
     single_color,
+    table_target,
     tag_variable,
+    target,
     thresholds,
     transformation,
 )
@@ -94,12 +95,10 @@ def _active_alert_count() -> stat.Panel:
         .thresholds(thresholds((None, GREEN), (1, ORANGE), (5, RED)))
         .color_mode(common.BigValueColorMode.BACKGROUND)
         .with_target(
-            InfluxQL(
+            target(
                 f'SELECT COUNT("state") AS "Active" FROM ({LATEST_ALERT}) '
                 'WHERE "state" = \'firing\' AND "severity" =~ /^$severity$/'
             )
-            .ref_id("A")
-            .alias("$col")
         )
         .span(4)
         .height(8)
@@ -126,13 +125,11 @@ def _active_alerts() -> table.Panel:
             ],
         )
         .with_target(
-            InfluxQL(
+            table_target(
                 'SELECT "severity", "message", "value", "threshold" '
                 f"FROM ({LATEST_ALERT}) WHERE \"state\" = 'firing' "
                 'AND "severity" =~ /^$severity$/ GROUP BY "rule", "site", "device_id"'
             )
-            .ref_id("A")
-            .table()
         )
         .with_transformation(merge_frames())
         .with_transformation(transformation("organize", {"renameByName": {"Time": "Since"}}))
@@ -152,12 +149,11 @@ def _alerts_raised() -> timeseries.Panel:
         .decimals(0)
         .thresholds(single_color(ORANGE))
         .with_target(
-            InfluxQL(
+            target(
                 f'SELECT COUNT("state") FROM "alert" WHERE {ALERTS_WHERE} '
-                'AND "state" = \'firing\' GROUP BY time($__interval), "severity" fill(0)'
+                'AND "state" = \'firing\' GROUP BY time($__interval), "severity" fill(0)',
+                "$tag_severity",
             )
-            .ref_id("A")
-            .alias("$tag_severity")
         )
         .span(12)
         .height(8)
@@ -172,12 +168,10 @@ def _alert_history() -> table.Panel:
         .unit("none")
         .thresholds(single_color(BLUE))
         .with_target(
-            InfluxQL(
+            table_target(
                 'SELECT "state", "rule", "severity", "site", "device_id", "message", "value", '
                 f'"threshold" FROM "alert" WHERE {ALERTS_WHERE} ORDER BY time DESC LIMIT 500'
             )
-            .ref_id("A")
-            .table()
         )
         .span(12)
         .height(8)
@@ -193,13 +187,11 @@ def _collections_completed() -> stat.Panel:
         .thresholds(single_color(GREEN))
         .override_by_name("Collected", [DynamicConfigValue(id_val="unit", value="masskg")])
         .with_target(
-            InfluxQL(
+            target(
                 'SELECT COUNT("dispatch_id") AS "Completed", '
                 'SUM("collected_kg") AS "Collected" FROM "dispatch" '
                 "WHERE $timeFilter AND \"state\" = 'completed'"
             )
-            .ref_id("A")
-            .alias("$col")
         )
         .span(6)
         .height(8)
@@ -218,12 +210,11 @@ def _collected_by_trucks_per_day() -> timeseries.Panel:
         .time_from("30d")
         .thresholds(single_color(GREEN))
         .with_target(
-            InfluxQL(
+            target(
                 'SELECT SUM("collected_kg") FROM "dispatch" WHERE $timeFilter AND '
-                f'"state" = \'completed\' GROUP BY time(1d), "zone" fill(0) {TZ_CLAUSE}'
+                f'"state" = \'completed\' GROUP BY time(1d), "zone" fill(0) {TZ_CLAUSE}',
+                "$tag_zone",
             )
-            .ref_id("A")
-            .alias("$tag_zone")
         )
         .span(18)
         .height(8)
@@ -244,12 +235,10 @@ def _time_to_collection() -> table.Panel:
             "Time to collection", [DynamicConfigValue(id_val="unit", value="dtdurationms")]
         )
         .with_target(
-            InfluxQL(
+            table_target(
                 'SELECT "dispatch_id", "state", "truck_id", "zone" FROM "dispatch" '
                 "WHERE $timeFilter AND (\"state\" = 'planned' OR \"state\" = 'completed')"
             )
-            .ref_id("A")
-            .table()
         )
         .with_transformation(
             transformation(
@@ -292,12 +281,10 @@ def _dispatches() -> table.Panel:
         .override_by_name("est_load_kg", [DynamicConfigValue(id_val="unit", value="masskg")])
         .override_by_name("collected_kg", [DynamicConfigValue(id_val="unit", value="masskg")])
         .with_target(
-            InfluxQL(
+            table_target(
                 'SELECT "dispatch_id", "state", "truck_id", "zone", "stops", "est_load_kg", '
                 '"collected_kg" FROM "dispatch" WHERE $timeFilter ORDER BY time DESC LIMIT 500'
             )
-            .ref_id("A")
-            .table()
         )
         .span(12)
         .height(9)

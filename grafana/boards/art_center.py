@@ -33,6 +33,8 @@ from grafana.panels import (
     rename_column,
     single_color,
     site_device_variable,
+    table_target,
+    target,
     thresholds,
 )
 
@@ -109,12 +111,10 @@ def _visitors_inside(capacity: float) -> gauge.Panel:
         .thresholds(_capacity_steps(capacity))
         .reduce_options(last_value())
         .with_target(
-            InfluxQL(
+            target(
                 'SELECT SUM("inside") AS "Visitors inside" FROM (SELECT LAST("occupancy") AS '
                 f'"inside" FROM "visitors" WHERE {WHERE} GROUP BY "device_id")'
             )
-            .ref_id("A")
-            .alias("$col")
         )
         .span(5)
         .height(6)
@@ -159,9 +159,7 @@ def _visitors_today() -> stat.Panel:
         .time_from("now/d")
         .thresholds(single_color(BLUE))
         .with_target(
-            InfluxQL(f'SELECT SUM("entries") AS "Visitors" FROM ({ENTRIES}) WHERE $timeFilter')
-            .ref_id("A")
-            .alias("$col")
+            target(f'SELECT SUM("entries") AS "Visitors" FROM ({ENTRIES}) WHERE $timeFilter')
         )
         .span(5)
         .height(6)
@@ -179,12 +177,10 @@ def _busiest_hours_this_week() -> table.Panel:
         .sort_by([TableSortByFieldState().display_name("Visitors").desc(True)])
         .with_transformation(rename_column("Time", "Hour"))
         .with_target(
-            InfluxQL(
+            table_target(
                 'SELECT TOP("visitors", 5) AS "Visitors" FROM (SELECT SUM("entries") AS '
                 f'"visitors" FROM ({ENTRIES}) WHERE $timeFilter GROUP BY time(1h) {TZ_CLAUSE})'
             )
-            .ref_id("A")
-            .table()
         )
         .span(6)
         .height(6)
@@ -207,12 +203,11 @@ def _occupancy_by_gate(capacity: float) -> timeseries.Panel:
         .fill_opacity(30)
         .stacking(StackingConfig().mode(common.StackingMode.NORMAL))
         .with_target(
-            InfluxQL(
+            target(
                 f'SELECT MAX("occupancy") FROM "visitors" WHERE {WHERE} '
-                'GROUP BY time($__interval), "device_id" fill(previous)'
+                'GROUP BY time($__interval), "device_id" fill(previous)',
+                "$tag_device_id",
             )
-            .ref_id("A")
-            .alias("$tag_device_id")
         )
         .span(12)
         .height(9)
@@ -230,12 +225,11 @@ def _visitors_per_hour() -> timeseries.Panel:
         .decimals(0)
         .thresholds(single_color(BLUE))
         .with_target(
-            InfluxQL(
+            target(
                 f'SELECT SUM("entries") FROM ({ENTRIES}) WHERE $timeFilter '
-                f'GROUP BY time(1h), "device_id" fill(0) {TZ_CLAUSE}'
+                f'GROUP BY time(1h), "device_id" fill(0) {TZ_CLAUSE}',
+                "$tag_device_id",
             )
-            .ref_id("A")
-            .alias("$tag_device_id")
         )
         .span(12)
         .height(9)
@@ -250,12 +244,10 @@ def _visitors_per_day() -> timeseries.Panel:
         .time_from("30d")
         .thresholds(single_color(BLUE))
         .with_target(
-            InfluxQL(
+            target(
                 f'SELECT SUM("entries") AS "Visitors" FROM ({ENTRIES}) WHERE $timeFilter '
                 f"GROUP BY time(1d) fill(0) {TZ_CLAUSE}"
             )
-            .ref_id("A")
-            .alias("$col")
         )
         .span(24)
         .height(8)

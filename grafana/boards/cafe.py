@@ -26,6 +26,7 @@ from grafana.panels import (
     layout,
     single_color,
     site_device_variable,
+    target,
     thresholds,
 )
 
@@ -200,8 +201,8 @@ def _self_sufficiency_and_self_consumption_today() -> bargauge.Panel:
         .orientation(common.VizOrientation.HORIZONTAL)
         .display_mode(common.BarGaugeDisplayMode.GRADIENT)
         .reduce_options(last_value())
-        .with_target(InfluxQL(sufficiency).ref_id("A").alias("Self-sufficiency"))
-        .with_target(InfluxQL(consumption).ref_id("B").alias("Self-consumption"))
+        .with_target(target(sufficiency, "Self-sufficiency"))
+        .with_target(target(consumption, "Self-consumption", "B"))
         .span(4)
         .height(5)
     )
@@ -219,13 +220,11 @@ def _pv_vs_load_vs_grid() -> timeseries.Panel:
         .thresholds(single_color(GREEN))
         .fill_opacity(10)
         .with_target(
-            InfluxQL(
+            target(
                 'SELECT MEAN("pv_power_w") AS "PV", MEAN("load_power_w") AS "Load", '
                 f'MEAN("grid_power_w") AS "Grid" FROM "energy" WHERE {WHERE} '
                 "GROUP BY time($__interval) fill(null)"
             )
-            .ref_id("A")
-            .alias("$col")
         )
         .span(16)
         .height(9)
@@ -243,12 +242,10 @@ def _battery_state_of_charge() -> timeseries.Panel:
         .thresholds(thresholds((None, RED), (20, GREEN)))
         .thresholds_style(GraphThresholdsStyleConfig().mode(common.GraphThresholdsStyleMode.DASHED))
         .with_target(
-            InfluxQL(
+            target(
                 f'SELECT MEAN("battery_soc_pct") AS "Battery" FROM "energy" WHERE {WHERE} '
                 "GROUP BY time($__interval) fill(null)"
             )
-            .ref_id("A")
-            .alias("$col")
         )
         .span(8)
         .height(9)
@@ -274,7 +271,7 @@ def _energy_per_day() -> timeseries.Panel:
         .decimals(1)
         .time_from("7d")
         .thresholds(single_color(GREEN))
-        .with_target(InfluxQL(per_day).ref_id("A").alias("$col"))
+        .with_target(target(per_day))
         .span(12)
         .height(9)
     )
@@ -296,7 +293,7 @@ def _grid_import_and_export_per_hour() -> timeseries.Panel:
         .unit("kwatth")
         .decimals(2)
         .thresholds(single_color(BLUE))
-        .with_target(InfluxQL(per_hour).ref_id("A").alias("$col"))
+        .with_target(target(per_hour))
         .span(6)
         .height(9)
     )
@@ -325,8 +322,8 @@ def _peak_demand(peak_load_w: float) -> stat.Panel:
         .decimals(1)
         .thresholds(thresholds((None, GREEN), (0.8 * peak_load_w, ORANGE), (peak_load_w, RED)))
         .reduce_options(last_value())
-        .with_target(InfluxQL(demand).ref_id("A").alias("$col"))
-        .with_target(InfluxQL(grid_peak).ref_id("B").alias("$col"))
+        .with_target(target(demand))
+        .with_target(target(grid_peak, "$col", "B"))
         .span(6)
         .height(9)
     )

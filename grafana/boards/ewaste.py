@@ -12,7 +12,6 @@ from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models.dashboard import DynamicConfigValue
 
 from common.devices import Registry
-from grafana.influxql import InfluxQL
 from grafana.panels import (
     BLUE,
     GREEN,
@@ -30,7 +29,9 @@ from grafana.panels import (
     layout,
     merge_frames,
     single_color,
+    table_target,
     tag_variable,
+    target,
     thresholds,
 )
 
@@ -109,13 +110,11 @@ def _bins_to_collect() -> stat.Panel:
         .thresholds(thresholds((None, GREEN), (1, ORANGE), (5, RED)))
         .color_mode(common.BigValueColorMode.BACKGROUND)
         .with_target(
-            InfluxQL(
+            target(
                 'SELECT COUNT("fill") AS "Bins to collect" FROM ('
                 + LATEST_PER_BIN.format(where=WHERE)
                 + ') WHERE "fill" >= $fill_threshold'
             )
-            .ref_id("A")
-            .alias("$col")
         )
         .span(4)
         .height(5)
@@ -132,13 +131,11 @@ def _average_fill() -> stat.Panel:
         .thresholds(thresholds(*FILL_STEPS))
         .reduce_options(last_value())
         .with_target(
-            InfluxQL(
+            target(
                 'SELECT MEAN("fill") AS "Average fill" FROM ('
                 + LATEST_PER_BIN.format(where=WHERE)
                 + ")"
             )
-            .ref_id("A")
-            .alias("$col")
         )
         .span(4)
         .height(5)
@@ -155,12 +152,10 @@ def _e_waste_waiting_in_bins() -> stat.Panel:
         .thresholds(single_color(BLUE))
         .reduce_options(last_value())
         .with_target(
-            InfluxQL(
+            target(
                 'SELECT SUM("kg") AS "In bins" FROM (SELECT LAST("weight_kg") AS "kg" '
                 f'FROM "ewaste_bin" WHERE {WHERE} GROUP BY "device_id")'
             )
-            .ref_id("A")
-            .alias("$col")
         )
         .span(4)
         .height(5)
@@ -186,13 +181,11 @@ def _recycled_this_year() -> gauge.Panel:
         )
         .reduce_options(last_value())
         .with_target(
-            InfluxQL(
+            target(
                 'SELECT "collected" / 1000 AS "Recycled" FROM ('
                 + COLLECTED.format(alias="collected", where="$timeFilter", group_by="").rstrip()
                 + ")"
             )
-            .ref_id("A")
-            .alias("$col")
         )
         .span(6)
         .height(5)
@@ -209,11 +202,7 @@ def _collected_in_range() -> stat.Panel:
         .no_value("0")
         .thresholds(single_color(GREEN))
         .reduce_options(last_value())
-        .with_target(
-            InfluxQL(COLLECTED.format(alias="Collected", where=WHERE, group_by="").rstrip())
-            .ref_id("A")
-            .alias("$col")
-        )
+        .with_target(target(COLLECTED.format(alias="Collected", where=WHERE, group_by="").rstrip()))
         .span(6)
         .height(5)
     )
@@ -233,11 +222,10 @@ def _fill_level_of_every_bin() -> bargauge.Panel:
         .display_mode(common.BarGaugeDisplayMode.GRADIENT)
         .reduce_options(last_value())
         .with_target(
-            InfluxQL(
-                f'SELECT LAST("fill_pct") FROM "ewaste_bin" WHERE {WHERE} GROUP BY "device_id"'
+            target(
+                f'SELECT LAST("fill_pct") FROM "ewaste_bin" WHERE {WHERE} GROUP BY "device_id"',
+                "$tag_device_id",
             )
-            .ref_id("A")
-            .alias("$tag_device_id")
         )
         .span(24)
         .height(7)
@@ -265,26 +253,23 @@ def _bins_by_fill_level() -> table.Panel:
         .override_by_name("Weight", [DynamicConfigValue(id_val="unit", value="masskg")])
         .override_by_name("Full in", [DynamicConfigValue(id_val="unit", value="h")])
         .with_target(
-            InfluxQL(
+            table_target(
                 'SELECT LAST("fill_pct") AS "Fill", LAST("weight_kg") AS "Weight" '
                 f'FROM "ewaste_bin" WHERE {WHERE} '
                 'GROUP BY "device_id", "zone", "residential_type"'
             )
-            .ref_id("A")
-            .table()
         )
         .with_target(
             # The outer query has no time filter: InfluxDB 1.x drops everything when its
             # lower bound falls inside the first bucket of the inner GROUP BY time().
-            InfluxQL(
+            table_target(
                 'SELECT (100 - LAST("fill")) / MEAN("rate") AS "Full in" FROM (SELECT '
                 'NON_NEGATIVE_DERIVATIVE(LAST("fill_pct"), 1h) AS "rate", LAST("fill_pct") '
                 'AS "fill" FROM "ewaste_bin" WHERE time > now() - 6h AND "zone" =~ /^$zone$/ '
                 'AND "residential_type" =~ /^$residential_type$/ '
-                'GROUP BY time(30m), "device_id") GROUP BY "device_id"'
+                'GROUP BY time(30m), "device_id") GROUP BY "device_id"',
+                ref_id="B",
             )
-            .ref_id("B")
-            .table()
         )
         .with_transformation(hide_time_column())
         .with_transformation(merge_frames())
@@ -303,12 +288,11 @@ def _fill_level_by_zone() -> timeseries.Panel:
         .max(100)
         .thresholds(thresholds(*FILL_STEPS))
         .with_target(
-            InfluxQL(
+            target(
                 f'SELECT MEAN("fill_pct") FROM "ewaste_bin" WHERE {WHERE} '
-                'GROUP BY time($__interval), "zone" fill(null)'
+                'GROUP BY time($__interval), "zone" fill(null)',
+                "$tag_zone",
             )
-            .ref_id("A")
-            .alias("$tag_zone")
         )
         .span(12)
         .height(10)
@@ -327,15 +311,14 @@ def _weight_collected_per_day_by_housing_type() -> timeseries.Panel:
         .time_from("30d")
         .thresholds(single_color(GREEN))
         .with_target(
-            InfluxQL(
+            target(
                 COLLECTED.format(
                     alias="collected",
                     where=WHERE,
                     group_by=f'GROUP BY time(1d), "residential_type" fill(0) {TZ_CLAUSE}',
-                )
+                ),
+                "$tag_residential_type",
             )
-            .ref_id("A")
-            .alias("$tag_residential_type")
         )
         .span(12)
         .height(9)
@@ -354,13 +337,12 @@ def _collected_by_housing_type() -> bargauge.Panel:
         .display_mode(common.BarGaugeDisplayMode.BASIC)
         .reduce_options(last_value())
         .with_target(
-            InfluxQL(
+            target(
                 COLLECTED.format(
                     alias="collected", where=WHERE, group_by='GROUP BY "residential_type"'
-                )
+                ),
+                "$tag_residential_type",
             )
-            .ref_id("A")
-            .alias("$tag_residential_type")
         )
         .span(4)
         .height(9)
@@ -376,7 +358,7 @@ def _open_dispatches() -> table.Panel:
         .thresholds(single_color(BLUE))
         .override_by_name("Planned load", [DynamicConfigValue(id_val="unit", value="masskg")])
         .with_target(
-            InfluxQL(
+            table_target(
                 'SELECT "dispatch_id" AS "Dispatch", "state" AS "State", "stops" AS "Stops", '
                 '"est_load_kg" AS "Planned load" FROM (SELECT LAST("state") AS "state", '
                 '"dispatch_id", "stops", "est_load_kg" FROM "dispatch" WHERE $timeFilter '
@@ -384,8 +366,6 @@ def _open_dispatches() -> table.Panel:
                 "WHERE \"state\" != 'completed' AND \"state\" != 'cancelled' "
                 'GROUP BY "truck_id", "zone"'
             )
-            .ref_id("A")
-            .table()
         )
         .with_transformation(merge_frames())
         .span(8)

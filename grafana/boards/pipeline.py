@@ -35,7 +35,9 @@ from grafana.panels import (
     merge_frames,
     rename_column,
     single_color,
+    table_target,
     tag_variable,
+    target,
     thresholds,
 )
 
@@ -111,11 +113,9 @@ def _devices_online(device_count: int) -> stat.Panel:
         .thresholds(thresholds((None, RED), (device_count, GREEN)))
         .color_mode(common.BigValueColorMode.BACKGROUND)
         .with_target(
-            InfluxQL(
+            target(
                 f'SELECT COUNT("online") AS "Online" FROM ({LATEST_STATUS}) WHERE "online" = true'
             )
-            .ref_id("A")
-            .alias("$col")
         )
         .span(4)
         .height(6)
@@ -133,12 +133,10 @@ def _bins_reporting(bin_count: int) -> stat.Panel:
         .thresholds(thresholds((None, RED), (0.9 * bin_count, ORANGE), (bin_count, GREEN)))
         .color_mode(common.BigValueColorMode.BACKGROUND)
         .with_target(
-            InfluxQL(
+            target(
                 'SELECT COUNT("fill") AS "Reporting" FROM (SELECT LAST("fill_pct") AS "fill" '
                 'FROM "ewaste_bin" WHERE $timeFilter GROUP BY "device_id")'
             )
-            .ref_id("A")
-            .alias("$col")
         )
         .span(4)
         .height(6)
@@ -158,12 +156,10 @@ def _offline_devices() -> table.Panel:
         .thresholds(single_color(RED))
         .mappings(_online_mappings())
         .with_target(
-            InfluxQL(
+            table_target(
                 f'SELECT "online" FROM ({LATEST_STATUS}) WHERE "online" = false '
                 'GROUP BY "site", "kind", "device_id"'
             )
-            .ref_id("A")
-            .table()
         )
         .with_transformation(merge_frames())
         .with_transformation(rename_column("Time", "Offline since"))
@@ -182,12 +178,11 @@ def _device_status() -> statetimeline.Panel:
         .mappings(_online_mappings())
         .show_value(common.VisibilityMode.NEVER)
         .with_target(
-            InfluxQL(
+            target(
                 'SELECT LAST("online") FROM "device_status" WHERE $timeFilter AND '
-                '"kind" =~ /^$kind$/ GROUP BY time($__interval), "device_id" fill(previous)'
+                '"kind" =~ /^$kind$/ GROUP BY time($__interval), "device_id" fill(previous)',
+                "$tag_device_id",
             )
-            .ref_id("A")
-            .alias("$tag_device_id")
         )
         .span(24)
         .height(12)
@@ -265,13 +260,11 @@ def _message_rates() -> timeseries.Panel:
         .interval(STATS_MIN_INTERVAL)
         .thresholds(single_color(BLUE))
         .with_target(
-            InfluxQL(
+            target(
                 f'SELECT {summed} FROM (SELECT {per_client} FROM "ingest_stats" '
                 'WHERE $timeFilter GROUP BY time($__interval), "client_id") '
                 "WHERE $timeFilter GROUP BY time($__interval) fill(null)"
             )
-            .ref_id("A")
-            .alias("$col")
         )
         .span(12)
         .height(8)
@@ -292,14 +285,12 @@ def _rejections_by_reason() -> table.Panel:
         .thresholds(thresholds((None, GREEN), (1, ORANGE), (100, RED)))
         .sort_by([TableSortByFieldState().display_name("Rejected").desc(True)])
         .with_target(
-            InfluxQL(
+            table_target(
                 'SELECT SUM("rejected") AS "Rejected" FROM (SELECT '
                 'NON_NEGATIVE_DIFFERENCE("count") AS "rejected" FROM "ingest_rejections" '
                 'WHERE $timeFilter GROUP BY "client_id", "reason") WHERE $timeFilter '
                 'GROUP BY "reason"'
             )
-            .ref_id("A")
-            .table()
         )
         .with_transformation(merge_frames())
         .with_transformation(hide_time_column())
@@ -315,7 +306,7 @@ def _per_client(title: str, description: str, query: str) -> timeseries.Panel:
         .description(description)
         .interval(STATS_MIN_INTERVAL)
         .min(0)
-        .with_target(InfluxQL(query).ref_id("A").alias("$tag_client_id $col"))
+        .with_target(target(query, "$tag_client_id $col"))
         .thresholds_style(GraphThresholdsStyleConfig().mode(common.GraphThresholdsStyleMode.DASHED))
         .span(8)
         .height(8)
