@@ -41,6 +41,17 @@ def dashboard(
     )
 
 
+def site_dashboard(
+    title: str, uid: str, description: str, topic: str, site: str, devices: dash.QueryVariable
+) -> dash.Dashboard:
+    """The dashboard of one facility site: its devices to pick from and its own alerts."""
+    return (
+        dashboard(title, uid, description, ["facility", topic, site])
+        .with_variable(devices)
+        .annotation(alert_annotation(f"AND \"site\" = '{site}'"))
+    )
+
+
 def layout(
     board: dash.Dashboard, *items: dash.Row | cogbuilder.Builder[model.Panel]
 ) -> dash.Dashboard:

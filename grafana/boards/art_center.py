@@ -24,14 +24,13 @@ from grafana.panels import (
     ORANGE,
     RED,
     TZ_CLAUSE,
-    alert_annotation,
     bar_chart,
     count_stat,
-    dashboard,
     last_value,
     layout,
     rename_column,
     single_color,
+    site_dashboard,
     site_device_variable,
     table_target,
     target,
@@ -73,18 +72,16 @@ def build(registry: Registry) -> dash.Dashboard:
     name = site.name if site is not None else "Upcycle Art Center"
 
     return layout(
-        dashboard(
+        site_dashboard(
             f"{name} — visitors",
             UID,
             f"Visitors of the Upcycle Art Center, counted at its entrances.{_opening_hours(site)}",
-            ["facility", "visitors", SITE],
-        )
-        .with_variable(
+            "visitors",
+            SITE,
             site_device_variable(
                 "gate", "Gate", "visitors", SITE, "Visitor counters (one per entrance)."
-            )
-        )
-        .annotation(alert_annotation(f"AND \"site\" = '{SITE}'")),
+            ),
+        ),
         dash.Row("Right now"),
         _visitors_inside(capacity),
         _occupancy_per_gate(gates, capacity),

@@ -19,12 +19,11 @@ from grafana.panels import (
     RED,
     TZ_CLAUSE,
     YELLOW,
-    alert_annotation,
     bar_chart,
-    dashboard,
     last_value,
     layout,
     single_color,
+    site_dashboard,
     site_device_variable,
     target,
     thresholds,
@@ -82,19 +81,17 @@ def build(registry: Registry) -> dash.Dashboard:
     name = site.name if site is not None else "Net Zero Energy Cafe"
 
     return layout(
-        dashboard(
+        site_dashboard(
             f"{name} — energy",
             UID,
             "Rooftop PV, cafe load, grid exchange and battery of the Net Zero Energy Cafe. "
             "Net zero means the PV produces at least what the cafe uses.",
-            ["facility", "energy", SITE],
-        )
-        .with_variable(
+            "energy",
+            SITE,
             site_device_variable(
                 "meter", "Meter", "energy", SITE, "Energy meters of the cafe (device_id)."
-            )
-        )
-        .annotation(alert_annotation(f"AND \"site\" = '{SITE}'")),
+            ),
+        ),
         dash.Row("Right now"),
         _pv_production(pv_peak_w),
         _cafe_load(peak_load_w),
