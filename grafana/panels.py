@@ -205,3 +205,15 @@ def bar_chart(
     if stacking is not None:
         panel = panel.stacking(StackingConfig().mode(stacking))
     return panel
+
+
+def kg_per_day(title: str, description: str, query: str, alias: str) -> timeseries.Panel:
+    """Weight collected per day over the last 30 days, stacked by the tag ``alias`` names."""
+    return (
+        bar_chart(title, description, common.StackingMode.NORMAL)
+        .unit("masskg")
+        .decimals(0)
+        .time_from("30d")
+        .thresholds(single_color(GREEN))
+        .with_target(target(query, alias))
+    )

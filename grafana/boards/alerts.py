@@ -26,6 +26,7 @@ from grafana.panels import (
     bar_chart,
     count_stat,
     dashboard,
+    kg_per_day,
     layout,
     merge_frames,
     single_color,
@@ -200,21 +201,12 @@ def _collections_completed() -> stat.Panel:
 
 def _collected_by_trucks_per_day() -> timeseries.Panel:
     return (
-        bar_chart(
+        kg_per_day(
             "Collected by trucks per day",
             "Weight reported by trucks at completed dispatches, per zone and day.",
-            common.StackingMode.NORMAL,
-        )
-        .unit("masskg")
-        .decimals(0)
-        .time_from("30d")
-        .thresholds(single_color(GREEN))
-        .with_target(
-            target(
-                'SELECT SUM("collected_kg") FROM "dispatch" WHERE $timeFilter AND '
-                f'"state" = \'completed\' GROUP BY time(1d), "zone" fill(0) {TZ_CLAUSE}',
-                "$tag_zone",
-            )
+            'SELECT SUM("collected_kg") FROM "dispatch" WHERE $timeFilter AND '
+            f'"state" = \'completed\' GROUP BY time(1d), "zone" fill(0) {TZ_CLAUSE}',
+            "$tag_zone",
         )
         .span(18)
         .height(8)

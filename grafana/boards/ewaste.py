@@ -20,11 +20,11 @@ from grafana.panels import (
     TZ_CLAUSE,
     YELLOW,
     alert_annotation,
-    bar_chart,
     choice_variable,
     count_stat,
     dashboard,
     hide_time_column,
+    kg_per_day,
     last_value,
     layout,
     merge_frames,
@@ -301,24 +301,15 @@ def _fill_level_by_zone() -> timeseries.Panel:
 
 def _weight_collected_per_day_by_housing_type() -> timeseries.Panel:
     return (
-        bar_chart(
+        kg_per_day(
             "Weight collected per day by housing type",
             "E-waste emptied from bins per day (Korean days), by the housing the bins serve.",
-            common.StackingMode.NORMAL,
-        )
-        .unit("masskg")
-        .decimals(0)
-        .time_from("30d")
-        .thresholds(single_color(GREEN))
-        .with_target(
-            target(
-                COLLECTED.format(
-                    alias="collected",
-                    where=WHERE,
-                    group_by=f'GROUP BY time(1d), "residential_type" fill(0) {TZ_CLAUSE}',
-                ),
-                "$tag_residential_type",
-            )
+            COLLECTED.format(
+                alias="collected",
+                where=WHERE,
+                group_by=f'GROUP BY time(1d), "residential_type" fill(0) {TZ_CLAUSE}',
+            ),
+            "$tag_residential_type",
         )
         .span(12)
         .height(9)
