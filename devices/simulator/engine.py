@@ -100,24 +100,26 @@ class ScriptedEvent:
 
 
 @dataclass(frozen=True, slots=True)
-class TruckStart:
+class _TruckAction:
     run: TruckRun
     priority = Priority.TRUCK
 
 
 @dataclass(frozen=True, slots=True)
-class TruckStop:
+class TruckStart(_TruckAction):
+    """The truck leaves the depot."""
+
+
+@dataclass(frozen=True, slots=True)
+class TruckStop(_TruckAction):
     """The truck reaches ``run.stops[index]`` and empties that bin."""
 
-    run: TruckRun
     index: int
-    priority = Priority.TRUCK
 
 
 @dataclass(frozen=True, slots=True)
-class TruckBack:
-    run: TruckRun
-    priority = Priority.TRUCK
+class TruckBack(_TruckAction):
+    """The truck is back at the depot: the dispatch is completed."""
 
 
 Action = Report | ScriptedEvent | TruckStart | TruckStop | TruckBack
