@@ -165,17 +165,10 @@ class FastPublisher:
         end = len(buf)
         while pos + 2 <= end:
             kind = buf[pos] & 0xF0
-            length, shift, i = 0, 0, pos + 1
-            while True:
-                if i >= end:
-                    self._buf = buf[pos:]
-                    return acks
-                byte = buf[i]
-                length |= (byte & 0x7F) << shift
-                shift += 7
-                i += 1
-                if not byte & 0x80:
-                    break
+            decoded = _read_varint(buf, pos + 1)
+            if decoded is None:
+                break
+            length, i = decoded
             if i + length > end:
                 break
             if kind == PUBACK:
@@ -214,18 +207,25 @@ class FastPublisher:
         return data
 
 
-def _receive_maximum(props: bytes) -> int | None:
-    """Find Receive Maximum in CONNACK properties (v5); other properties are skipped."""
-    if not props:
-        return None
-    length, shift, i = 0, 0, 0
-    while True:
-        byte = props[i]
-        length |= (byte & 0x7F) << shift
+def _read_varint(data: bytes, i: int) -> tuple[int, int] | None:
+    """The MQTT variable byte integer at ``data[i:]`` and the index after it; None if cut short."""
+    value, shift = 0, 0
+    while i < len(data):
+        byte = data[i]
+        value |= (byte & 0x7F) << shift
         shift += 7
         i += 1
         if not byte & 0x80:
-            break
+            return value, i
+    return None
+
+
+def _receive_maximum(props: bytes) -> int | None:
+    """Find Receive Maximum in CONNACK properties (v5); other properties are skipped."""
+    decoded = _read_varint(props, 0)
+    if decoded is None:
+        return None
+    length, i = decoded
     end = i + length
     while i < end:
         ident = props[i]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import paho.mqtt.client as mqtt
 
@@ -46,11 +46,40 @@ def payload(k: int, devices: int, start_ms: int) -> bytes:
     return _TEMPLATE % (start_ms + seq, seq, fill * 2.4, fill)
 
 
-def _pace(t0: float, sent: int, rate: float, stop: threading.Event) -> None:
-    if rate > 0:
-        ahead = t0 + sent / rate - time.perf_counter()
-        if ahead > 0:
-            stop.wait(ahead)
+@dataclass(slots=True)
+class _Schedule:
+    """What both publishers share: message numbering, the count and time limits, the pace."""
+
+    rate: float
+    count: int | None
+    seconds: float | None
+    start_ms: int = field(default_factory=lambda: time.time_ns() // 1_000_000 - DAY_MS)
+    t0: float = 0.0
+
+    @property
+    def limit(self) -> int:
+        return self.count if self.count is not None else 1 << 62
+
+    def begin(self) -> None:
+        self.t0 = time.perf_counter()
+
+    def over(self, sent: int, stop: threading.Event) -> bool:
+        """The run is done: enough messages sent, time is up, or asked to stop."""
+        if sent >= self.limit or stop.is_set():
+            return True
+        if not self.seconds:
+            return False
+        return time.perf_counter() >= self.t0 + self.seconds
+
+    def pace(self, sent: int, stop: threading.Event) -> None:
+        """Wait until message ``sent`` is due at the requested rate (no wait at rate 0)."""
+        if self.rate > 0:
+            ahead = self.t0 + sent / self.rate - time.perf_counter()
+            if ahead > 0:
+                stop.wait(ahead)
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t0
 
 
 def run_fast(
@@ -63,22 +92,18 @@ def run_fast(
     window: int = 2000,
 ) -> LoadResult:
     topics = [topic_bytes(t) for t in load_topics(Topics(settings.mqtt_topic_prefix), devices)]
-    start_ms = time.time_ns() // 1_000_000 - DAY_MS
-    limit = count if count is not None else 1 << 62
+    run = _Schedule(rate, count, seconds)
     # Batches small enough to keep a requested rate smooth, big enough to amortise syscalls.
     batch_max = 256 if rate <= 0 else max(1, min(256, int(rate / 100)))
     with FastPublisher(settings, "facility-sim-load", window=window) as pub:
-        t0 = time.perf_counter()
-        deadline = t0 + seconds if seconds else None
+        run.begin()
         sent = 0
-        while sent < limit and not stop.is_set():
-            if deadline is not None and time.perf_counter() >= deadline:
-                break
-            _pace(t0, sent, rate, stop)
-            n = min(batch_max, pub.room(), limit - sent)
+        while not run.over(sent, stop):
+            run.pace(sent, stop)
+            n = min(batch_max, pub.room(), run.limit - sent)
             if n > 0:
                 packets = [
-                    pub.packet(topics[k % devices], payload(k, devices, start_ms))
+                    pub.packet(topics[k % devices], payload(k, devices, run.start_ms))
                     for k in range(sent, sent + n)
                 ]
                 pub.send(packets)
@@ -86,7 +111,7 @@ def run_fast(
             pub.wait_acks(block=pub.room() == 0)
             pub.ping_if_idle()
         pub.drain()
-        elapsed = time.perf_counter() - t0
+        elapsed = run.elapsed()
     return LoadResult(sent, elapsed, "fast", devices)
 
 
@@ -101,8 +126,7 @@ def run_paho(
 ) -> LoadResult:
     """The same load through paho (single-threaded loop, bounded in-flight): the baseline."""
     topics = load_topics(Topics(settings.mqtt_topic_prefix), devices)
-    start_ms = time.time_ns() // 1_000_000 - DAY_MS
-    limit = count if count is not None else 1 << 62
+    run = _Schedule(rate, count, seconds)
     link = MqttLink(settings, "facility-sim-load", max_inflight=window)
     client = link.client
     acked = [0]
@@ -117,15 +141,12 @@ def run_paho(
         if time.monotonic() > deadline_connect:
             raise TimeoutError("MQTT broker did not accept the load connection within 10 s")
         client.loop(0.1)
-    t0 = time.perf_counter()
-    deadline = t0 + seconds if seconds else None
+    run.begin()
     sent = 0
-    while not stop.is_set():
-        if sent >= limit or (deadline is not None and time.perf_counter() >= deadline):
-            break
-        _pace(t0, sent, rate, stop)
-        while sent < limit and sent - acked[0] < window:
-            client.publish(topics[sent % devices], payload(sent, devices, start_ms), qos=1)
+    while not run.over(sent, stop):
+        run.pace(sent, stop)
+        while sent < run.limit and sent - acked[0] < window:
+            client.publish(topics[sent % devices], payload(sent, devices, run.start_ms), qos=1)
             sent += 1
         client.loop_read(1000)
         if client.want_write():
@@ -133,7 +154,7 @@ def run_paho(
     drain_deadline = time.monotonic() + 30
     while acked[0] < sent and time.monotonic() < drain_deadline:
         client.loop(0.05)
-    elapsed = time.perf_counter() - t0
+    elapsed = run.elapsed()
     client.disconnect()
     if acked[0] < sent:
         raise TimeoutError(f"broker acknowledged {acked[0]} of {sent} messages")
