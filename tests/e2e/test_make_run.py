@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,18 +25,14 @@ import paho.mqtt.client as mqtt
 import psutil
 from paho.mqtt.enums import CallbackAPIVersion
 
+from tests.servers import free_ports
+
 REPO = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 60.0
 OUTCOME_TIMEOUT_S = 150.0
 STOP_TIMEOUT_S = 90.0
 # Variables that would point the run at other servers or change the scenario under test.
 _SCRUB = ("MQTT_", "INFLUX_", "INGEST_", "ALERTS_", "SIMULATOR_", "LOG_", "DEVICES_FILE")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -94,7 +89,7 @@ def make_run(tmp_path: Path, *args: str, servers: dict[str, str] | None = None) 
     env["PYTHONUNBUFFERED"] = "1"
     data_dir = tmp_path / "run"
     if "MQTT_URL" not in env:  # a free port, not 1883: a developer's broker may be running
-        args = (*args, "--mqtt-port", str(free_port()))
+        args = (*args, "--mqtt-port", str(free_ports()[0]))
     proc = subprocess.Popen(
         [sys.executable, "-m", "supervisor", "--plain", "--data-dir", str(data_dir), "--duration", "600", *args],
         cwd=tmp_path,  # not the repo: no stray .env; modules come from PYTHONPATH below
