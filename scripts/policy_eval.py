@@ -22,7 +22,6 @@ import argparse
 import heapq
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,7 +32,6 @@ from typing import Any
 
 import yaml
 from paho.mqtt import client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
 from common.devices import Registry, load_registry
 from common.messages import DispatchRequest, DispatchStatus, DispatchStop, ms_to_iso
@@ -42,6 +40,7 @@ from devices.simulator.models.ewaste_bin import EwasteBin
 from devices.simulator.trucks import Fleet, TruckRun
 from services.alerts.dispatch.planner import Candidate, TruckSlot, plan_zone
 from services.alerts.settings import AlertsSettings
+from tests.helpers import nodelay_client
 from tests.servers import MosquittoServer, free_ports, wait_alerts_ready
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -230,19 +229,9 @@ class ServicePolicy:
                 broker.close()
 
     def _drive(self, url: str, days: int, seed: int) -> dict[str, Any]:
-        host, port = url.removeprefix("mqtt://").split(":")
-        client = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=f"policy-eval-driver-{os.getpid()}",
-            protocol=mqtt.MQTTv5,
-        )
-        client.max_inflight_messages_set(1000)
+        # Nagle off: each step's last publish would otherwise wait ~40 ms for an ACK.
+        client = nodelay_client(url, f"policy-eval-driver-{os.getpid()}", max_inflight=1000)
         client.on_message = self._on_message
-        client.connect(host, int(port))
-        sock = client.socket()
-        if isinstance(sock, socket.socket):
-            # paho leaves Nagle on: each step's last publish would wait ~40 ms for an ACK.
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         client.loop_start()
         client.subscribe([(f"{P}/dispatch/requests", 1), (f"{P}/alerts/policy_clock/#", 1)])
         time.sleep(0.5)  # SUBACK; a missed first barrier would only cost its deadline

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import socket
 import subprocess
 import threading
 import time
@@ -53,6 +54,24 @@ def _client_id(prefix: str) -> str:
 
 def _reason_value(reason: Any) -> int:
     return int(reason.value) if hasattr(reason, "value") else int(reason)
+
+
+def nodelay_client(url: str, client_id: str, max_inflight: int) -> mqtt.Client:
+    """A connected MQTT v5 client with Nagle off; its network loop is not started yet.
+
+    paho leaves Nagle on, so a lone publish would wait ~40 ms for the previous ACK: benchmarks
+    and the policy evaluation that time round trips need it off.
+    """
+    host, port = _host_port(url)
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTProtocolVersion.MQTTv5
+    )
+    client.max_inflight_messages_set(max_inflight)
+    client.connect(host, port)
+    sock = client.socket()
+    if isinstance(sock, socket.socket):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return client
 
 
 def _new_client(

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from paho.mqtt import client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
+from tests.helpers import nodelay_client
 from tests.servers import MosquittoServer, free_ports, wait_alerts_ready
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,17 +45,7 @@ TRIGGER_EVERY_S = 0.05
 
 
 def _client(url: str, name: str) -> mqtt.Client:
-    host, port = url.removeprefix("mqtt://").split(":")
-    client = mqtt.Client(
-        callback_api_version=CallbackAPIVersion.VERSION2,
-        client_id=f"{name}-{os.getpid()}",
-        protocol=mqtt.MQTTv5,
-    )
-    client.max_inflight_messages_set(2000)
-    client.connect(host, int(port))
-    sock = client.socket()
-    if isinstance(sock, socket.socket):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    client = nodelay_client(url, f"{name}-{os.getpid()}", max_inflight=2000)
     client.loop_start()
     return client
 
