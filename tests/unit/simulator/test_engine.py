@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 from common.payloads import Reading, Rejection, StatusReading, parse_message
 from devices.simulator.expectations import accepted_series, check_all
+from devices.simulator.scenario import Event
 from tests.unit.simulator.support import TOPICS, registry, run_engine, scenario
 
 # Far enough ahead that only the injected clock skew (20 years) counts as "in the future".
@@ -96,3 +97,19 @@ def test_expectations_fail_when_the_outcome_is_missing() -> None:
     assert by_type["device_silent"] is False
     assert by_type["bin_collected"] is False
     assert by_type["occupancy_above_capacity"] is False
+
+
+def test_a_scripted_event_goes_before_a_report_due_at_the_same_instant() -> None:
+    """Heap ties: events, then trucks, then reports. A silence starting exactly when bin-001's
+    first report is due swallows that report."""
+    base = scenario(devices=("bin-001",), faults={}, events=[], expect=[])
+    _, quiet = run_engine(base)
+    first = quiet.telemetry()[0]
+    first_ts = json.loads(first.payload)["ts"]
+    assert base.start is not None
+    due_s = (datetime.fromisoformat(first_ts) - base.start).total_seconds()
+    silence = Event(type="silence", device="bin-001", at=due_s, duration_s=600)
+    engine, out = run_engine(base.model_copy(update={"events": [silence]}))
+    assert engine.tally.suppressed >= 1
+    later = [json.loads(m.payload)["ts"] for m in out.telemetry()]
+    assert first_ts not in later
