@@ -165,10 +165,13 @@ class FastPublisher:
         end = len(buf)
         while pos + 2 <= end:
             kind = buf[pos] & 0xF0
-            decoded = _read_varint(buf, pos + 1)
-            if decoded is None:
-                break
-            length, i = decoded
+            if buf[pos + 1] < 0x80:  # a one-byte length (every PUBACK): no call on the hot path
+                length, i = buf[pos + 1], pos + 2
+            else:
+                decoded = _read_varint(buf, pos + 1)
+                if decoded is None:
+                    break
+                length, i = decoded
             if i + length > end:
                 break
             if kind == PUBACK:
