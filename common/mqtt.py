@@ -45,6 +45,8 @@ class Will:
 
 OnConnect = Callable[[mqtt.Client, bool], object]
 OnDisconnect = Callable[[], object]
+OnSubscribed = Callable[[int], object]
+"""Called with the packet id of a SUBSCRIBE once the broker has answered it (SUBACK)."""
 
 
 class Message(Protocol):
@@ -116,6 +118,7 @@ class MqttLink:
         self.last_error: str | None = None
         self._hooks: list[OnConnect] = []
         self._disconnect_hooks: list[OnDisconnect] = []
+        self._subscribed_hooks: list[OnSubscribed] = []
         protocol = MQTTProtocolVersion.MQTTv5 if self.v5 else MQTTProtocolVersion.MQTTv311
         self.client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
@@ -140,6 +143,7 @@ class MqttLink:
         self.client.max_queued_messages_set(max_queued)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
+        self.client.on_subscribe = self._on_subscribe
         self._queue_packet = _packet_queue_of(self.client)
 
     def add_on_connect(self, hook: OnConnect) -> None:
@@ -148,6 +152,10 @@ class MqttLink:
     def add_on_disconnect(self, hook: OnDisconnect) -> None:
         """``hook()`` runs on paho's network thread after every lost or closed connection."""
         self._disconnect_hooks.append(hook)
+
+    def add_on_subscribed(self, hook: OnSubscribed) -> None:
+        """``hook(mid)`` runs on paho's network thread when a SUBSCRIBE's SUBACK arrives."""
+        self._subscribed_hooks.append(hook)
 
     def set_message_handler(self, handler: MessageHandler) -> None:
         """Every inbound message goes to ``handler(message)`` (one handler per link)."""
@@ -236,6 +244,10 @@ class MqttLink:
         for hook in self._hooks:
             hook(client, flags.session_present)
         self.connected.set()
+
+    def _on_subscribe(self, _client: mqtt.Client, _userdata: object, mid: int, *_: object) -> None:
+        for hook in self._subscribed_hooks:
+            hook(mid)
 
     def _on_disconnect(
         self,

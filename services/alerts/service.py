@@ -19,7 +19,7 @@ import paho.mqtt.client as mqtt
 
 from common.devices import Registry
 from common.messages import ms_to_iso
-from common.mqtt import MqttLink
+from common.mqtt import Message, MqttLink
 from common.topics import Topics
 from services.alerts.config import RulesFile
 from services.alerts.core import (
@@ -158,8 +158,8 @@ class AlertsService:
 
     def _wire(self, link: MqttLink) -> None:
         """Every MQTT hook of the service, in one place."""
-        link.client.on_message = self._on_message
-        link.client.on_subscribe = self._on_subscribe
+        link.set_message_handler(self._on_message)
+        link.add_on_subscribed(self._on_subscribed)
         link.add_on_connect(self._subscribe)
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -205,14 +205,14 @@ class AlertsService:
         _, mid = client.subscribe([(f, 1) for f in filters])
         self._sub_mid = mid
 
-    def _on_subscribe(self, client: mqtt.Client, _ud: object, mid: int, *_: object) -> None:
+    def _on_subscribed(self, mid: int) -> None:
         # Retained messages of these subscriptions are queued to us before this marker, so
         # when it comes back every retained alert and dispatch is in.
         if mid == self._sub_mid and not self.synced.is_set():
             marker = self.core.sync_marker()
-            client.publish(marker.topic, marker.payload, qos=1)
+            self.link.client.publish(marker.topic, marker.payload, qos=1)
 
-    def _on_message(self, _client: mqtt.Client, _ud: object, msg: mqtt.MQTTMessage) -> None:
+    def _on_message(self, msg: Message) -> None:
         # Judged right here on paho's thread: ~30 us a message, and no hand-over to another
         # thread (which under the GIL costs more than the judging at 5,000 msg/s).
         item = Inbound(msg.topic, bytes(msg.payload), time.monotonic())
