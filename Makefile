@@ -9,7 +9,7 @@ STAMP := $(VENV)/.stamp-deps
 help:
 	@echo "make run    - start the whole system locally (broker, simulator, ingest, alerts)"
 	@echo "make test   - install everything needed and run the full test suite"
-	@echo "make lint   - ruff + mypy (strict on common/, services/ and supervisor/)"
+	@echo "make lint   - ruff + mypy --strict on every package, tests and scripts included"
 	@echo "make bench  - benchmarks (figures and ratios printed; see docs/benchmarks.md)"
 
 $(STAMP): pyproject.toml constraints.txt

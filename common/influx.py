@@ -82,12 +82,12 @@ class V2WriteApi:
             enable_gzip=False,  # we send gzip level 1 ourselves (see GZIP_LEVEL)
             retries=False,  # retries (with jitter and Retry-After) are the caller's job
         )
-        self._writes = WriteService(self._client.api_client)  # type: ignore[no-untyped-call]
+        self._writes = WriteService(self._client.api_client)
 
     def post_write(self, org: str, bucket: str, gzipped_lines: bytes) -> Answer:
         """``POST /api/v2/write?org=&bucket=&precision=ms`` of a gzipped body; never raises."""
         try:
-            self._writes.post_write(  # type: ignore[no-untyped-call]
+            self._writes.post_write(
                 org=org,
                 bucket=bucket,
                 body=gzipped_lines,
@@ -107,13 +107,13 @@ class V2WriteApi:
     def bucket_exists(self, name: str) -> bool:
         """Raises InfluxError when the server has no bucket API or refuses."""
         try:
-            found = self._client.buckets_api().find_bucket_by_name(name)  # type: ignore[no-untyped-call]
+            found = self._client.buckets_api().find_bucket_by_name(name)
         except ApiException as exc:
             raise _api_error(exc) from exc
         return found is not None
 
     def create_bucket(self, name: str, org: str, retention_s: int) -> None:
-        rules = BucketRetentionRules(type="expire", every_seconds=retention_s)  # type: ignore[no-untyped-call]
+        rules = BucketRetentionRules(type="expire", every_seconds=retention_s)
         try:
             self._client.buckets_api().create_bucket(
                 bucket_name=name, org=org, retention_rules=rules
@@ -122,7 +122,7 @@ class V2WriteApi:
             raise _api_error(exc) from exc
 
     def close(self) -> None:
-        self._client.close()  # type: ignore[no-untyped-call]
+        self._client.close()
 
 
 def _from_api_exception(exc: ApiException) -> Answer:

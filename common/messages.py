@@ -108,6 +108,7 @@ class DeadLetter(_Message):
     def build(
         cls, program: str, topic: str, raw: bytes, code: str, reason: str, received_at: str
     ) -> DeadLetter:
+        encoding: Literal["utf-8", "base64"]
         try:
             text, encoding = raw.decode("utf-8"), "utf-8"
         except UnicodeDecodeError:
@@ -115,7 +116,7 @@ class DeadLetter(_Message):
         return cls(
             topic=topic,
             payload=text,
-            payload_encoding=encoding,  # type: ignore[arg-type]
+            payload_encoding=encoding,
             reason=reason,
             code=code,
             received_at=received_at,

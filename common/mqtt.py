@@ -78,9 +78,6 @@ remaining length 2, packet id (MQTT 5 allows the short form for reason code 0)."
 QueuePacket = Callable[[int, bytes, int, int], object]
 """paho's private ``Client._packet_queue(command, packet, mid, qos)``."""
 
-_new_properties: Callable[[int], Properties] = Properties
-"""paho leaves ``Properties.__init__`` untyped; this names the type it has."""
-
 
 def _packet_queue_of(client: mqtt.Client) -> QueuePacket | None:
     """paho's private packet queue, or None if this paho has none (ack one by one then)."""
@@ -187,7 +184,7 @@ class MqttLink:
     def _connect_properties(self) -> Properties | None:
         if not self.v5:
             return None
-        props = _new_properties(PacketTypes.CONNECT)
+        props = Properties(PacketTypes.CONNECT)
         if self.persistent:
             props.SessionExpiryInterval = self.settings.mqtt_session_expiry_s
         if self.receive_maximum:

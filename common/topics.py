@@ -140,10 +140,15 @@ class Topics:
                 f"topic {topic!r} does not match {self.prefix}/{{site}}/{{kind}}/{{device_id}}/"
                 "{telemetry|status}"
             )
-        site, kind, device_id, channel = parts
-        if channel not in CHANNELS:
+        site, kind, device_id, last = parts
+        channel: Channel
+        if last == "telemetry":
+            channel = "telemetry"
+        elif last == "status":
+            channel = "status"
+        else:
             raise TopicError(f"topic {topic!r}: last level must be telemetry or status")
-        return DeviceTopic(self.prefix, site, kind, device_id, channel)  # type: ignore[arg-type]
+        return DeviceTopic(self.prefix, site, kind, device_id, channel)
 
     def parse_dispatch_status(self, topic: str) -> str:
         """Return the dispatch id of a ``P/dispatch/{id}/status`` topic."""

@@ -13,6 +13,7 @@ Run: ``python -m scripts.bench.ingest [--repeats 3] [-n 100000]``.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import signal
@@ -388,7 +389,7 @@ def run(
         peaks: list[float] = []
         for label, sink, api in (("vm", vm, "2"), ("influx1", influx, "1")):
             results[f"naive_{label}"] = _median(
-                lambda s=sink, a=api: run_baseline("naive", broker, n_naive, s, a),  # type: ignore[misc]
+                functools.partial(run_baseline, "naive", broker, n_naive, sink, api),
                 repeats,
                 f"naive {label}",
             )

@@ -16,18 +16,22 @@ import json
 import sys
 import threading
 import time
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import paho.mqtt.client as mqtt
 from influxdb_client.client.influxdb_client import InfluxDBClient
 from influxdb_client.client.write.point import Point
 from influxdb_client.client.write_api import SYNCHRONOUS
+from influxdb_client.domain.write_precision import WritePrecision
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 TOPICS = "facility/+/+/+/telemetry"
+
+# The generated WritePrecision class holds its members as plain strings.
+MS = cast(WritePrecision, WritePrecision.MS)
 
 
 def main(argv: list[str]) -> int:
@@ -45,7 +49,7 @@ def main(argv: list[str]) -> int:
             write_api = influx.write_api(write_options=SYNCHRONOUS)
 
             def write(point: Point) -> None:
-                write_api.write(bucket="facility", record=point, write_precision="ms")  # type: ignore[arg-type]
+                write_api.write(bucket="facility", record=point, write_precision=MS)
         else:
             http = httpx.Client(base_url=influx_url)
 
@@ -53,14 +57,14 @@ def main(argv: list[str]) -> int:
                 http.post(
                     "/write",
                     params={"db": "facility", "precision": "ms"},
-                    content=point.to_line_protocol(),  # type: ignore[no-untyped-call]
+                    content=point.to_line_protocol(),
                 ).raise_for_status()
 
     def on_message(_c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
         data = json.loads(msg.payload)
         if write is not None:
             _site, _kind, device = msg.topic.split("/")[1:4]
-            point = Point("ewaste_bin").tag("site", "ewaste").tag("device_id", device)  # type: ignore[no-untyped-call]
+            point = Point("ewaste_bin").tag("site", "ewaste").tag("device_id", device)
             for key in ("weight_kg", "fill_pct"):
                 point = point.field(key, float(data[key]))
             write(point.time(int(data["ts"]), write_precision="ms"))
@@ -81,7 +85,7 @@ def main(argv: list[str]) -> int:
         subscribed.set()
 
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    props = Properties(PacketTypes.CONNECT)
     props.SessionExpiryInterval = 3600
     client.on_message = on_message
     client.on_connect = on_connect

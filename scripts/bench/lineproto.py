@@ -72,7 +72,7 @@ def point_line(
     measurement: str, tags: Mapping[str, str], fields: Mapping[str, FieldValue], ts_ms: int
 ) -> str:
     """The baseline: what a caller of influxdb-client writes to get the same line."""
-    point: Any = Point(measurement)  # type: ignore[no-untyped-call]  # untyped library
+    point: Any = Point(measurement)
     for key, tag_value in tags.items():
         point.tag(key, tag_value)
     for key, field_value in fields.items():

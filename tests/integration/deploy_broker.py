@@ -210,7 +210,7 @@ class Client:
             self.got_message.notify_all()
 
     def connect(self) -> ReasonCode:
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props = Properties(PacketTypes.CONNECT)
         if self.persistent:
             props.SessionExpiryInterval = 3600
         self.client.connect(

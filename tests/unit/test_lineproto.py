@@ -26,7 +26,7 @@ def oracle(
     fields: Mapping[str, FieldValue],
     ts_ms: int,
 ) -> str:
-    point: Any = Point(measurement)  # type: ignore[no-untyped-call]  # untyped library
+    point: Any = Point(measurement)
     for key, tag_value in tags.items():
         point.tag(key, tag_value)
     for key, field_value in fields.items():

@@ -3,6 +3,8 @@ points) through a retry queue and the shared client."""
 
 from __future__ import annotations
 
+from typing import Unpack
+
 from common.influx import InfluxClient
 from common.lineproto import encode_lines
 from common.schema import ALERT_MEASUREMENT, Point
@@ -10,7 +12,7 @@ from common.settings import CommonSettings
 from common.timestamps import iso_to_ms
 from services.alerts.alert_lifecycle import Transition
 from services.alerts.metrics import AlertsMetrics
-from services.alerts.notifiers.base import DeliveryError, DeliveryQueue
+from services.alerts.notifiers.base import DeliveryError, DeliveryQueue, QueueArgs
 
 
 class InfluxWriter:
@@ -53,12 +55,15 @@ def alert_point(transition: Transition) -> Point:
 class InfluxNotifier:
     name = "influx"
 
-    def __init__(self, writer: InfluxWriter, metrics: AlertsMetrics, **queue_args: float) -> None:
+    def __init__(
+        self, writer: InfluxWriter, metrics: AlertsMetrics, **queue_args: Unpack[QueueArgs]
+    ) -> None:
         self.writer = writer
-        self.queue = DeliveryQueue(self.name, self._deliver, metrics, **queue_args)  # type: ignore[arg-type]
+        self.queue = DeliveryQueue(self.name, self._deliver, metrics, **queue_args)
 
     def _deliver(self, payload: object) -> None:
-        self.writer.write(payload)  # type: ignore[arg-type]
+        assert isinstance(payload, list)  # queued by write_points/notify as a list of points
+        self.writer.write(payload)
 
     def notify(self, transition: Transition) -> None:
         if transition.notifies_people and not transition.repeat:
