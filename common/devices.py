@@ -36,11 +36,9 @@ from common.fields import (
 from common.fields import registry_error as _custom_error
 from common.kinds import (
     KINDS,
-    EnergyMeterParams,
     EwasteBinParams,
     KindName,
     KindParams,
-    VisitorCounterParams,
 )
 
 __all__ = [
@@ -239,29 +237,6 @@ class Device(BaseModel):
             raise TypeError(f"device {self.id} is a {self.kind}, not {params_type.__name__}")
         return self.params
 
-    # Read across kinds (None on a device of another kind) by alert selectors, the dispatch
-    # desk, the simulator's engine and the dashboards.
-    @property
-    def zone(self) -> str | None:
-        return self.params.zone if isinstance(self.params, EwasteBinParams) else None
-
-    @property
-    def capacity_kg(self) -> float | None:
-        return self.params.capacity_kg if isinstance(self.params, EwasteBinParams) else None
-
-    @property
-    def capacity_people(self) -> int | None:
-        p = self.params
-        return p.capacity_people if isinstance(p, VisitorCounterParams) else None
-
-    @property
-    def pv_peak_w(self) -> float | None:
-        return self.params.pv_peak_w if isinstance(self.params, EnergyMeterParams) else None
-
-    @property
-    def peak_load_w(self) -> float | None:
-        return self.params.peak_load_w if isinstance(self.params, EnergyMeterParams) else None
-
 
 _COMMON_KEYS: Final = frozenset(Device.model_fields) - {"params"}
 
@@ -311,6 +286,7 @@ class Registry(BaseModel):
     _trucks_by_id: dict[str, Truck] = PrivateAttr(default_factory=dict)
     _by_kind: dict[str, tuple[Device, ...]] = PrivateAttr(default_factory=dict)
     _by_zone: dict[str, tuple[Device, ...]] = PrivateAttr(default_factory=dict)
+    _zone_of: dict[str, str] = PrivateAttr(default_factory=dict)
     _tags: dict[tuple[str, str], dict[str, str]] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
@@ -349,15 +325,18 @@ class Registry(BaseModel):
         self._trucks_by_id = {t.id: t for t in self.trucks}
         by_kind: dict[str, list[Device]] = {}
         by_zone: dict[str, list[Device]] = {}
+        zone_of: dict[str, str] = {}
         tags: dict[tuple[str, str], dict[str, str]] = {}
         for d in self.devices:
             by_kind.setdefault(d.kind, []).append(d)
-            if d.zone is not None:
-                by_zone.setdefault(d.zone, []).append(d)
+            if isinstance(d.params, EwasteBinParams):
+                zone_of[d.id] = d.params.zone
+                by_zone.setdefault(d.params.zone, []).append(d)
             if own_tags := d.params.tags():
                 tags[(d.site, d.id)] = own_tags
         self._by_kind = {k: tuple(v) for k, v in by_kind.items()}
         self._by_zone = {z: tuple(by_zone[z]) for z in sorted(by_zone)}
+        self._zone_of = zone_of
         self._tags = tags
 
     def device(self, device_id: str) -> Device | None:
@@ -377,6 +356,14 @@ class Registry(BaseModel):
 
     def bins_in_zone(self, zone: str) -> tuple[Device, ...]:
         return self._by_zone.get(zone, ())
+
+    def zone_of(self, device_id: str) -> str | None:
+        """The collection zone of a registered bin; None for any other or unknown device.
+
+        The one place that answers "which zone is this device in" for rule selectors, the
+        dispatch desk and the simulator.
+        """
+        return self._zone_of.get(device_id)
 
     def zones(self) -> tuple[str, ...]:
         """Collection zones that have at least one bin, sorted."""

@@ -18,6 +18,7 @@ from enum import IntEnum
 from typing import Any, NamedTuple, Protocol
 
 from common.devices import Device, Registry
+from common.kinds import VisitorCounterParams
 from common.messages import DispatchRequest, DispatchStatus, DispatchStop, ms_to_iso
 from common.topics import TopicError, Topics
 from devices.simulator.clock import Pacer
@@ -223,8 +224,9 @@ class Engine:
         params = dict(self.scenario.params.get(device.kind, {}))
         if device.kind == "visitor_counter" and "gate_share" not in params:
             gates = [d for d in self.registry.devices_of_kind(device.kind) if d.site == site.id]
-            total = sum(d.capacity_people or 1 for d in gates) or 1
-            params["gate_share"] = (device.capacity_people or 1) / total
+            people = [d.params_of(VisitorCounterParams).capacity_people or 1 for d in gates]
+            own = device.params_of(VisitorCounterParams).capacity_people or 1
+            params["gate_share"] = own / (sum(people) or 1)
         ctx = ModelContext(
             device=device,
             site=site,
@@ -378,8 +380,7 @@ class Engine:
                     DispatchStop(device_id=d.id, latitude=d.latitude, longitude=d.longitude)
                 )
             truck = event.truck or (self.registry.trucks[0].id if self.registry.trucks else "t1")
-            first = self.registry.device(event.stops[0]) if event.stops else None
-            zone = first.zone if first is not None else None
+            zone = self.registry.zone_of(event.stops[0]) if event.stops else None
             self._dispatch(
                 DispatchRequest(
                     dispatch_id=f"{self.scenario.name}-{index}",

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from common.devices import Registry
+from common.kinds import VisitorCounterParams
 from common.payloads import Reading, parse_message
 from common.topics import Topics
 from devices.simulator.models.base import to_datetime
@@ -54,7 +55,9 @@ def check(expectation: Expectation, series: Series, registry: Registry) -> Outco
         return Outcome(e, bool(hits), f"{device}: highest fill {top:.1f} % (need {threshold})")
     if e.type == "occupancy_above_capacity":
         known = registry.device(device)
-        capacity = e.threshold or (known.capacity_people if known else None) or 0
+        params = known.params if known else None
+        own = params.capacity_people if isinstance(params, VisitorCounterParams) else None
+        capacity = e.threshold or own or 0
         occ = _values(series, device, "occupancy")
         top = max((v for _, v in occ), default=0.0)
         return Outcome(e, top > capacity, f"{device}: peak occupancy {top:.0f} vs {capacity}")

@@ -387,9 +387,9 @@ def _dispatches(expected: Expected, observed: Observed) -> list[Check]:
         checks.append(Check(f"dispatch {dispatch_id} completed", ok, detail))
     zones = sorted(
         {
-            d.zone
+            zone
             for device in expected.devices_where("bin_fill_above", "bin_overflows")
-            if (d := expected.registry.device(device)) is not None and d.zone
+            if (zone := expected.registry.zone_of(device))
         }
     )
     planned: dict[str, set[str]] = {}

@@ -17,6 +17,7 @@ from grafana_foundation_sdk.builders.common import (
 from grafana_foundation_sdk.models import common
 
 from common.devices import Device, Registry, Site
+from common.kinds import VisitorCounterParams
 from grafana.influxql import InfluxQL
 from grafana.panels import (
     BLUE,
@@ -66,7 +67,7 @@ def build(registry: Registry) -> dash.Dashboard:
     gates = [d for d in registry.devices_of_kind("visitor_counter") if d.site == SITE]
     capacity = float(
         (site.capacity_people if site else None)
-        or sum(g.capacity_people or 0 for g in gates)
+        or sum(g.params_of(VisitorCounterParams).capacity_people or 0 for g in gates)
         or 300
     )
     name = site.name if site is not None else "Upcycle Art Center"
@@ -124,7 +125,10 @@ def _occupancy_per_gate(gates: Sequence[Device], capacity: float) -> bargauge.Pa
         .title("Occupancy per gate vs capacity")
         .description(
             "People inside, counted at each entrance, as a share of the area that entrance serves."
-            + "".join(f" {g.name or g.id}: {g.capacity_people} people." for g in gates)
+            + "".join(
+                f" {g.name or g.id}: {g.params_of(VisitorCounterParams).capacity_people} people."
+                for g in gates
+            )
         )
         .unit("percent")
         .min(0)
@@ -138,9 +142,10 @@ def _occupancy_per_gate(gates: Sequence[Device], capacity: float) -> bargauge.Pa
         .height(6)
     )
     for index, gate in enumerate(gates):
+        serves = gate.params_of(VisitorCounterParams).capacity_people or capacity
         panel = panel.with_target(
             InfluxQL(
-                f'SELECT 100 * LAST("occupancy") / {gate.capacity_people or capacity:g} AS '
+                f'SELECT 100 * LAST("occupancy") / {serves:g} AS '
                 f'"{gate.name or gate.id}" FROM "visitors" WHERE $timeFilter AND "site" = '
                 f"'{SITE}' AND \"device_id\" = '{gate.id}'"
             )

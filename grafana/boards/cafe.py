@@ -11,6 +11,7 @@ from grafana_foundation_sdk.builders.common import GraphThresholdsStyleConfig
 from grafana_foundation_sdk.models import common
 
 from common.devices import Registry
+from common.kinds import EnergyMeterParams
 from grafana.influxql import InfluxQL
 from grafana.panels import (
     BLUE,
@@ -75,8 +76,9 @@ def _power_now(
 
 def build(registry: Registry) -> dash.Dashboard:
     meters = [d for d in registry.devices_of_kind("energy_meter") if d.site == SITE]
-    pv_peak_w = max((m.pv_peak_w or 0.0 for m in meters), default=0.0) or 20_000.0
-    peak_load_w = max((m.peak_load_w or 0.0 for m in meters), default=0.0) or 12_000.0
+    params = [m.params_of(EnergyMeterParams) for m in meters]
+    pv_peak_w = max((p.pv_peak_w or 0.0 for p in params), default=0.0) or 20_000.0
+    peak_load_w = max((p.peak_load_w or 0.0 for p in params), default=0.0) or 12_000.0
     site = registry.site(SITE)
     name = site.name if site is not None else "Net Zero Energy Cafe"
 

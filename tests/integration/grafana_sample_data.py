@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from common.devices import Registry
+from common.kinds import EnergyMeterParams, EwasteBinParams
 from common.schema import Point
 
 DAY_MS = 24 * 3600 * 1000
@@ -30,7 +31,7 @@ def _local_hour(ts_ms: int) -> float:
 def energy(registry: Registry, start_ms: int, end_ms: int) -> Iterator[Point]:
     rng = random.Random(1)
     meter = registry.devices_of_kind("energy_meter")[0]
-    peak = meter.pv_peak_w or 20_000.0
+    peak = meter.params_of(EnergyMeterParams).pv_peak_w or 20_000.0
     counters = dict.fromkeys(
         ("pv_energy_wh", "load_energy_wh", "grid_import_wh", "grid_export_wh"), 0.0
     )
@@ -86,7 +87,7 @@ def visitors(registry: Registry, start_ms: int, end_ms: int) -> Iterator[Point]:
 def bins(registry: Registry, start_ms: int, end_ms: int) -> Iterator[Point]:
     rng = random.Random(3)
     for index, device in enumerate(registry.bins()):
-        capacity = device.capacity_kg or 200.0
+        capacity = device.params_of(EwasteBinParams).capacity_kg
         weight = capacity * rng.uniform(0.1, 0.7)
         emptied_at = start_ms + DAY_MS * (index % 4 + 1) // 5 if index % 3 == 0 else None
         tags = {

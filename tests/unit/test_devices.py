@@ -17,7 +17,7 @@ from common.devices import (
     haversine_km,
     load_registry,
 )
-from common.kinds import KINDS, EnergyMeterParams, EwasteBinParams
+from common.kinds import KINDS, EnergyMeterParams, EwasteBinParams, VisitorCounterParams
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "config" / "devices.yaml"
@@ -68,12 +68,15 @@ def test_shipped_bins(registry: Registry) -> None:
     assert {p.residential_type for p in params} == {"apartment", "row_house", "detached"}
     for b, p in zip(bins, params, strict=True):
         assert b.site == "ewaste"
-        assert b.zone is not None and p.residential_type is not None
-        assert b.capacity_kg is not None and b.capacity_kg > 0
+        assert p.zone is not None and p.residential_type is not None
+        assert registry.zone_of(b.id) == p.zone
+        assert p.capacity_kg is not None and p.capacity_kg > 0
         assert p.volume_l is not None and p.volume_l > 0
         assert b.interval_s > 0
     assert sum(len(registry.bins_in_zone(z)) for z in registry.zones()) == len(bins)
     assert registry.bins_in_zone("nowhere") == ()
+    assert registry.zone_of("uac-gate-main") is None  # only bins are in a collection zone
+    assert registry.zone_of("no-such-device") is None
 
 
 def test_apartments_have_more_and_bigger_bins(registry: Registry) -> None:
@@ -85,18 +88,22 @@ def test_apartments_have_more_and_bigger_bins(registry: Registry) -> None:
     apt, row, det = of("apartment"), of("row_house"), of("detached")
     assert len(apt) > len(row) > 0
     assert len(apt) > len(det) > 0
-    assert min(b.capacity_kg or 0 for b in apt) > max(b.capacity_kg or 0 for b in row)
-    assert min(b.capacity_kg or 0 for b in row) > max(b.capacity_kg or 0 for b in det)
+
+    def kg(b: Device) -> float:
+        return b.params_of(EwasteBinParams).capacity_kg
+
+    assert min(kg(b) for b in apt) > max(kg(b) for b in row)
+    assert min(kg(b) for b in row) > max(kg(b) for b in det)
 
 
 def test_shipped_gates_and_meter(registry: Registry) -> None:
     gates = registry.devices_of_kind("visitor_counter")
     assert {g.id for g in gates} == {"uac-gate-main", "uac-gate-east"}
-    assert all(g.site == "uac" and g.capacity_people for g in gates)
+    assert all(g.site == "uac" and g.params_of(VisitorCounterParams).capacity_people for g in gates)
     (meter,) = registry.devices_of_kind("energy_meter")
     assert meter.site == "nzc"
-    assert meter.pv_peak_w is not None and 10_000 <= meter.pv_peak_w <= 30_000
     params = meter.params_of(EnergyMeterParams)
+    assert params.pv_peak_w is not None and 10_000 <= params.pv_peak_w <= 30_000
     assert params.battery_kwh and params.base_load_w
     uac = registry.site("uac")
     assert uac is not None and uac.capacity_people == 300
@@ -135,7 +142,7 @@ def test_lookups(registry: Registry) -> None:
 def test_tags_for(registry: Registry) -> None:
     b = registry.bins()[0]
     assert registry.tags_for(b.site, b.id) == {
-        "zone": b.zone,
+        "zone": b.params_of(EwasteBinParams).zone,
         "residential_type": b.params_of(EwasteBinParams).residential_type,
     }
     assert registry.tags_for("ewaste", "bin-999") == {}
@@ -143,7 +150,7 @@ def test_tags_for(registry: Registry) -> None:
     assert registry.tags_for("uac", b.id) == {}  # known bin, wrong site
     # Callers may not corrupt the cache by mutating the result.
     registry.tags_for(b.site, b.id)["zone"] = "x"
-    assert registry.tags_for(b.site, b.id)["zone"] == b.zone
+    assert registry.tags_for(b.site, b.id)["zone"] == b.params_of(EwasteBinParams).zone
 
 
 def test_opening_hours(registry: Registry) -> None:
@@ -235,8 +242,10 @@ def test_null_parameter_of_another_kind_is_allowed_but_an_unknown_key_is_not(
 ) -> None:
     i = index_of(raw, "uac-gate-main")
     raw["devices"][i]["zone"] = None
-    gate = load_registry(write(tmp_path, raw)).device("uac-gate-main")
-    assert gate is not None and gate.zone is None and gate.capacity_people == 200
+    loaded = load_registry(write(tmp_path, raw))
+    gate = loaded.device("uac-gate-main")
+    assert gate is not None and loaded.zone_of(gate.id) is None
+    assert gate.params_of(VisitorCounterParams).capacity_people == 200
     raw["devices"][i]["zoen"] = None
     assert_rejected(tmp_path, raw, f"devices[{i}].zoen", "'uac-gate-main'")
 

@@ -10,6 +10,7 @@ from enum import StrEnum
 from typing import NamedTuple
 
 from common.devices import Registry
+from common.kinds import EwasteBinParams
 from common.messages import DispatchRequest, DispatchStatus, DispatchStop
 from common.payloads import Reading
 from common.schema import DISPATCH_MEASUREMENT, Point
@@ -189,11 +190,7 @@ class DispatchDesk:
         out = DeskOutput()
         busy = self.busy_bins()
         zones = sorted(
-            {
-                device.zone
-                for device_id in self.wanted - busy
-                if (device := self.registry.device(device_id)) is not None and device.zone
-            }
+            {zone for device_id in self.wanted - busy if (zone := self.registry.zone_of(device_id))}
         )
         for zone in zones:
             out.extend(self._plan_zone(zone, busy, now_ms))
@@ -212,7 +209,9 @@ class DispatchDesk:
                 continue
             weight = state.weight_kg
             if weight is None:
-                weight = (state.fill_pct or 100.0) / 100 * (device.capacity_kg or 0.0)
+                weight = (
+                    (state.fill_pct or 100.0) / 100 * device.params_of(EwasteBinParams).capacity_kg
+                )
             candidates.append(
                 Candidate(
                     device.id,

@@ -29,7 +29,8 @@ class AbsenceRule(BaseRule):
         # Registered devices are expected even if they never spoke; their clock starts at
         # the first moment the stream shows us (the first tick).
         for device in registry.devices if registry else ():
-            if spec.select.matches(device.site, device.kind, device.id, device.zone):
+            zone = registry.zone_of(device.id) if registry else None
+            if spec.select.matches(device.site, device.kind, device.id, zone):
                 self.seen[device.id] = _Seen(device.site, device.kind, None)
 
     def observe(self, reading: Reading) -> Iterable[Signal]:

@@ -87,8 +87,7 @@ class BaseRule:
         self.registry = registry
 
     def zone_of(self, device_id: str) -> str | None:
-        device = self.registry.device(device_id) if self.registry else None
-        return device.zone if device else None
+        return self.registry.zone_of(device_id) if self.registry else None
 
     def wants(self, site: str, kind: str, device_id: str) -> bool:
         return self.spec.select.matches(site, kind, device_id, self.zone_of(device_id))
