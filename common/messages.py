@@ -11,10 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from common.timestamps import ms_to_iso, utc_now_iso
+from common.timestamps import utc_now_iso
 
-# ms_to_iso and utc_now_iso live in common.timestamps; they are re-exported for the callers
-# that stamp messages.
 __all__ = [
     "AlertEvent",
     "AlertState",
@@ -24,8 +22,6 @@ __all__ = [
     "DispatchStatus",
     "DispatchStop",
     "Severity",
-    "ms_to_iso",
-    "utc_now_iso",
 ]
 
 AlertState = Literal["pending", "firing", "resolved"]

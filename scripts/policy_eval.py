@@ -34,7 +34,8 @@ import yaml
 from paho.mqtt import client as mqtt
 
 from common.devices import Registry, load_registry
-from common.messages import DispatchRequest, DispatchStatus, DispatchStop, ms_to_iso
+from common.messages import DispatchRequest, DispatchStatus, DispatchStop
+from common.timestamps import ms_to_iso
 from devices.simulator.models.base import ModelContext, to_datetime
 from devices.simulator.models.ewaste_bin import EwasteBin
 from devices.simulator.trucks import Fleet, TruckRun

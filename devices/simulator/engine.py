@@ -19,7 +19,8 @@ from typing import Any, NamedTuple, Protocol
 
 from common.devices import Device, Registry
 from common.kinds import VisitorCounterParams
-from common.messages import DispatchRequest, DispatchStatus, DispatchStop, ms_to_iso
+from common.messages import DispatchRequest, DispatchStatus, DispatchStop
+from common.timestamps import ms_to_iso
 from common.topics import TopicError, Topics
 from devices.simulator.clock import Pacer
 from devices.simulator.faults import EXPECTED_CODE, FaultInjector, encode

@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from common.kinds import KINDS
-from common.messages import ms_to_iso
 from common.payloads import Rejection, parse_message
+from common.timestamps import ms_to_iso
 from common.topics import Topics
 from devices.simulator.models import MODEL_KINDS
 from devices.simulator.models.base import Fields

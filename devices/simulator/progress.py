@@ -15,7 +15,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from common.messages import ms_to_iso
+from common.timestamps import ms_to_iso
 
 
 class SimProgress:

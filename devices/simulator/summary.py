@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from common.messages import ms_to_iso
+from common.timestamps import ms_to_iso
 from devices.simulator.engine import Engine
 from devices.simulator.faults import EXPECTED_CODE
 

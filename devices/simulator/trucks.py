@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from common.devices import Registry, Truck, haversine_km
-from common.messages import DispatchRequest, DispatchState, DispatchStatus, ms_to_iso
+from common.messages import DispatchRequest, DispatchState, DispatchStatus
+from common.timestamps import ms_to_iso
 
 DEFAULT_TRUCK = Truck(id="truck-sim", capacity_kg=1000.0, speed_kmh=25.0, stop_service_s=240)
 

@@ -18,8 +18,8 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from common.devices import Registry
-from common.messages import ms_to_iso
 from common.mqtt import Message, MqttLink
+from common.timestamps import ms_to_iso
 from common.topics import Topics
 from services.alerts.config import RulesFile
 from services.alerts.core import (

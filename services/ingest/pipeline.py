@@ -19,10 +19,11 @@ from typing import NamedTuple
 
 from common.devices import Registry
 from common.lineproto import LineProtocolError, encode_point
-from common.messages import DeadLetter, ms_to_iso
+from common.messages import DeadLetter
 from common.mqtt import Message
 from common.payloads import Reading, Rejection, StatusReading, parse_message
 from common.schema import reading_point, status_point
+from common.timestamps import ms_to_iso
 from common.topics import DeviceTopic, Topics
 from services.ingest.batcher import Batch, Batcher, Origin
 from services.ingest.inbox import Inbox

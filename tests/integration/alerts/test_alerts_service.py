@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from common.devices import load_registry
-from common.messages import AlertEvent, DispatchRequest, DispatchStatus, ms_to_iso
+from common.messages import AlertEvent, DispatchRequest, DispatchStatus
 from common.settings import load_settings
+from common.timestamps import ms_to_iso
 from services.alerts.config import load_rules
 from services.alerts.service import AlertsService
 from services.alerts.settings import AlertsSettings

@@ -10,7 +10,8 @@ from typing import TypeVar
 
 import pytest
 
-from common.messages import AlertEvent, DispatchStatus, ms_to_iso
+from common.messages import AlertEvent, DispatchStatus
+from common.timestamps import ms_to_iso
 from common.topics import TopicError, Topics
 from services.alerts.core import (
     Accepted,

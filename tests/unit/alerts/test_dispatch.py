@@ -4,7 +4,8 @@ dispatch, collection by weight drop or status, and timeouts that re-open bins.""
 from __future__ import annotations
 
 from common.devices import haversine_km
-from common.messages import DispatchStatus, ms_to_iso
+from common.messages import DispatchStatus
+from common.timestamps import ms_to_iso
 from services.alerts.dispatch.desk import DispatchDesk
 from services.alerts.dispatch.planner import (
     Candidate,
