@@ -306,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=10,
         help="minutes between bin readings (the registry's bins report every 5; 5 doubles "
-        "the runtime; it moved ours at 70 % riders by 2 trips)",
+        "the runtime; it moved ours at 70 %% riders by 2 trips)",
     )
     parser.add_argument(
         "--opportunistic",
