@@ -25,7 +25,9 @@ class AlertsSettings(CommonSettings):
         default=None, description="POST every firing/resolved alert here as JSON."
     )
     alerts_webhook_secret: SecretStr | None = Field(
-        default=None, description="HMAC-SHA256 key for the X-Facility-Signature header."
+        default=None,
+        description="HMAC-SHA256 key of the webhook-signature (id, timestamp and body) and "
+        "X-Facility-Signature (body) headers.",
     )
     alerts_dispatch_webhook_url: str | None = Field(
         default=None, description="Also POST every dispatch request here as JSON."

@@ -1,15 +1,20 @@
-"""HTTP webhook: the alert as JSON, signed (HMAC-SHA256) with an idempotency key, retried with
-backoff from a queue until delivered."""
+"""HTTP webhook: the alert as JSON, retried with backoff from a queue until delivered. Each
+attempt is signed in the Standard Webhooks scheme (``common.webhook_signing``: delivery id =
+the idempotency key, stable across retries; timestamp = the attempt's time), and the body alone
+as ``X-Facility-Signature`` for receivers written before that."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import json
+import time
+from collections.abc import Callable
 from typing import Unpack
 
 import httpx
 
+from common import webhook_signing
 from services.alerts.alert_lifecycle import Transition
 from services.alerts.metrics import AlertsMetrics
 from services.alerts.notifiers.base import DeliveryError, DeliveryQueue, QueueArgs
@@ -20,6 +25,8 @@ IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 
 def sign(secret: bytes, body: bytes) -> str:
+    """``X-Facility-Signature``: the body alone (no timestamp or id, so replayable; kept for
+    receivers that check only this header)."""
     return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
 
 
@@ -32,16 +39,25 @@ def idempotency_key(body: dict[str, object]) -> str:
 class JsonPoster:
     """POSTs JSON bodies to one URL; raises DeliveryError unless the answer is 2xx."""
 
-    def __init__(self, url: str, secret: bytes | None, timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        secret: bytes | None,
+        timeout_s: float = 10.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.url = url
         self.secret = secret
+        self.clock = clock
         self.client = httpx.Client(timeout=timeout_s)
 
     def post(self, body: dict[str, object]) -> None:
         raw = json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
-        headers = {"Content-Type": "application/json", IDEMPOTENCY_HEADER: idempotency_key(body)}
+        key = idempotency_key(body)
+        headers = {"Content-Type": "application/json", IDEMPOTENCY_HEADER: key}
         if self.secret:
             headers[SIGNATURE_HEADER] = sign(self.secret, raw)
+            headers.update(webhook_signing.sign(self.secret, key, int(self.clock()), raw))
         try:
             response = self.client.post(self.url, content=raw, headers=headers)
         except httpx.HTTPError as exc:

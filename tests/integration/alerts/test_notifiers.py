@@ -1,15 +1,25 @@
 """Notifiers against local HTTP servers (loopback): the webhook retries a failing receiver
-until it answers, with a stable idempotency key and a valid signature; apprise groups."""
+until it answers, with a stable idempotency key and a valid signature; the real facility-alerts
+signs its deliveries so a receiver rejects replayed, stale and altered copies; apprise groups."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from common import webhook_signing
+from common.payloads import Rejection
 from services.alerts.metrics import AlertsMetrics
 from services.alerts.notifiers.apprise import AppriseNotifier
 from services.alerts.notifiers.webhook import (
@@ -18,8 +28,9 @@ from services.alerts.notifiers.webhook import (
     JsonPoster,
     WebhookNotifier,
 )
-from tests.helpers import wait_until
+from tests.helpers import bound_port, publish, wait_until
 from tests.integration.alerts.support import BIN_FULL_RULES, WebhookReceiver
+from tests.servers import MosquittoServer, wait_alerts_ready
 from tests.unit.alerts.helpers import MIN, T0, bin_reading, engine
 
 
@@ -59,6 +70,90 @@ def test_webhook_retries_a_failing_receiver_until_delivered(receiver: WebhookRec
         "alerts_deliveries_total", {"notifier": "webhook", "outcome": "delivered"}
     )
     assert (failed, delivered) == (2.0, 2.0)
+
+
+@pytest.mark.parametrize("receiver", [2], indirect=True)
+def test_webhook_retries_keep_the_delivery_id_and_sign_each_attempt_with_its_own_time(
+    receiver: WebhookReceiver,
+) -> None:
+    secret = b"s3cret"
+    clock = itertools.count(1_700_000_000, 7)  # each attempt reads the clock once
+    poster = JsonPoster(receiver.url, secret, clock=lambda: float(next(clock)))
+    hook = WebhookNotifier("webhook", poster, AlertsMetrics(), base_s=0.05, max_s=0.2)
+    for transition in engine(BIN_FULL_RULES).handle(bin_reading("bin-001", T0, 95)):
+        hook.notify(transition)
+    wait_until(lambda: len(receiver.requests) >= 3, timeout=20)
+    hook.close(timeout=5)
+
+    attempts = receiver.requests[:3]
+    ids = {h[webhook_signing.ID_HEADER] for h, _ in attempts}
+    assert ids == {attempts[0][0][IDEMPOTENCY_HEADER]}  # the id is the idempotency key
+    stamps = [int(h[webhook_signing.TIMESTAMP_HEADER]) for h, _ in attempts]
+    assert stamps == [1_700_000_000, 1_700_000_007, 1_700_000_014]
+    (delivery_id,) = ids
+    for (headers, body), stamp in zip(attempts, stamps, strict=True):
+        assert webhook_signing.verify(secret, headers, body, now=stamp) == delivery_id
+
+
+def test_real_alerts_deliveries_verify_once_and_replayed_stale_or_altered_copies_are_refused(
+    mosquitto: MosquittoServer, receiver: WebhookReceiver, tmp_path: Path
+) -> None:
+    secret = "a-webhook-secret-from-make-env"
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(BIN_FULL_RULES)
+    port_file = tmp_path / "alerts.port"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MQTT_", "ALERTS_", "INFLUX_"))}
+    env.update(
+        MQTT_URL=mosquitto.url,
+        MQTT_CLIENT_ID="facility-alerts-signing-test",
+        ALERTS_HTTP_PORT="0",
+        HTTP_PORT_FILE=str(port_file),
+        ALERTS_INFLUX_ENABLED="false",
+        ALERTS_RULES_FILE=str(rules),
+        ALERTS_WEBHOOK_URL=receiver.url,
+        ALERTS_WEBHOOK_SECRET=secret,
+        ALERTS_STATE_DIR=str(tmp_path / "state"),
+        SECRETS_DIR=str(tmp_path / "no-secrets"),
+    )
+    root = Path(__file__).resolve().parents[3]
+    proc = subprocess.Popen([sys.executable, "-m", "services.alerts"], cwd=root, env=env)
+    try:
+        wait_alerts_ready(bound_port(port_file, proc))
+        before = int(time.time())
+        reading = {"ts": int(time.time() * 1000), "fill_pct": 95.0, "weight_kg": 30.0}
+        publish(mosquitto.url, "facility/ewaste/ewaste_bin/bin-001/telemetry", json.dumps(reading))
+        wait_until(lambda: len(receiver.requests) >= 1, timeout=30)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    headers, body = receiver.requests[0]
+    assert json.loads(body)["state"] == "firing"
+    stamp = int(headers[webhook_signing.TIMESTAMP_HEADER])
+    assert before <= stamp <= int(time.time())
+    assert headers[webhook_signing.SIGNATURE_HEADER].startswith("v1,")
+
+    key, now = secret.encode(), time.time()
+    seen: dict[str, int] = {}
+    accepted = webhook_signing.verify(key, headers, body, now, seen_ids=seen)
+    assert accepted == headers[IDEMPOTENCY_HEADER] == headers[webhook_signing.ID_HEADER]
+
+    def refused(
+        got_headers: dict[str, str], got_body: bytes, at: float, seen_ids: dict[str, int]
+    ) -> str:
+        result = webhook_signing.verify(key, got_headers, got_body, at, seen_ids=seen_ids)
+        assert isinstance(result, Rejection), result
+        return result.code
+
+    assert refused(headers, body, now + 1, seen) == "replayed"
+    # Captured and replayed after the tolerance: refused even by a receiver that forgot the id.
+    late = stamp + webhook_signing.DEFAULT_TOLERANCE_S + 1
+    assert refused(headers, body, late, {}) == "too_old"
+    altered = body.replace(b'"firing"', b'"resolved"')
+    assert altered != body
+    assert refused(headers, altered, now, {}) == "bad_signature"
+    assert webhook_signing.verify(b"another-secret", headers, body, now) == Rejection(
+        "bad_signature", "no signature matches the id, timestamp and body"
+    )
 
 
 def test_apprise_groups_an_incident_across_thirty_bins_into_one_message(
