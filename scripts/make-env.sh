@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Writes .env from .env.example with a fresh random secret in every empty *_PASSWORD/*_TOKEN.
+# Writes .env from .env.example with a fresh random secret in every empty *_PASSWORD/*_TOKEN/
+# *_SECRET.
 # Refuses to overwrite an existing .env (it holds the secrets the data volumes were set up with).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,7 +24,7 @@ trap 'rm -f "$tmp"' EXIT
 filled=0
 while IFS= read -r line || [ -n "$line" ]; do
   case "$line" in
-    [A-Z]*_PASSWORD= | [A-Z]*_TOKEN=)
+    [A-Z]*_PASSWORD= | [A-Z]*_TOKEN= | [A-Z]*_SECRET=)
       line="$line$(secret)"
       filled=$((filled + 1))
       ;;

@@ -33,7 +33,9 @@ SETTINGS_CLASSES = {
     "alerts": ("services.alerts.settings", "AlertsSettings"),
     "simulator": ("devices.simulator.settings", "SimulatorSettings"),
 }
-EXPECTED_SERVICES = {"mosquitto", "influxdb", "grafana", "ingest", "alerts", "simulator"}
+EXPECTED_SERVICES = {
+    "mosquitto", "influxdb", "influxdb-init", "grafana", "ingest", "alerts", "simulator"
+}  # fmt: skip
 
 # The compose-spec keys this project uses, per level (a typo or an unsupported key fails).
 TOP_LEVEL_KEYS = {"services", "volumes", "networks", "secrets", "configs", "name"}
@@ -424,6 +426,9 @@ def test_dockerfile_is_multi_stage_pinned_non_root_and_without_build_tools() -> 
 def test_grafana_gets_every_variable_its_provisioning_files_use() -> None:
     grafana = services()["grafana"]
     env = service_environment(grafana)
+    # NAME_FILE gives NAME: the entrypoint (deploy/influxdb/with-token.sh) exports it.
+    assert grafana["entrypoint"][:2] == ["sh", "/facility/with-token.sh"]
+    env |= {name.removesuffix("_FILE"): "" for name in env if name.endswith("_FILE")}
     used = set()
     for path in (REPO / "grafana" / "provisioning").rglob("*.y*ml"):
         used |= set(re.findall(r"\$\{?([A-Z][A-Z0-9_]*)\}?", path.read_text()))
@@ -434,3 +439,113 @@ def test_grafana_gets_every_variable_its_provisioning_files_use() -> None:
     path = provider["providers"][0]["options"]["path"]
     targets = [m.split(":")[1] for m in grafana["volumes"] if m.startswith("./grafana/dashboards")]
     assert targets and targets[0].startswith(path + "/")
+
+
+# --- secrets: scoped InfluxDB tokens, the webhook secret -----------------------------------
+
+TOKEN_USERS = {"ingest", "alerts", "simulator", "grafana"}
+
+
+def _named_mounts(svc: dict[str, Any]) -> dict[str, str]:
+    """Named volume -> its mount (target plus options) in one service."""
+    return {
+        m.split(":")[0]: m.split(":", 1)[1]
+        for m in svc.get("volumes", [])
+        if not m.startswith((".", "/"))
+    }
+
+
+def test_only_influxdb_and_its_init_get_the_admin_token() -> None:
+    data = load_compose()
+    holders = {
+        name
+        for name, svc in data["services"].items()
+        if "INFLUXDB_ADMIN_TOKEN" in " ".join(service_environment(svc).values())
+    }
+    assert holders == {"influxdb", "influxdb-init"}
+    assert "INFLUX_TOKEN" not in data["x-service-env"]
+    for name in TOKEN_USERS:
+        assert "INFLUX_TOKEN" not in service_environment(data["services"][name]), name
+
+
+def test_each_service_mounts_only_its_own_scoped_token_read_only() -> None:
+    from common.settings import DEFAULT_SECRETS_DIR
+
+    svcs = services()
+    for name, svc in svcs.items():
+        tokens = {v: m for v, m in _named_mounts(svc).items() if v.startswith("influx-token-")}
+        if name == "influxdb-init":
+            assert tokens == {f"influx-token-{u}": f"/tokens/{u}" for u in TOKEN_USERS}
+            assert service_environment(svc)["TOKENS_DIR"] == "/tokens"
+        elif name in TOKEN_USERS:
+            assert tokens == {f"influx-token-{name}": f"{DEFAULT_SECRETS_DIR}:ro"}, name
+            # The token exists before the service starts (and `up --wait` adopts the one-shot).
+            condition = svc["depends_on"]["influxdb-init"]["condition"]
+            assert condition == "service_completed_successfully", name
+        else:
+            assert not tokens, f"{name} mounts {sorted(tokens)}"
+    init = svcs["influxdb-init"]
+    assert init["restart"] == "no"
+    assert init["depends_on"]["influxdb"]["condition"] == "service_healthy"
+    assert init["entrypoint"] == ["sh", "/facility/create-tokens.sh"]
+    assert "./deploy/influxdb:/facility:ro" in init["volumes"]
+
+
+def test_grafana_data_source_gets_grafana_s_read_only_token_file() -> None:
+    grafana = services()["grafana"]
+    env = service_environment(grafana)
+    assert env["INFLUX_TOKEN_FILE"] == "/run/secrets/influx_token"
+    assert grafana["entrypoint"] == ["sh", "/facility/with-token.sh", "/run.sh"]
+    assert "./deploy/influxdb/with-token.sh:/facility/with-token.sh:ro" in grafana["volumes"]
+    datasource = (REPO / "grafana/provisioning/datasources/influxdb.yaml").read_text()
+    assert "Token ${INFLUX_TOKEN}" in datasource
+
+
+def test_ingest_does_not_try_to_create_the_bucket_with_its_write_only_token() -> None:
+    assert service_environment(services()["ingest"])["INGEST_CREATE_BUCKET"] == "false"
+
+
+@pytest.mark.parametrize("service", sorted(SETTINGS_CLASSES))
+def test_python_services_read_their_token_from_the_mounted_file(
+    service: str,
+    generated_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    from common.settings import load_settings
+
+    for name in list(os.environ):
+        if name.startswith(("MQTT_", "INFLUX_", "INGEST_", "ALERTS_", "SIMULATOR_", "LOG_")):
+            monkeypatch.delenv(name)
+    for name, value in service_environment(services()[service]).items():
+        monkeypatch.setenv(name, interpolate(value, generated_env))
+    secrets = tmp_path / "run-secrets"  # stands for the token volume at /run/secrets
+    secrets.mkdir()
+    (secrets / "influx_token").write_text(f"scoped-{service}-token")
+    monkeypatch.setenv("SECRETS_DIR", str(secrets))
+    monkeypatch.chdir(tmp_path)
+    settings: Any = load_settings(settings_class(service))
+    assert settings.influx_token.get_secret_value() == f"scoped-{service}-token"
+
+
+def test_alerts_gets_the_webhook_secret_make_env_generates(
+    generated_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from common.settings import load_settings
+    from services.alerts.settings import AlertsSettings
+
+    assert env_example()["ALERTS_WEBHOOK_SECRET"] == ""  # nothing secret committed
+    secret = generated_env["ALERTS_WEBHOOK_SECRET"]
+    assert len(secret) >= 32
+    env = service_environment(services()["alerts"])
+    assert env["ALERTS_WEBHOOK_SECRET"].startswith("${ALERTS_WEBHOOK_SECRET:?")  # required
+    for name in list(os.environ):
+        if name.startswith(("MQTT_", "INFLUX_", "ALERTS_", "LOG_")):
+            monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, interpolate(value, generated_env))
+    monkeypatch.setenv("SECRETS_DIR", str(tmp_path / "no-secrets"))
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings(AlertsSettings)
+    assert settings.alerts_webhook_secret is not None
+    assert settings.alerts_webhook_secret.get_secret_value() == secret
