@@ -125,7 +125,9 @@ def test_each_service_gets_a_token_scoped_to_write_or_read_the_bucket(
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
         assert path.stat().st_uid == os.getuid()
     # The admin token reached the CLI (its environment) and no file.
-    calls = [json.loads(line) for line in Path(fake_influx["FAKE_INFLUX_LOG"]).open()]
+    calls = [
+        json.loads(line) for line in Path(fake_influx["FAKE_INFLUX_LOG"]).read_text().splitlines()
+    ]
     assert {c["token"] for c in calls} == {"the-admin-token"}
     files = list(Path(fake_influx["TOKENS_DIR"]).rglob("*"))
     assert not any(f.is_file() and "the-admin-token" in f.read_text() for f in files)
