@@ -20,6 +20,7 @@ from influxdb_client.domain.bucket_retention_rules import BucketRetentionRules
 from influxdb_client.rest import ApiException
 from influxdb_client.service.write_service import WriteService
 
+from common.redact import redact_url, redact_urls
 from common.settings import CommonSettings
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ class InfluxError(Exception):
     """A request InfluxDB refused (``status``) or that got no answer (``status`` None)."""
 
     def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
+        super().__init__(redact_urls(message))  # it is logged and shown on /healthz
         self.status = status
 
 
@@ -61,7 +62,7 @@ class Row:
 
 
 def _no_answer(exc: BaseException) -> Answer:
-    return Answer(None, f"{type(exc).__name__}: {exc}")
+    return Answer(None, redact_urls(f"{type(exc).__name__}: {exc}"))
 
 
 class V2WriteApi:
@@ -153,6 +154,8 @@ class InfluxClient:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.url = url.rstrip("/")
+        self.where = redact_url(self.url)
+        """The database's URL as messages show it (no password)."""
         self.api_version = api_version
         self.database = database  # the v1 database, or the v2 bucket
         self.org = org
@@ -240,7 +243,7 @@ class InfluxClient:
             else:
                 response = self._http.post("/query", data=params)
         except httpx.HTTPError as exc:
-            raise InfluxError(f"InfluxDB at {self.url} unreachable: {exc}") from exc
+            raise InfluxError(f"InfluxDB at {self.where} unreachable: {exc}") from exc
         if response.status_code != 200:
             raise InfluxError(
                 f"InfluxDB answered {response.status_code}: {response.text.strip()[:300]}",

@@ -7,13 +7,15 @@ requests and write dispatch status, the ingest writes dead letters; all of them 
 from __future__ import annotations
 
 import base64
-from typing import Literal
+import hashlib
+from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from common.timestamps import utc_now_iso
 
 __all__ = [
+    "DEADLETTER_EXCERPT_BYTES",
     "AlertEvent",
     "AlertState",
     "DeadLetter",
@@ -89,12 +91,21 @@ class DispatchStatus(_Message):
     message: str = ""
 
 
+DEADLETTER_EXCERPT_BYTES: Final = 1024
+"""At most this much of a rejected payload (and of its topic and reason) goes into a dead
+letter: a huge message must not come back as a huge dead letter. Its length and SHA-256 say
+which message it was."""
+
+
 class DeadLetter(_Message):
-    """Published on ``P/deadletter/{program}``: the rejected message and why."""
+    """Published on ``P/deadletter/{program}``: the rejected message (an excerpt) and why."""
 
     topic: str
-    payload: str
+    payload: str = Field(description="the first DEADLETTER_EXCERPT_BYTES of the payload")
     payload_encoding: Literal["utf-8", "base64"] = "utf-8"
+    payload_bytes: int | None = Field(default=None, description="the whole payload's length")
+    payload_sha256: str | None = Field(default=None, description="of the whole payload, hex")
+    payload_truncated: bool = False
     reason: str
     code: str
     received_at: str
@@ -104,22 +115,43 @@ class DeadLetter(_Message):
     def build(
         cls, program: str, topic: str, raw: bytes, code: str, reason: str, received_at: str
     ) -> DeadLetter:
+        excerpt = raw[:DEADLETTER_EXCERPT_BYTES]
         encoding: Literal["utf-8", "base64"]
         try:
-            text, encoding = raw.decode("utf-8"), "utf-8"
+            text, encoding = _utf8_excerpt(excerpt, cut=len(excerpt) < len(raw)), "utf-8"
         except UnicodeDecodeError:
-            text, encoding = base64.b64encode(raw).decode("ascii"), "base64"
+            text, encoding = base64.b64encode(excerpt).decode("ascii"), "base64"
         return cls(
-            topic=topic,
+            topic=_cut(topic),
             payload=text,
             payload_encoding=encoding,
-            reason=reason,
+            payload_bytes=len(raw),
+            payload_sha256=hashlib.sha256(raw).hexdigest(),
+            payload_truncated=len(excerpt) < len(raw),
+            reason=_cut(reason),
             code=code,
             received_at=received_at,
             program=program,
         )
 
     def raw_payload(self) -> bytes:
+        """The payload as carried: the whole of it unless ``payload_truncated``."""
         if self.payload_encoding == "base64":
             return base64.b64decode(self.payload)
         return self.payload.encode("utf-8")
+
+
+def _utf8_excerpt(excerpt: bytes, *, cut: bool) -> str:
+    """Decode; when the excerpt was cut, a character split by the cut is dropped, not blamed."""
+    try:
+        return excerpt.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if cut and exc.end == len(excerpt) and len(excerpt) - exc.start < 4:
+            return excerpt[: exc.start].decode("utf-8")
+        raise
+
+
+def _cut(text: str) -> str:
+    return (
+        text if len(text) <= DEADLETTER_EXCERPT_BYTES else text[:DEADLETTER_EXCERPT_BYTES] + "..."
+    )

@@ -25,6 +25,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from common.redact import redact_url
 from common.settings import CommonSettings
 
 log = logging.getLogger(__name__)
@@ -113,6 +114,8 @@ class MqttLink:
         self.v5 = settings.mqtt_protocol == "5"
         self.connected = threading.Event()
         self.last_error: str | None = None
+        self.where = redact_url(settings.mqtt_url)
+        """The broker's URL as logs and errors show it (no password)."""
         self._hooks: list[OnConnect] = []
         self._disconnect_hooks: list[OnDisconnect] = []
         self._subscribed_hooks: list[OnSubscribed] = []
@@ -141,6 +144,7 @@ class MqttLink:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_subscribe = self._on_subscribe
+        self.client.on_connect_fail = self._on_connect_fail
         self._queue_packet = _packet_queue_of(self.client)
 
     def add_on_connect(self, hook: OnConnect) -> None:
@@ -226,7 +230,7 @@ class MqttLink:
     ) -> None:
         if reason.is_failure:
             self.last_error = f"broker refused connection: {reason}"
-            log.error("mqtt connect refused", extra={"reason": str(reason)})
+            log.error("mqtt connect refused", extra={"broker": self.where, "reason": str(reason)})
             return
         self.last_error = None
         sock = client.socket()
@@ -236,11 +240,22 @@ class MqttLink:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         log.info(
             "mqtt connected",
-            extra={"client_id": self.client_id, "session_present": flags.session_present},
+            extra={
+                "broker": self.where,
+                "client_id": self.client_id,
+                "session_present": flags.session_present,
+            },
         )
         for hook in self._hooks:
             hook(client, flags.session_present)
         self.connected.set()
+
+    def _on_connect_fail(self, _client: mqtt.Client, _userdata: object) -> None:
+        # paho retries with backoff; one line per outage, not one per attempt.
+        error = f"broker {self.where} not reachable"
+        if self.last_error != error:
+            self.last_error = error
+            log.warning("mqtt broker not reachable; retrying", extra={"broker": self.where})
 
     def _on_subscribe(self, _client: mqtt.Client, _userdata: object, mid: int, *_: object) -> None:
         for hook in self._subscribed_hooks:
@@ -257,6 +272,6 @@ class MqttLink:
         self.connected.clear()
         if reason.is_failure:
             self.last_error = f"disconnected: {reason}"
-            log.warning("mqtt disconnected", extra={"reason": str(reason)})
+            log.warning("mqtt disconnected", extra={"broker": self.where, "reason": str(reason)})
         for hook in self._disconnect_hooks:
             hook()

@@ -17,6 +17,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from common.config_errors import join, problems
+from common.redact import redact_urls
 from common.topics import TopicError, check_prefix
 
 DEFAULT_SECRETS_DIR = "/run/secrets"
@@ -142,7 +143,9 @@ def load_settings(cls: type[S], **overrides: object) -> S:
         parts = []
         for problem in problems(exc):
             name = str(problem.loc[0]).upper() if problem.loc else cls.__name__
-            parts.append(f"{name}: {problem.message} (got {_redact(name, problem.value)})")
+            # A message may quote the value too: URLs' passwords are masked in the whole part.
+            part = f"{name}: {problem.message} (got {_redact(name, problem.value)})"
+            parts.append(redact_urls(part))
         raise ConfigError(join("invalid setting ", parts)) from None
 
 
@@ -158,5 +161,5 @@ def load_or_exit(cls: type[S], program: str, **overrides: object) -> S:
 def _redact(name: str, value: object) -> str:
     if any(word in name for word in ("PASSWORD", "TOKEN", "SECRET", "KEY")):
         return "<redacted>"
-    text = repr(value)
+    text = redact_urls(repr(value))  # before cutting, so no half of a password is left
     return text if len(text) <= 60 else text[:57] + "..."

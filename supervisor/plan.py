@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from common.redact import redact_url
 from supervisor.child import Child
 
 LOOPBACK = "127.0.0.1"
@@ -72,15 +73,16 @@ def make_plan(args: argparse.Namespace, environ: dict[str, str]) -> Plan:
     influx_url = environ.get("INFLUX_URL")
     use_influx = bool(influx_url) and influx_reachable(str(influx_url))
     plan = Plan(mqtt_url, embedded, broker_port, "influx" if use_influx else "file", data_dir)
-    parts = urlsplit(mqtt_url)  # shown without credentials
-    where = f"{parts.scheme}://{parts.hostname}:{parts.port or 1883}"
+    parts = urlsplit(mqtt_url)
+    where = redact_url(f"{parts.scheme}://{parts.netloc}")
     plan.header.append(f"broker   {'embedded amqtt (MQTT 3.1.1) ' if embedded else ''}{where}")
     if use_influx:
         plan.header.append(
-            f"storage  InfluxDB {influx_url} (bucket {environ.get('INFLUX_BUCKET', 'facility')})"
+            f"storage  InfluxDB {redact_url(str(influx_url))} "
+            f"(bucket {environ.get('INFLUX_BUCKET', 'facility')})"
         )
     else:
-        reason = f"{influx_url} does not answer" if influx_url else "INFLUX_URL not set"
+        reason = f"{redact_url(influx_url)} does not answer" if influx_url else "INFLUX_URL not set"
         plan.header.append(f"storage  line-protocol file {data_dir / 'points.lp'} ({reason})")
     plan.header.append(f"logs     {logs}/<process>.log")
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from common.devices import RegistryError
 from common.durations import duration_s
 from common.observability import setup_logging
+from common.redact import redact_urls
 from common.runtime import stop_on_signals
 from common.settings import load_or_exit
 from devices.simulator.load import run_load
@@ -130,10 +131,10 @@ def main(argv: list[str] | None = None) -> int:
             output=args.output,
         )
     except (ScenarioError, RegistryError, ValueError) as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
+        print(f"{PROG}: {redact_urls(str(exc))}", file=sys.stderr)
         return 2
     except TimeoutError as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
+        print(f"{PROG}: {redact_urls(str(exc))}", file=sys.stderr)
         return 1
     finish(summary, summary_file)
     return 0

@@ -136,8 +136,8 @@ class MqttPublisher:
             if not conn.link.wait_connected(max(0.0, deadline - time.monotonic())):
                 error = conn.link.last_error or "no answer"
                 raise TimeoutError(
-                    f"MQTT broker {conn.link.settings.mqtt_host}:{conn.link.settings.mqtt_port} "
-                    f"not reachable for {key} within {timeout:.0f} s ({error})"
+                    f"MQTT broker {conn.link.where} not reachable for {key} "
+                    f"within {timeout:.0f} s ({error})"
                 )
 
     def publish(self, message: Outgoing) -> None:
