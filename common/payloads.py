@@ -10,17 +10,21 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, ClassVar, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from pydantic import ValidationError
 
 from common.kinds import INVALID_TS, KINDS, NO_FIELDS, TS_IN_FUTURE
 from common.topics import TopicError, Topics
 
+if TYPE_CHECKING:
+    from common.identity import DeviceGate
+
 __all__ = [
     "BAD_STATUS",
     "BAD_TOPIC",
     "DEVICE_ID_MISMATCH",
+    "IDENTITY_CODES",
     "INTERNAL_ERROR",
     "INVALID_JSON",
     "INVALID_TS",
@@ -36,6 +40,8 @@ __all__ = [
     "STATUS_VALUES",
     "TOO_LARGE",
     "TS_IN_FUTURE",
+    "UNKNOWN_DEVICE",
+    "UNKNOWN_DEVICE_LIMIT",
     "UNKNOWN_KIND",
     "WRONG_TYPE",
     "ParseResult",
@@ -62,6 +68,8 @@ NOT_FINITE: Final = "not_finite"
 OUT_OF_RANGE: Final = "out_of_range"
 DEVICE_ID_MISMATCH: Final = "device_id_mismatch"
 BAD_STATUS: Final = "bad_status"
+UNKNOWN_DEVICE: Final = "unknown_device"
+UNKNOWN_DEVICE_LIMIT: Final = "unknown_device_limit"
 REASON_CODES: Final = frozenset(
     {
         BAD_TOPIC,
@@ -81,7 +89,9 @@ REASON_CODES: Final = frozenset(
         BAD_STATUS,
     }
 )
-"""What a device's message can be rejected for."""
+"""What a device's message can be rejected for, on its own."""
+IDENTITY_CODES: Final = frozenset({UNKNOWN_DEVICE, UNKNOWN_DEVICE_LIMIT})
+"""What it can be rejected for given the device registry (``parse_message(..., gate=)``)."""
 INTERNAL_ERROR: Final = "internal_error"
 """The judge itself failed (a bug here, not the device's fault): logged with its traceback and
 counted under its own code, outside :data:`REASON_CODES`."""
@@ -138,11 +148,20 @@ def _now_ms() -> int:
 
 
 def parse_message(
-    topic: str, payload: bytes, topics: Topics, *, now_ms: int | None = None
+    topic: str,
+    payload: bytes,
+    topics: Topics,
+    *,
+    now_ms: int | None = None,
+    gate: DeviceGate | None = None,
 ) -> ParseResult:
-    """Judge one MQTT message. Never raises; a failure of its own is ``internal_error``."""
+    """Judge one MQTT message. Never raises; a failure of its own is ``internal_error``.
+
+    With a ``gate``, the topic's (site, kind, device_id) is judged against the device registry
+    first (``common.identity``), before any work on the payload.
+    """
     try:
-        return _parse(topic, payload, topics, now_ms)
+        return _parse(topic, payload, topics, now_ms, gate)
     except Exception as exc:
         log.exception("internal error while judging a message", extra={"topic": topic[:200]})
         return Rejection(
@@ -150,11 +169,15 @@ def parse_message(
         )
 
 
-def _parse(topic: str, payload: bytes, topics: Topics, now_ms: int | None) -> ParseResult:
+def _parse(
+    topic: str, payload: bytes, topics: Topics, now_ms: int | None, gate: DeviceGate | None
+) -> ParseResult:
     try:
         where = topics.parse_device_topic(topic)
     except TopicError as exc:
         return Rejection(BAD_TOPIC, str(exc))
+    if gate is not None and (refused := gate.check(where.site, where.kind, where.device_id)):
+        return refused
     if where.channel == "status":
         return _parse_status(where.site, where.kind, where.device_id, payload, now_ms)
     kind = KINDS.get(where.kind)

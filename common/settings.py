@@ -17,6 +17,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from common.config_errors import join, problems
+from common.identity import DEFAULT_MAX_UNKNOWN, UnknownDevices
 from common.redact import redact_urls
 from common.topics import TopicError, check_prefix
 
@@ -63,6 +64,18 @@ class CommonSettings(BaseSettings):
     influx_bucket: str = "facility"
 
     devices_file: Path = Path("config/devices.yaml")
+    unknown_devices: UnknownDevices = Field(
+        default="accept",
+        description="A reading or status from a (site, kind, device_id) not in DEVICES_FILE: "
+        "`reject` (dead letter `unknown_device`; compose sets this) or `accept` (labs, "
+        "synthetic fleets).",
+    )
+    unknown_devices_max: int = Field(
+        default=DEFAULT_MAX_UNKNOWN,
+        ge=0,
+        description="With `accept`: distinct unregistered (site, kind, device_id) let through; "
+        "beyond, dead letter `unknown_device_limit` (bounds InfluxDB series and alerts' state).",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["json", "console"] = "json"
     # Services write their bound /healthz port here (with *_HTTP_PORT=0: no race for a port).

@@ -15,6 +15,7 @@ from typing import NamedTuple
 from pydantic import ValidationError
 
 from common.devices import Registry
+from common.identity import DEFAULT_MAX_UNKNOWN, DeviceGate, UnknownDevices
 from common.messages import AlertEvent, DispatchRequest, DispatchStatus
 from common.payloads import Reading, Rejection, StatusReading, parse_message
 from common.schema import Point
@@ -146,6 +147,9 @@ class CoreSettings:
     dispatch_timeout_ms: int = 8 * 3_600_000
     live_lag_ms: int = 60_000
     """A reading at most this far behind the wall clock makes the stream live."""
+    unknown_devices: UnknownDevices = "accept"
+    unknown_devices_max: int = DEFAULT_MAX_UNKNOWN
+    """``UNKNOWN_DEVICES``/``UNKNOWN_DEVICES_MAX`` (see ``common.identity``)."""
 
 
 class AlertsCore:
@@ -169,6 +173,7 @@ class AlertsCore:
         self.topics = topics
         self.settings = settings
         self.registry = registry
+        self.gate = DeviceGate(registry, settings.unknown_devices, settings.unknown_devices_max)
         self.nonce = nonce.encode()
         collected = CollectedBins()
         self.engine = RuleEngine(rules, registry, settings.allowed_lateness_ms, collected)
@@ -243,7 +248,7 @@ class AlertsCore:
             return []
         if topics.is_dispatch(topic):
             return self._dispatch_status(payload, wall_ms)
-        message = parse_message(topic, payload, topics, now_ms=wall_ms)
+        message = parse_message(topic, payload, topics, now_ms=wall_ms, gate=self.gate)
         if isinstance(message, Rejection):
             return [Rejected(topic, message)]
         if isinstance(message, StatusReading):

@@ -140,6 +140,8 @@ class AlertsService:
                 opportunistic_pct=settings.alerts_opportunistic_pct,
                 dispatch_timeout_ms=settings.alerts_dispatch_timeout_s * 1000,
                 live_lag_ms=settings.alerts_live_lag_s * 1000,
+                unknown_devices=settings.unknown_devices,
+                unknown_devices_max=settings.unknown_devices_max,
             ),
             nonce=secrets.token_hex(8),
         )

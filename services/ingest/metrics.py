@@ -65,4 +65,14 @@ class IngestMetrics:
         self.sink_up = Gauge(
             "ingest_sink_up", "1 when the last write to the database succeeded", registry=r
         )
+        self.unknown_devices = Gauge(
+            "ingest_unknown_devices",
+            "distinct unregistered (site, kind, device_id) accepted (UNKNOWN_DEVICES=accept)",
+            registry=r,
+        )
+        self.unknown_devices_max = Gauge(
+            "ingest_unknown_devices_max",
+            "cap on them (UNKNOWN_DEVICES_MAX); beyond it: unknown_device_limit",
+            registry=r,
+        )
         self.mqtt_up = Gauge("ingest_mqtt_connected", "1 when connected to the broker", registry=r)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from common.devices import Registry
+from common.identity import DeviceGate
 from common.lineproto import LineProtocolError, encode_point
 from common.messages import DeadLetter
 from common.mqtt import Message
@@ -90,9 +91,12 @@ class Pipeline:
         flush_interval_s: float,
         inbox_size: int,
         reporter: StatsReporter | None = None,
+        gate: DeviceGate | None = None,
     ) -> None:
         self.topics = MemoTopics(topics.prefix)
         self.registry = registry
+        self.gate = gate
+        """Judges each topic's (site, kind, device_id); on the encode thread only."""
         self.writer = writer
         self.metrics = metrics
         self.publish = publish
@@ -163,7 +167,7 @@ class Pipeline:
     def _judge(self, item: Inbound, batcher: Batcher, stats: _Stats) -> None:
         mid, qos, topic, payload, received_s, generation = item
         received_ms = int(received_s * 1000)
-        result = parse_message(topic, payload, self.topics, now_ms=received_ms)
+        result = parse_message(topic, payload, self.topics, now_ms=received_ms, gate=self.gate)
         ack = (mid, qos, generation)
         now = time.monotonic()
         if isinstance(result, Reading):
@@ -212,6 +216,8 @@ class Pipeline:
 
     def _hand_over(self, batch: Batch, stats: _Stats) -> None:
         stats.flush(self.metrics)
+        if self.gate is not None:
+            self.metrics.unknown_devices.set(self.gate.unknown_seen)
         if batch.acks:
             self._batches.put(batch)  # blocks while two batches wait: back-pressure
 

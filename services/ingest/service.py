@@ -10,8 +10,9 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from common.devices import Registry, RegistryError, load_registry
+from common.identity import DeviceGate
 from common.mqtt import MqttLink
-from common.payloads import INTERNAL_ERROR, REASON_CODES
+from common.payloads import IDENTITY_CODES, INTERNAL_ERROR, REASON_CODES
 from common.runtime import StartupError
 from common.topics import Topics
 from services.ingest.metrics import IngestMetrics
@@ -48,6 +49,15 @@ def _load_registry(settings: IngestSettings) -> Registry | None:
         raise StartupError(f"DEVICES_FILE: {exc}") from exc
 
 
+def _device_gate(settings: IngestSettings, registry: Registry | None) -> DeviceGate:
+    if settings.unknown_devices == "reject" and registry is None:
+        raise StartupError(
+            f"UNKNOWN_DEVICES=reject needs the device registry, and DEVICES_FILE "
+            f"({settings.devices_file}) does not exist"
+        )
+    return DeviceGate(registry, settings.unknown_devices, settings.unknown_devices_max)
+
+
 class IngestService:
     """One running ingest: build with settings, ``start()``, then ``stop(timeout_s)``.
 
@@ -57,7 +67,9 @@ class IngestService:
         self.settings = settings
         self.topics = Topics(settings.mqtt_topic_prefix)
         self.registry = _load_registry(settings)
+        self.gate = _device_gate(settings, self.registry)
         self.metrics = IngestMetrics()
+        self.metrics.unknown_devices_max.set(settings.unknown_devices_max)
         self.sink = sink or build_sink(settings)
         self.spool = Spool(
             settings.ingest_spool_dir,
@@ -84,7 +96,9 @@ class IngestService:
                 settings.ingest_stats_interval_s,
                 self.metrics,
                 self.writer.write_durations_s,
-                reasons=REASON_CODES | {INTERNAL_ERROR, SINK_REJECTED, UNENCODABLE},
+                reasons=REASON_CODES
+                | IDENTITY_CODES
+                | {INTERNAL_ERROR, SINK_REJECTED, UNENCODABLE},
             )
         self.pipeline = Pipeline(
             self.topics,
@@ -97,6 +111,7 @@ class IngestService:
             flush_interval_s=settings.ingest_flush_interval_ms / 1000,
             inbox_size=settings.receive_maximum + 1000,
             reporter=reporter,
+            gate=self.gate,
         )
         self.link.set_message_handler(self.pipeline.on_message)
         self.link.add_on_connect(self._on_connect)
@@ -157,6 +172,11 @@ class IngestService:
                 "max_bytes": self.spool.max_bytes,
                 "used_pct": round(100 * spool_bytes / self.spool.max_bytes, 2),
                 "full": sink.spool_full,
+            },
+            "devices": {
+                "unknown": self.gate.unknown,
+                "unknown_accepted": self.gate.unknown_seen,
+                "unknown_max": self.gate.max_unknown,
             },
         }
 
