@@ -151,11 +151,25 @@ class Topics:
         return DeviceTopic(self.prefix, site, kind, device_id, channel)
 
     def parse_dispatch_status(self, topic: str) -> str:
-        """Return the dispatch id of a ``P/dispatch/{id}/status`` topic."""
+        """Return the dispatch id of a ``P/dispatch/{id}/status`` topic (exactly that shape:
+        ``P/dispatch/x/{device}/status`` is none)."""
         head = f"{self.prefix}/dispatch/"
         if not topic.startswith(head) or not topic.endswith("/status"):
             raise TopicError(f"topic {topic!r} is not a dispatch status topic")
-        return check_id(topic[len(head) : -len("/status")], "dispatch_id")
+        dispatch_id = check_id(topic[len(head) : -len("/status")], "dispatch_id")
+        if dispatch_id == "requests":
+            raise TopicError("invalid dispatch_id 'requests': reserved topic level")
+        return dispatch_id
+
+    def service_namespace(self, topic: str) -> str | None:
+        """The reserved level (``alerts``, ``dispatch``, ``deadletter``) ``topic`` is under,
+        if any. Such a topic belongs to a service whatever its shape: it is never a device's
+        reading, even when it has a device topic's number of levels."""
+        head = self.prefix + "/"
+        if not topic.startswith(head):
+            return None
+        level = topic[len(head) :].split("/", 1)[0]
+        return level if level in RESERVED_SITES else None
 
     def is_active_alert(self, topic: str) -> bool:
         """True for any topic under ``P/alerts/active/`` (well-formed or not)."""
@@ -170,7 +184,8 @@ class Topics:
         return topic.startswith(f"{self.prefix}/dispatch/")
 
     def parse_dispatch_record(self, topic: str) -> str:
-        """Return the dispatch id of a ``P/alerts/_dispatch/{id}`` topic."""
+        """Return the dispatch id of a ``P/alerts/_dispatch/{id}`` topic (exactly one level
+        under ``_dispatch``)."""
         head = f"{self.prefix}/alerts/_dispatch/"
         if not topic.startswith(head):
             raise TopicError(f"topic {topic!r} is not a dispatch record topic")

@@ -8,7 +8,7 @@ executes the effects (MQTT publishes, notifiers, InfluxDB points, metrics, logs)
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import NamedTuple
 
@@ -17,13 +17,14 @@ from pydantic import ValidationError
 from common.devices import Registry
 from common.identity import DEFAULT_MAX_UNKNOWN, DeviceGate, UnknownDevices
 from common.messages import AlertEvent, DispatchRequest, DispatchStatus
-from common.payloads import Reading, Rejection, StatusReading, parse_message
+from common.payloads import UNKNOWN_DEVICE_LIMIT, Reading, Rejection, StatusReading, parse_message
 from common.schema import Point
-from common.topics import TopicError, Topics
+from common.timestamps import iso_to_ms
+from common.topics import TopicError, Topics, check_id
 from services.alerts.alert_lifecycle import Alert, AlertKey, Transition
 from services.alerts.collected import CollectedBins
 from services.alerts.config import RulesFile
-from services.alerts.dispatch.desk import DeskOutput, DispatchDesk
+from services.alerts.dispatch.desk import DeskOutput, DispatchDesk, DispatchPhase, OpenDispatch
 from services.alerts.rule_engine import RuleEngine
 
 
@@ -34,6 +35,8 @@ class Inbound(NamedTuple):
     payload: bytes
     arrived: float
     """Monotonic seconds at arrival; only measured against, never judged on."""
+    retained: bool = False
+    """Delivered from the broker's retained store (at subscribe time)."""
 
 
 # -- effects: what the service must do, in the order given ----------------------------------
@@ -121,6 +124,9 @@ class Log:
     level: int
     message: str
     extra: Mapping[str, object]
+    code: str | None = None
+    """Set when the line is about input refused (bad retained state, a forged dispatch
+    status): counted under this rejection code."""
 
 
 Effect = (
@@ -149,7 +155,20 @@ class CoreSettings:
     """A reading at most this far behind the wall clock makes the stream live."""
     unknown_devices: UnknownDevices = "accept"
     unknown_devices_max: int = DEFAULT_MAX_UNKNOWN
-    """``UNKNOWN_DEVICES``/``UNKNOWN_DEVICES_MAX`` (see ``common.identity``)."""
+    """``UNKNOWN_DEVICES``/``UNKNOWN_DEVICES_MAX`` (see ``common.identity``): also the bound
+    on the devices whose state alerts keeps."""
+    max_record_lead_ms: int = 300_000
+    """A retained alert or dispatch dated later than the wall clock plus this is refused."""
+
+
+REFUSAL_WARN_EVERY_MS = 60_000
+"""One warning line per minute at most while readings are refused for the bound."""
+
+# A dispatch status may only move an open dispatch forward (``planned`` is our own echo).
+_NEXT_STATES: dict[DispatchPhase, frozenset[str]] = {
+    DispatchPhase.PLANNED: frozenset({"en_route", "completed", "cancelled"}),
+    DispatchPhase.EN_ROUTE: frozenset({"en_route", "completed", "cancelled"}),
+}
 
 
 class AlertsCore:
@@ -185,6 +204,9 @@ class AlertsCore:
         self.live = False
         self._held: list[Inbound] = []
         self._sync_topic = topics.alerts_sync()
+        self.refused_readings = 0
+        self._refusals_warned_ms: int | None = None
+        self._refused_since_warning = 0
 
     # -- views (health, metrics, tests) ----------------------------------------------------
     @property
@@ -203,6 +225,11 @@ class AlertsCore:
 
     def open_dispatch_ids(self) -> set[str]:
         return set(self.desk.open)
+
+    def unknown_devices_seen(self) -> int:
+        """Distinct unregistered (site, kind, device) whose state alerts keeps (bounded by
+        ``unknown_devices_max``; always 0 when unknown devices are rejected)."""
+        return self.gate.unknown_seen
 
     def now_ms(self, wall_ms: int) -> int:
         """Event time now: the watermark, or the wall clock if later and the stream is live."""
@@ -235,21 +262,15 @@ class AlertsCore:
             if payload == self.nonce and not self.synced:
                 return self.finish_restoring(wall_ms)
             return []
-        if topics.is_active_alert(topic):
-            if not self.synced and payload:
-                return self._restore_alert(topic, payload)
-            return []
-        if topics.is_dispatch_record(topic):
-            if not self.synced and payload:
-                return self._restore_dispatch(payload)
-            return []
+        if topics.service_namespace(topic) is not None:
+            return self._service_message(item, wall_ms)
         if not self.synced:
             self._held.append(item)  # judged once the retained state is in
             return []
-        if topics.is_dispatch(topic):
-            return self._dispatch_status(payload, wall_ms)
         message = parse_message(topic, payload, topics, now_ms=wall_ms, gate=self.gate)
         if isinstance(message, Rejection):
+            if message.code == UNKNOWN_DEVICE_LIMIT:
+                return self._refused(topic, message, wall_ms)
             return [Rejected(topic, message)]
         if isinstance(message, StatusReading):
             if not self.live and self.engine.watermark_ms:
@@ -276,18 +297,69 @@ class AlertsCore:
             out += self._desk(self.desk.tick(self.now_ms(wall_ms)), wall_ms)
         return out
 
-    def _restore_alert(self, topic: str, payload: bytes) -> list[Effect]:
+    # -- the services' own topics: routed on their exact shape -------------------------------
+    def _service_message(self, item: Inbound, wall_ms: int) -> list[Effect]:
+        """A topic under a reserved level (``alerts``, ``dispatch``, ``deadletter``): state
+        or dispatch progress if it has exactly the shape of one, else nobody's message (a
+        device topic pattern can match ``P/alerts/_dispatch/{device}/telemetry``)."""
+        topics, topic = self.topics, item.topic
+        if topics.is_active_alert(topic):
+            if not self.synced and item.payload:
+                return self._restore_alert(item, wall_ms)
+            return [] if _fits(topics.parse_active_alert, topic) else self._foreign(item)
+        if topics.is_dispatch_record(topic):
+            if not self.synced and item.payload:
+                return self._restore_dispatch(item, wall_ms)
+            return [] if _fits(topics.parse_dispatch_record, topic) else self._foreign(item)
+        if _fits(topics.parse_dispatch_status, topic):
+            if not self.synced:
+                self._held.append(item)  # judged once the dispatches are restored
+                return []
+            return self._dispatch_status(item, wall_ms)
+        if topic == topics.dispatch_requests():
+            return []
+        return self._foreign(item)
+
+    def _foreign(self, item: Inbound) -> list[Effect]:
+        """Counted and dropped; if retained in our own subtree, cleared so that no later
+        start (nor any other reader of ``P/alerts/#``) takes it for state."""
+        if not item.payload:
+            return []  # a clear, ours or anyone's
+        out: list[Effect] = [
+            Rejected(
+                item.topic,
+                Rejection(
+                    "service_topic",
+                    "not a topic of the contract, under a level reserved for the services",
+                ),
+            )
+        ]
+        if item.retained and self.topics.service_namespace(item.topic) == "alerts":
+            out.append(ClearRetained(item.topic))
+        return out
+
+    def _refused_state(self, item: Inbound, code: str, message: str, error: str) -> list[Effect]:
+        out: list[Effect] = [
+            Log(logging.WARNING, message, {"topic": item.topic, "error": error}, code)
+        ]
+        if item.retained and self.topics.service_namespace(item.topic) == "alerts":
+            out.append(ClearRetained(item.topic))
+        return out
+
+    def _restore_alert(self, item: Inbound, wall_ms: int) -> list[Effect]:
+        topic = item.topic
         try:
             rule, site, device_id = self.topics.parse_active_alert(topic)
-            event = AlertEvent.model_validate_json(payload)
+            event = AlertEvent.model_validate_json(item.payload)
         except (TopicError, ValidationError) as exc:
-            return [
-                Log(
-                    logging.WARNING,
-                    "ignoring unreadable retained alert",
-                    {"topic": topic, "error": str(exc)},
-                )
-            ]
+            return self._refused_state(
+                item, "bad_alert_record", "ignoring unreadable retained alert", str(exc)
+            )
+        problem = self._alert_problem(rule, site, device_id, event, wall_ms)
+        if problem is not None:
+            return self._refused_state(
+                item, "bad_alert_record", "ignoring invalid retained alert", problem
+            )
         spec = self.engine.specs.get(rule)
         if spec is None or event.state != "firing":
             # The rule was removed from the rules file: nobody will ever resolve it.
@@ -295,30 +367,132 @@ class AlertsCore:
                 ClearRetained(self.topics.alert_active(rule, site, device_id)),
                 Log(logging.INFO, "cleared retained alert of a removed rule", {"topic": topic}),
             ]
+        device = self.registry.device(device_id)
+        kind = event.kind or (device.kind if device is not None else "")
+        refusal = self.gate.check(site, kind, device_id)  # the same bound as for readings
+        if refusal is not None:
+            return self._refused_state(
+                item, refusal.code, "ignoring retained alert of a refused device", refusal.reason
+            )
         self.engine.lifecycle.restore(spec, event)
         if spec.dispatch and event.kind == "ewaste_bin":
             self.desk.want(event.device_id)
         return []
 
-    def _restore_dispatch(self, payload: bytes) -> list[Effect]:
+    def _alert_problem(
+        self, rule: str, site: str, device_id: str, event: AlertEvent, wall_ms: int
+    ) -> str | None:
+        if (event.rule, event.site, event.device_id) != (rule, site, device_id):
+            return "the event names another alert than its topic"
+        device = self.registry.device(device_id)
+        if device is not None and (device.site, device.kind) != (site, event.kind or device.kind):
+            return f"device {device_id!r} is not a {event.kind} of site {site!r}"
+        for stamp in (event.ts, event.started_at):
+            if stamp is not None and (problem := self._date_problem(stamp, wall_ms)):
+                return problem
+        return None
+
+    def _restore_dispatch(self, item: Inbound, wall_ms: int) -> list[Effect]:
         try:
-            self.desk.restore(DispatchRequest.model_validate_json(payload))
-        except (ValidationError, ValueError) as exc:
-            return [
-                Log(logging.WARNING, "ignoring unreadable dispatch record", {"error": str(exc)})
-            ]
+            dispatch_id = self.topics.parse_dispatch_record(item.topic)
+            request = DispatchRequest.model_validate_json(item.payload)
+        except (TopicError, ValidationError) as exc:
+            return self._refused_state(
+                item, "bad_dispatch_record", "ignoring unreadable dispatch record", str(exc)
+            )
+        problem = self._record_problem(dispatch_id, request, wall_ms)
+        if problem is not None:
+            return self._refused_state(
+                item, "bad_dispatch_record", "ignoring invalid dispatch record", problem
+            )
+        self.desk.restore(request)
         return []
 
-    def _dispatch_status(self, payload: bytes, wall_ms: int) -> list[Effect]:
-        if not payload:
-            return []
+    def _record_problem(
+        self, dispatch_id: str, request: DispatchRequest, wall_ms: int
+    ) -> str | None:
+        """Why a retained dispatch record is not one the desk could have written, if so."""
+        if request.dispatch_id != dispatch_id:
+            return "the record names another dispatch than its topic"
         try:
-            status = DispatchStatus.model_validate_json(payload)
+            check_id(request.truck_id, "truck_id")
+            check_id(request.zone, "zone")
+            for stop in request.stops:
+                check_id(stop.device_id, "device_id")
+        except TopicError as exc:
+            return str(exc)
+        if self.registry.truck(request.truck_id) is None:
+            return f"unknown truck {request.truck_id!r}"
+        if request.zone not in self.registry.zones():
+            return f"unknown zone {request.zone!r}"
+        if not request.stops:
+            return "a dispatch without stops"
+        for stop in request.stops:
+            device = self.registry.device(stop.device_id)
+            if device is None or device.kind != "ewaste_bin" or device.zone != request.zone:
+                return f"{stop.device_id!r} is no bin of zone {request.zone!r}"
+        return self._date_problem(request.created_at, wall_ms)
+
+    def _date_problem(self, stamp: str, wall_ms: int) -> str | None:
+        try:
+            at_ms = iso_to_ms(stamp)
+        except (ValueError, OverflowError):
+            return f"unreadable time {stamp[:40]!r}"
+        if at_ms > wall_ms + self.settings.max_record_lead_ms:
+            return f"dated in the future ({stamp[:40]})"
+        return None
+
+    def _dispatch_status(self, item: Inbound, wall_ms: int) -> list[Effect]:
+        """A truck's progress closes or moves only the dispatch it is consistent with."""
+        if not item.payload:
+            return []
+        dispatch_id = self.topics.parse_dispatch_status(item.topic)
+        try:
+            status = DispatchStatus.model_validate_json(item.payload)
         except ValidationError as exc:
-            return [
-                Log(logging.WARNING, "ignoring unreadable dispatch status", {"error": str(exc)})
-            ]
+            return self._bad_status(item, str(exc))
+        if status.dispatch_id != dispatch_id:
+            return self._bad_status(item, "the status names another dispatch than its topic")
+        dispatch = self.desk.open.get(dispatch_id)
+        if dispatch is None or status.state == "planned":
+            return []  # a closed dispatch's last word, or our own ``planned`` coming back
+        problem = _status_problem(status, dispatch)
+        if problem is not None:
+            return self._bad_status(item, problem)
         return self._desk(self.desk.on_status(status, self.now_ms(wall_ms) or wall_ms), wall_ms)
+
+    def _bad_status(self, item: Inbound, error: str) -> list[Effect]:
+        return [
+            Log(
+                logging.WARNING,
+                "ignoring dispatch status",
+                {"topic": item.topic, "error": error},
+                "bad_dispatch_status",
+            )
+        ]
+
+    # -- the bound on unregistered devices (``common.identity``) ------------------------------
+    def _refused(self, topic: str, rejection: Rejection, wall_ms: int) -> list[Effect]:
+        """Counted like any rejection, and said once a minute at most while it lasts."""
+        self.refused_readings += 1
+        self._refused_since_warning += 1
+        out: list[Effect] = [Rejected(topic, rejection)]
+        last = self._refusals_warned_ms
+        if last is None or wall_ms - last >= REFUSAL_WARN_EVERY_MS:
+            out.append(
+                Log(
+                    logging.WARNING,
+                    "readings of new unregistered devices refused: UNKNOWN_DEVICES_MAX reached",
+                    {
+                        "unknown_devices_max": self.settings.unknown_devices_max,
+                        "refused": self._refused_since_warning,
+                        "topic": topic,
+                    },
+                )
+            )
+            self._refusals_warned_ms = wall_ms
+            self._refused_since_warning = 0
+        return out
 
     # -- alert transitions -------------------------------------------------------------------
     def _transitions(self, transitions: list[Transition], arrived: float | None) -> list[Effect]:
@@ -391,3 +565,23 @@ class AlertsCore:
                     effects += self._transitions([done], None)
             self.desk.unwant(device_id)
         return effects
+
+
+def _fits(parse: Callable[[str], object], topic: str) -> bool:
+    """True if ``topic`` has exactly the shape ``parse`` reads."""
+    try:
+        parse(topic)
+    except TopicError:
+        return False
+    return True
+
+
+def _status_problem(status: DispatchStatus, dispatch: OpenDispatch) -> str | None:
+    request = dispatch.request
+    if status.truck_id != request.truck_id:
+        return f"truck {status.truck_id!r} does not drive dispatch {request.dispatch_id!r}"
+    if status.zone is not None and status.zone != request.zone:
+        return f"zone {status.zone!r} is not the dispatch's {request.zone!r}"
+    if status.state not in _NEXT_STATES.get(dispatch.phase, frozenset()):
+        return f"{dispatch.phase.value} -> {status.state} is no transition of a dispatch"
+    return None

@@ -38,6 +38,11 @@ class AlertsMetrics:
         self.open_dispatches = Gauge(
             "alerts_open_dispatches", "Dispatches not yet closed", registry=r
         )
+        self.unknown_devices = Gauge(
+            "alerts_unknown_devices",
+            "Distinct unregistered (site, kind, device) with state kept (UNKNOWN_DEVICES_MAX)",
+            registry=r,
+        )
         self.latency = Histogram(
             "alerts_message_to_publish_seconds",
             "From a message's arrival to its alert being published",

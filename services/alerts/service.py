@@ -191,6 +191,10 @@ class AlertsService:
             "watermark": ms_to_iso(core.watermark_ms) if core.watermark_ms else None,
             "firing": core.firing_count(),
             "open_dispatches": len(core.open_dispatch_ids()),
+            "unknown_devices": core.settings.unknown_devices,
+            "unknown_devices_seen": core.unknown_devices_seen(),
+            "unknown_devices_max": core.settings.unknown_devices_max,
+            "unknown_devices_refused": core.refused_readings,
         }
 
     # -- MQTT callbacks (paho's thread) ----------------------------------------------------
@@ -217,7 +221,7 @@ class AlertsService:
     def _on_message(self, msg: Message) -> None:
         # Judged right here on paho's thread: ~30 us a message, and no hand-over to another
         # thread (which under the GIL costs more than the judging at 5,000 msg/s).
-        item = Inbound(msg.topic, bytes(msg.payload), time.monotonic())
+        item = Inbound(msg.topic, bytes(msg.payload), time.monotonic(), msg.retain)
         with self._lock:
             try:
                 self._execute(self.core.receive(item, wall_ms()))
@@ -246,6 +250,7 @@ class AlertsService:
         self.metrics.pending.set(self.core.pending_count())
         self.metrics.active.set(self.core.firing_count())
         self.metrics.open_dispatches.set(len(self.core.open_dispatch_ids()))
+        self.metrics.unknown_devices.set(self.core.unknown_devices_seen())
 
     # -- effects ---------------------------------------------------------------------------
     def _execute(self, effects: list[Effect]) -> None:
@@ -298,7 +303,9 @@ class AlertsService:
                             "held_messages": effect.held_messages,
                         },
                     )
-                case Log(level=level, message=message, extra=extra):
+                case Log(level=level, message=message, extra=extra, code=code):
+                    if code is not None:
+                        self.metrics.rejected.labels(code).inc()
                     log.log(level, message, extra=dict(extra))
 
     def _notify(self, effect: Notify) -> None:

@@ -146,7 +146,12 @@ def test_restart_neither_refires_nor_forgets_and_collection_resolves(
     # Still full after the restart: no second firing, no second dispatch.
     _bin(mosquitto.url, "bin-005", t0 + 6 * 60_000, 97.0, 288.0)
     # The truck reports the collection; the bin alert resolves.
-    status = DispatchStatus(dispatch_id=request.dispatch_id, state="completed", collected_kg=288)
+    status = DispatchStatus(
+        dispatch_id=request.dispatch_id,
+        state="completed",
+        truck_id=request.truck_id,
+        collected_kg=288,
+    )
     publish(mosquitto.url, f"{P}/dispatch/{request.dispatch_id}/status", status.model_dump_json())
     events = _events(alerts, 3)
     assert events[2].state == "resolved", [e.state for e in events]
@@ -187,7 +192,10 @@ def test_a_reading_overtaken_by_the_collection_neither_refires_nor_dispatches_ag
     assert [e.state for e in _events(alerts, 2)] == ["pending", "firing"]
     request = DispatchRequest.model_validate_json(requests.wait_for(1, 20)[0][1])
     done = DispatchStatus(
-        dispatch_id=request.dispatch_id, state="completed", ts=ms_to_iso(t0 + 20 * 60_000)
+        dispatch_id=request.dispatch_id,
+        state="completed",
+        truck_id=request.truck_id,
+        ts=ms_to_iso(t0 + 20 * 60_000),
     )
     publish(mosquitto.url, f"{P}/dispatch/{request.dispatch_id}/status", done.model_dump_json())
     assert _events(alerts, 3)[2].state == "resolved"

@@ -131,7 +131,10 @@ def test_completed_status_resolves_the_alert_and_clears_the_record() -> None:
     first = c.receive(bin_msg("bin-001", T0, 95), T0)
     request = of(DispatchPlanned, first)[0].request
     status = DispatchStatus(
-        dispatch_id=request.dispatch_id, state="completed", ts=ms_to_iso(T0 + HOUR)
+        dispatch_id=request.dispatch_id,
+        state="completed",
+        truck_id=request.truck_id,
+        ts=ms_to_iso(T0 + HOUR),
     )
     topic = TOPICS.dispatch_status(request.dispatch_id)
     out = c.receive(Inbound(topic, status.model_dump_json().encode(), 2.0), T0 + HOUR)
