@@ -262,3 +262,239 @@ def test_alerts_internal_topics_round_trip() -> None:
         TOPICS.dispatch_record("Bad/Id")
     with pytest.raises(TopicError):
         TOPICS.parse_dispatch_record("facility/alerts/_sync")
+
+
+# -- forged state: a device's credentials can write P/+/+/{own id}/telemetry|status ----------
+FAR_FUTURE = "2999-01-01T00:00:00Z"
+
+
+def _planned(c: AlertsCore) -> DispatchPlanned:
+    return of(DispatchPlanned, c.receive(bin_msg("bin-001", T0, 95), T0))[0]
+
+
+def _record(**changes: object) -> bytes:
+    fired = synced()
+    request = _planned(fired).request
+    return request.model_copy(update=changes).model_dump_json().encode()
+
+
+def test_a_device_topic_under_alerts_dispatch_is_no_dispatch_record() -> None:
+    c = core()
+    forged = "facility/alerts/_dispatch/bin-001/telemetry"
+    body = _record(created_at=FAR_FUTURE)
+    out = c.receive(Inbound(forged, body, 0.0, retained=True), T0)
+    assert [type(e) for e in out] == [Log, ClearRetained]
+    assert of(Log, out)[0].code == "bad_dispatch_record"
+    assert out[1] == ClearRetained(forged)
+    assert c.receive(Inbound(forged, b"", 0.0), T0) == []  # our own clear coming back
+    assert c.receive(sync(), T0) == [StateRestored(0, 0, 0)]
+    assert c.open_dispatch_ids() == set()
+    assert _planned(c).request.stops[0].device_id == "bin-001"  # the full bin gets a truck
+
+
+def test_a_forged_completed_on_a_device_shaped_dispatch_topic_closes_nothing() -> None:
+    c = synced()
+    request = _planned(c).request
+    done = DispatchStatus(
+        dispatch_id=request.dispatch_id, state="completed", truck_id=request.truck_id
+    )
+    forged = Inbound("facility/dispatch/x/bin-001/status", done.model_dump_json().encode(), 0.0)
+    out = c.receive(forged, T0 + HOUR)
+    assert [type(e) for e in out] == [Rejected]
+    assert of(Rejected, out)[0].rejection.code == "service_topic"
+    assert c.open_dispatch_ids() == {request.dispatch_id}
+    alert = c.alert(KEY)
+    assert alert is not None and alert.state == "firing"
+
+
+def test_a_dispatch_status_must_fit_its_topic_its_truck_and_its_dispatch() -> None:
+    c = synced()
+    request = _planned(c).request
+    topic = TOPICS.dispatch_status(request.dispatch_id)
+    other_truck = next(t.id for t in registry().trucks if t.id != request.truck_id)
+    bad = [
+        (topic, {"truck_id": other_truck}),
+        (topic, {"truck_id": None}),
+        (topic, {"zone": "soha" if request.zone != "soha" else "haan"}),
+        (TOPICS.dispatch_status("d-other"), {}),  # names another dispatch than its topic
+    ]
+    for where, change in bad:
+        status = DispatchStatus(
+            dispatch_id=request.dispatch_id,
+            state="completed",
+            truck_id=request.truck_id,
+            zone=request.zone,
+        ).model_copy(update=change)
+        out = c.receive(Inbound(where, status.model_dump_json().encode(), 0.0), T0 + HOUR)
+        assert [(type(e), getattr(e, "code", None)) for e in out] == [
+            (Log, "bad_dispatch_status")
+        ], change
+    assert c.open_dispatch_ids() == {request.dispatch_id}
+    assert c.alert(KEY) is not None
+    # The real truck, on the real topic: en route, then done.
+    for state in ("en_route", "completed"):
+        status = DispatchStatus(
+            dispatch_id=request.dispatch_id, state=state, truck_id=request.truck_id
+        )
+        c.receive(Inbound(topic, status.model_dump_json().encode(), 0.0), T0 + HOUR)
+    assert c.open_dispatch_ids() == set() and c.alert(KEY) is None
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        ({"created_at": FAR_FUTURE}, "future"),
+        ({"truck_id": "truck-99"}, "unknown truck"),
+        ({"zone": "atlantis"}, "unknown zone"),
+        ({"dispatch_id": "d-someone-else"}, "another dispatch"),
+        ({"stops": []}, "without stops"),
+        ({"truck_id": "Bad/Id"}, "invalid truck_id"),
+    ],
+)
+def test_an_invalid_dispatch_record_is_logged_counted_and_cleared(
+    change: dict[str, object], why: str
+) -> None:
+    fired = synced()
+    request = _planned(fired).request
+    topic = TOPICS.dispatch_record(request.dispatch_id)
+    body = request.model_copy(update=change).model_dump_json().encode()
+    c = core()
+    out = c.receive(Inbound(topic, body, 0.0, retained=True), T0)
+    assert [type(e) for e in out] == [Log, ClearRetained]
+    log_line = of(Log, out)[0]
+    assert log_line.code == "bad_dispatch_record" and log_line.level == logging.WARNING
+    assert why in str(log_line.extra["error"])
+    assert out[1] == ClearRetained(topic)
+    assert c.receive(sync(), T0) == [StateRestored(0, 0, 0)]
+
+
+def test_a_record_whose_stop_is_no_bin_of_its_zone_is_refused() -> None:
+    fired = synced()
+    request = _planned(fired).request
+    elsewhere = next(d for d in registry().devices if d.zone and d.zone != request.zone)
+    stop = request.stops[0].model_copy(update={"device_id": elsewhere.id})
+    body = request.model_copy(update={"stops": [stop]}).model_dump_json().encode()
+    c = core()
+    out = c.receive(Inbound(TOPICS.dispatch_record(request.dispatch_id), body, 0.0), T0)
+    assert [(type(e), getattr(e, "code", None)) for e in out] == [(Log, "bad_dispatch_record")]
+    assert c.open_dispatch_ids() == set()
+
+
+def _firing_event(**changes: object) -> bytes:
+    fired = synced()
+    event = of(Notify, fired.receive(bin_msg("bin-001", T0, 95), T0))[0].transition.event
+    return event.model_copy(update=changes).model_dump_json().encode()
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        ({"ts": FAR_FUTURE}, "future"),
+        ({"started_at": FAR_FUTURE}, "future"),
+        ({"device_id": "bin-002"}, "another alert"),
+        ({"kind": "energy_meter"}, "is not a"),
+    ],
+)
+def test_an_invalid_retained_alert_is_logged_counted_and_cleared(
+    change: dict[str, object], why: str
+) -> None:
+    c = core()
+    topic = TOPICS.alert_active(*KEY)
+    out = c.receive(Inbound(topic, _firing_event(**change), 0.0, retained=True), T0)
+    assert [type(e) for e in out] == [Log, ClearRetained]
+    assert of(Log, out)[0].code == "bad_alert_record"
+    assert why in str(of(Log, out)[0].extra["error"])
+    assert c.receive(sync(), T0) == [StateRestored(0, 0, 0)]
+    assert c.alert(KEY) is None
+
+
+def test_look_alike_alert_events_from_a_device_are_not_state() -> None:
+    c = core()
+    event = _firing_event()
+    forged = [
+        "facility/alerts/active/bin-001/telemetry",
+        "facility/alerts/bin_full/bin-001/status",
+        "facility/alerts/_sync/bin-001/status",
+    ]
+    for topic in forged:
+        out = c.receive(Inbound(topic, event, 0.0, retained=True), T0)
+        assert ClearRetained(topic) in out, topic
+        assert of(Notify, out) == []
+    assert c.receive(sync(), T0) == [StateRestored(0, 0, 0)]
+    assert c.alert(KEY) is None
+    for topic in forged:  # live, after the restore: counted, never a reading or state
+        out = c.receive(Inbound(topic, event, 0.0), T0)
+        assert [(type(e), e.rejection.code) for e in of(Rejected, out)] == [
+            (Rejected, "service_topic")
+        ]
+        assert of(ClearRetained, out) == []
+    assert c.firing_count() == 0 and c.watermark_ms == 0
+
+
+def test_deadletter_and_dispatch_levels_are_never_device_readings() -> None:
+    c = synced()
+    body = json.dumps({"ts": T0, "fill_pct": 95, "weight_kg": 300}).encode()
+    for topic in (
+        "facility/deadletter/x/bin-001/telemetry",
+        "facility/dispatch/ewaste_bin/bin-001/telemetry",
+    ):
+        out = c.receive(Inbound(topic, body, 0.0, retained=True), T0)
+        assert [(type(e), getattr(e, "topic", None)) for e in out] == [(Rejected, topic)]
+    assert c.watermark_ms == 0
+
+
+def test_tracked_devices_are_bounded_but_registry_devices_always_judged() -> None:
+    settings = CoreSettings(opportunistic_pct=70, max_tracked_devices=3)
+    c = AlertsCore(rules(BIN_FULL), registry(), TOPICS, settings, NONCE)
+    c.receive(sync(), T0)
+    body = json.dumps({"ts": T0, "fill_pct": 95, "weight_kg": 300}).encode()
+
+    def fake(site: str, at: int = T0) -> list[Effect]:
+        return c.receive(Inbound(f"facility/{site}/ewaste_bin/bin-009/telemetry", body, 0.0), at)
+
+    for n in range(3):
+        assert of(Accepted, fake(f"fake{n}"))
+    refused = fake("fake3")
+    assert [e.rejection.code for e in of(Rejected, refused)] == ["too_many_devices"]
+    assert len(of(Log, refused)) == 1  # one warning ...
+    assert of(Log, fake("fake4", T0 + MIN - 1)) == []  # ... a minute at most
+    again = of(Log, fake("fake5", T0 + MIN))
+    assert len(again) == 1 and again[0].extra["refused"] == 2
+    assert c.tracked_devices() == 3 and c.refused_readings == 3
+    assert of(Accepted, fake("fake0"))  # a tracked series stays judged
+    # A device of the registry is never crowded out by made-up ones.
+    assert notified(c.receive(bin_msg("bin-001", T0, 95), T0)) == ["firing"]
+    assert c.tracked_devices() == 4
+
+
+def test_retained_alerts_count_towards_the_bound() -> None:
+    settings = CoreSettings(max_tracked_devices=1)
+    c = AlertsCore(rules(BIN_FULL), registry(), TOPICS, settings, NONCE)
+    unknown = AlertEvent.model_validate_json(_firing_event()).model_copy(
+        update={"site": "fake", "device_id": "ghost"}
+    )
+    for n in range(2):
+        event = unknown.model_copy(update={"device_id": f"ghost{n}"})
+        topic = TOPICS.alert_active("bin_full", "fake", f"ghost{n}")
+        out = c.receive(Inbound(topic, event.model_dump_json().encode(), 0.0, True), T0)
+        if n == 0:
+            assert out == []
+        else:
+            assert [type(e) for e in out] == [Log, ClearRetained]
+            assert of(Log, out)[0].code == "too_many_devices"
+    assert c.receive(sync(), T0) == [StateRestored(1, 0, 0)]
+
+
+def test_service_levels_and_exact_dispatch_shapes() -> None:
+    assert TOPICS.service_namespace("facility/alerts/_dispatch/bin-001/telemetry") == "alerts"
+    assert TOPICS.service_namespace("facility/dispatch/x/bin-001/status") == "dispatch"
+    assert TOPICS.service_namespace("facility/deadletter/ingest") == "deadletter"
+    assert TOPICS.service_namespace("facility/ewaste/ewaste_bin/bin-001/status") is None
+    assert TOPICS.service_namespace("other/alerts/x") is None
+    for bad in ("facility/dispatch/x/bin-001/status", "facility/dispatch/requests/status"):
+        with pytest.raises(TopicError):
+            TOPICS.parse_dispatch_status(bad)
+    with pytest.raises(TopicError):
+        TOPICS.parse_dispatch_record("facility/alerts/_dispatch/bin-001/telemetry")
+    with pytest.raises(TopicError):  # a device topic may never sit under a service's level
+        TOPICS.parse_device_topic("facility/alerts/_dispatch/bin-001/telemetry")
