@@ -428,8 +428,7 @@ class AlertsCore:
         if not request.stops:
             return "a dispatch without stops"
         for stop in request.stops:
-            device = self.registry.device(stop.device_id)
-            if device is None or device.kind != "ewaste_bin" or device.zone != request.zone:
+            if self.registry.zone_of(stop.device_id) != request.zone:
                 return f"{stop.device_id!r} is no bin of zone {request.zone!r}"
         return self._date_problem(request.created_at, wall_ms)
 

@@ -18,7 +18,8 @@ from typing import Any
 
 import httpx
 
-from common.messages import AlertEvent, DispatchRequest, DispatchStatus, DispatchStop, ms_to_iso
+from common.messages import AlertEvent, DispatchRequest, DispatchStatus, DispatchStop
+from common.timestamps import ms_to_iso
 from tests.helpers import bound_port
 from tests.integration.deploy_broker import Client, DeployBroker, client, running_broker
 from tests.integration.test_deploy_acl_services import service, service_env
