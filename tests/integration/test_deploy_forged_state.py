@@ -123,12 +123,19 @@ def test_a_retained_fake_dispatch_record_does_not_keep_a_full_bin_from_its_truck
     tmp_path: Path,
 ) -> None:
     forged_topic = f"{P}/alerts/_dispatch/{BIN}/telemetry"
+    body = forged_record().model_dump_json().encode()
     with running_broker(tmp_path / "broker") as broker:
-        with client(broker.port, BIN) as device:
-            body = forged_record().model_dump_json().encode()
-            device.publish(forged_topic, body, retain=True)  # refused or not: see the service
+        with running_alerts(broker, tmp_path, "first") as alerts:
+            with client(broker.port, BIN) as device:
+                device.publish(forged_topic, body, retain=True)  # refused or not: see below
+                # Same connection: alerts has judged the forgery once this status is in.
+                assert not device.publish(
+                    f"{P}/ewaste/ewaste_bin/{BIN}/status", b"online"
+                ).is_failure
+            assert alerts.health()["open_dispatches"] == 0
+        # The record would be restored at every start from now on.
         with (
-            running_alerts(broker, tmp_path, "alerts") as alerts,
+            running_alerts(broker, tmp_path, "restarted") as alerts,
             client(broker.port, "svc.operator") as operator,
         ):
             assert alerts.health()["open_dispatches"] == 0
@@ -137,7 +144,7 @@ def test_a_retained_fake_dispatch_record_does_not_keep_a_full_bin_from_its_truck
                 fill_up(device, int(time.time() * 1000))
             operator.wait_for(f"{P}/dispatch/requests")
             assert requests_for(operator, BIN), operator.messages
-        # Cleared from alerts' subtree: the next start (and every other reader) never sees it.
+        # Cleared from alerts' subtree: no later start (nor any other reader) sees it.
         assert retained(broker.port, forged_topic) is None
 
 
