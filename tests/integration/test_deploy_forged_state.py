@@ -47,13 +47,17 @@ class Alerts:
 
 
 @contextmanager
-def running_alerts(broker: DeployBroker, tmp: Path, name: str) -> Iterator[Alerts]:
-    env = service_env(broker, "svc.alerts", tmp) | {
-        "ALERTS_INFLUX_ENABLED": "false",
-        "ALERTS_RULES_FILE": "config/rules.yaml",
-        "ALERTS_STATE_DIR": str(tmp / "alerts-state"),
-        "HTTP_PORT_FILE": str(tmp / f"{name}.port"),
-    }
+def running_alerts(broker: DeployBroker, tmp: Path, name: str, **extra: str) -> Iterator[Alerts]:
+    env = (
+        extra
+        | service_env(broker, "svc.alerts", tmp)
+        | {
+            "ALERTS_INFLUX_ENABLED": "false",
+            "ALERTS_RULES_FILE": "config/rules.yaml",
+            "ALERTS_STATE_DIR": str(tmp / "alerts-state"),
+            "HTTP_PORT_FILE": str(tmp / f"{name}.port"),
+        }
+    )
     log = tmp / f"{name}.log"
     with service("services.alerts", env, log) as proc:
         port = bound_port(Path(env["HTTP_PORT_FILE"]), proc)
@@ -233,3 +237,35 @@ def test_look_alike_alert_events_are_not_taken_as_state(tmp_path: Path) -> None:
             assert refused >= passed, (refused, passed)
         for topic in look_alikes:  # nothing left for the next start or any other reader
             assert retained(broker.port, topic) is None, topic
+
+
+def test_made_up_sites_of_one_device_are_bounded_and_reported(tmp_path: Path) -> None:
+    """Issue 11, point 3 (alerts' half): a device varying its topic's site level makes up
+    devices; alerts tracks at most ALERTS_MAX_TRACKED_DEVICES, and says so."""
+    offline_topic = f"{P}/alerts/device_offline/ewaste/{BIN}"
+    reading = {"ts": int(time.time() * 1000), "fill_pct": 95.0, "weight_kg": 300.0}
+    body = json.dumps(reading).encode()
+    with (
+        running_broker(tmp_path / "broker") as broker,
+        running_alerts(broker, tmp_path, "alerts", ALERTS_MAX_TRACKED_DEVICES="3") as alerts,
+        client(broker.port, "svc.operator") as operator,
+    ):
+        assert not operator.subscribe(offline_topic).is_failure
+        with client(broker.port, BIN) as device:
+            passed = sum(
+                not device.publish(f"{P}/fake{n}/ewaste_bin/{BIN}/telemetry", body).is_failure
+                for n in range(6)
+            )
+            # The registry's own device is judged however many were made up before it.
+            status = device.publish(f"{P}/ewaste/ewaste_bin/{BIN}/status", b"offline")
+            assert not status.is_failure
+        operator.wait_for(offline_topic)
+        health = alerts.health()
+        assert health["max_tracked_devices"] == 3
+        # At most three made up, plus the real one the bound never refuses.
+        assert health["tracked_devices"] <= 4 and health["firing"] == 1, health
+        refused = sum(
+            alerts.metric(f'alerts_rejected_messages_total{{code="{code}"}}')
+            for code in ("too_many_devices", "unknown_device")
+        )
+        assert refused >= passed - 3 >= 0 or passed == 0, (refused, passed)
