@@ -241,13 +241,16 @@ def test_look_alike_alert_events_are_not_taken_as_state(tmp_path: Path) -> None:
 
 def test_made_up_sites_of_one_device_are_bounded_and_reported(tmp_path: Path) -> None:
     """Issue 11, point 3 (alerts' half): a device varying its topic's site level makes up
-    devices; alerts tracks at most ALERTS_MAX_TRACKED_DEVICES, and says so."""
+    devices; with UNKNOWN_DEVICES=accept alerts keeps state of at most UNKNOWN_DEVICES_MAX of
+    them, and says so in /healthz and /metrics."""
     offline_topic = f"{P}/alerts/device_offline/ewaste/{BIN}"
     reading = {"ts": int(time.time() * 1000), "fill_pct": 95.0, "weight_kg": 300.0}
     body = json.dumps(reading).encode()
     with (
         running_broker(tmp_path / "broker") as broker,
-        running_alerts(broker, tmp_path, "alerts", ALERTS_MAX_TRACKED_DEVICES="3") as alerts,
+        running_alerts(
+            broker, tmp_path, "alerts", UNKNOWN_DEVICES="accept", UNKNOWN_DEVICES_MAX="3"
+        ) as alerts,
         client(broker.port, "svc.operator") as operator,
     ):
         assert not operator.subscribe(offline_topic).is_failure
@@ -261,11 +264,9 @@ def test_made_up_sites_of_one_device_are_bounded_and_reported(tmp_path: Path) ->
             assert not status.is_failure
         operator.wait_for(offline_topic)
         health = alerts.health()
-        assert health["max_tracked_devices"] == 3
-        # At most three made up, plus the real one the bound never refuses.
-        assert health["tracked_devices"] <= 4 and health["firing"] == 1, health
-        refused = sum(
-            alerts.metric(f'alerts_rejected_messages_total{{code="{code}"}}')
-            for code in ("too_many_devices", "unknown_device")
-        )
-        assert refused >= passed - 3 >= 0 or passed == 0, (refused, passed)
+        assert (health["unknown_devices"], health["unknown_devices_max"]) == ("accept", 3)
+        # At most three made up; the real one, never refused, still fired.
+        assert health["unknown_devices_seen"] <= 3 and health["firing"] == 1, health
+        assert health["unknown_devices_refused"] >= passed - 3, (health, passed)
+        refused = alerts.metric('alerts_rejected_messages_total{code="unknown_device_limit"}')
+        assert refused == health["unknown_devices_refused"], (refused, health)

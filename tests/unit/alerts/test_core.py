@@ -444,8 +444,8 @@ def test_deadletter_and_dispatch_levels_are_never_device_readings() -> None:
     assert c.watermark_ms == 0
 
 
-def test_tracked_devices_are_bounded_but_registry_devices_always_judged() -> None:
-    settings = CoreSettings(opportunistic_pct=70, max_tracked_devices=3)
+def test_unknown_devices_are_bounded_and_registry_ones_always_judged() -> None:
+    settings = CoreSettings(opportunistic_pct=70, unknown_devices="accept", unknown_devices_max=3)
     c = AlertsCore(rules(BIN_FULL), registry(), TOPICS, settings, NONCE)
     c.receive(sync(), T0)
     body = json.dumps({"ts": T0, "fill_pct": 95, "weight_kg": 300}).encode()
@@ -456,20 +456,20 @@ def test_tracked_devices_are_bounded_but_registry_devices_always_judged() -> Non
     for n in range(3):
         assert of(Accepted, fake(f"fake{n}"))
     refused = fake("fake3")
-    assert [e.rejection.code for e in of(Rejected, refused)] == ["too_many_devices"]
+    assert [e.rejection.code for e in of(Rejected, refused)] == ["unknown_device_limit"]
     assert len(of(Log, refused)) == 1  # one warning ...
     assert of(Log, fake("fake4", T0 + MIN - 1)) == []  # ... a minute at most
     again = of(Log, fake("fake5", T0 + MIN))
     assert len(again) == 1 and again[0].extra["refused"] == 2
-    assert c.tracked_devices() == 3 and c.refused_readings == 3
+    assert c.unknown_devices_seen() == 3 and c.refused_readings == 3
     assert of(Accepted, fake("fake0"))  # a tracked series stays judged
     # A device of the registry is never crowded out by made-up ones.
     assert notified(c.receive(bin_msg("bin-001", T0, 95), T0)) == ["firing"]
-    assert c.tracked_devices() == 4
+    assert c.unknown_devices_seen() == 3
 
 
 def test_retained_alerts_count_towards_the_bound() -> None:
-    settings = CoreSettings(max_tracked_devices=1)
+    settings = CoreSettings(unknown_devices="accept", unknown_devices_max=1)
     c = AlertsCore(rules(BIN_FULL), registry(), TOPICS, settings, NONCE)
     unknown = AlertEvent.model_validate_json(_firing_event()).model_copy(
         update={"site": "fake", "device_id": "ghost"}
@@ -482,8 +482,24 @@ def test_retained_alerts_count_towards_the_bound() -> None:
             assert out == []
         else:
             assert [type(e) for e in out] == [Log, ClearRetained]
-            assert of(Log, out)[0].code == "too_many_devices"
+            assert of(Log, out)[0].code == "unknown_device_limit"
     assert c.receive(sync(), T0) == [StateRestored(1, 0, 0)]
+
+
+def test_a_retained_alert_of_a_device_the_registry_refuses_is_cleared() -> None:
+    c = AlertsCore(
+        rules(BIN_FULL), registry(), TOPICS, CoreSettings(unknown_devices="reject"), NONCE
+    )
+    event = AlertEvent.model_validate_json(_firing_event()).model_copy(
+        update={"site": "fake", "device_id": "ghost"}
+    )
+    topic = TOPICS.alert_active("bin_full", "fake", "ghost")
+    out = c.receive(Inbound(topic, event.model_dump_json().encode(), 0.0, True), T0)
+    assert [(type(e), getattr(e, "code", None)) for e in out] == [
+        (Log, "unknown_device"),
+        (ClearRetained, None),
+    ]
+    assert c.receive(sync(), T0) == [StateRestored(0, 0, 0)]
 
 
 def test_service_levels_and_exact_dispatch_shapes() -> None:
