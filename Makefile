@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.stamp-deps
 
-.PHONY: run test lint bench venv servers-deps env build-dashboards policy-eval clean help
+.PHONY: run test lint bench venv servers-deps env acl build-dashboards policy-eval clean help
 
 help:
 	@echo "make run    - start the whole system locally (broker, simulator, ingest, alerts)"
@@ -32,13 +32,17 @@ test: venv servers-deps
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy common services devices grafana supervisor scripts tests
+	$(BIN)/mypy common services devices grafana supervisor brokeracl scripts tests
 
 bench: venv servers-deps
 	$(BIN)/python -m scripts.bench
 
 env:
 	./scripts/make-env.sh
+
+# The broker ACL from config/devices.yaml (run after adding, moving or removing a device).
+acl: venv
+	$(BIN)/facility-acl
 
 build-dashboards: venv
 	$(BIN)/facility-grafana build

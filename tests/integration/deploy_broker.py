@@ -2,7 +2,9 @@
 
 The compose file's broker setup is reproduced as closely as a container-less machine allows:
 the real ``entrypoint.sh`` generates the password file and ACL from environment variables and
-the real ``mosquitto.conf`` is used with only its paths and listener rewritten.
+the real ``mosquitto.conf`` (and the ``conf.d/tls.conf`` the entrypoint writes when given a
+certificate) is used with only its paths and listeners rewritten: 1883 (devices and services),
+1884 (the simulator) and 8883 (TLS) move to free loopback ports.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ def run_entrypoint(run_dir: Path, env: dict[str, str]) -> subprocess.CompletedPr
         "MOSQUITTO_RUN_DIR": str(run_dir),
         "MOSQUITTO_ACL_TEMPLATE": str(DEPLOY / "acl"),
         "MQTT_DEVICE_CREDENTIALS_FILE": str(run_dir / "no-such-file"),
+        "MQTT_TLS_DIR": str(run_dir / "no-tls"),
         **env,
     }
     return subprocess.run(
@@ -77,10 +80,20 @@ def run_entrypoint(run_dir: Path, env: dict[str, str]) -> subprocess.CompletedPr
     )
 
 
-def adapted_config(run_dir: Path, data_dir: Path, port: int) -> str:
-    """The deploy config with container paths and the listener moved to the tmp dir/port."""
-    text = (DEPLOY / "mosquitto.conf").read_text()
-    text = re.sub(r"(?m)^listener 1883$", f"listener {port} 127.0.0.1", text)
+def move_listeners(text: str, ports: dict[int, int]) -> str:
+    """Each ``listener <deploy port>`` line moved to its free port on loopback."""
+
+    def one(match: re.Match[str]) -> str:
+        return f"listener {ports[int(match.group(1))]} 127.0.0.1"
+
+    return re.sub(r"(?m)^listener (\d+)$", one, text)
+
+
+def adapted_config(run_dir: Path, data_dir: Path, ports: dict[int, int]) -> str:
+    """The deploy config with container paths and the listeners moved to the tmp dir/ports."""
+    text = move_listeners((DEPLOY / "mosquitto.conf").read_text(), ports)
+    for fragment in sorted((run_dir / "conf.d").glob("*.conf")):
+        fragment.write_text(move_listeners(fragment.read_text(), ports))
     text = text.replace("/mosquitto/run/", f"{run_dir}/")
     text = text.replace("/mosquitto/data/", f"{data_dir}/")
     # pytest's tmp dirs are private to root: keep root rather than drop to `mosquitto`.
@@ -94,6 +107,8 @@ class DeployBroker:
     tmp: Path
     env: dict[str, str]
     port: int = field(default_factory=free_port)
+    simulator_port: int = field(default_factory=free_port)
+    tls_port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
 
     def __post_init__(self) -> None:
@@ -104,7 +119,8 @@ class DeployBroker:
         result = run_entrypoint(self.run_dir, self.env)
         assert result.returncode == 0, result.stderr
         self.conf = self.tmp / "mosquitto.conf"
-        self.conf.write_text(adapted_config(self.run_dir, self.data_dir, self.port))
+        ports = {1883: self.port, 1884: self.simulator_port, 8883: self.tls_port}
+        self.conf.write_text(adapted_config(self.run_dir, self.data_dir, ports))
         self.log = self.tmp / "mosquitto.log"
 
     def start(self) -> None:
@@ -145,8 +161,9 @@ def deploy_env() -> dict[str, str]:
 
 
 @contextmanager
-def running_broker(tmp: Path) -> Iterator[DeployBroker]:
-    broker = DeployBroker(tmp, deploy_env())
+def running_broker(tmp: Path, **env: str) -> Iterator[DeployBroker]:
+    """The deploy broker with :func:`deploy_env` (plus ``env``) for the entrypoint."""
+    broker = DeployBroker(tmp, deploy_env() | env)
     broker.start()
     try:
         yield broker
@@ -165,6 +182,7 @@ class Client:
         *,
         client_id: str = "",
         persistent: bool = False,
+        ca_file: Path | None = None,
     ) -> None:
         self.port = port
         self.persistent = persistent
@@ -175,6 +193,8 @@ class Client:
         )
         if username is not None:
             self.client.username_pw_set(username, password)
+        if ca_file is not None:
+            self.client.tls_set(ca_certs=str(ca_file))
         self.connack: ReasonCode | None = None
         self.connected = threading.Event()
         self.messages: list[tuple[str, bytes]] = []

@@ -71,8 +71,10 @@ def wait_healthy(env: dict[str, str], proc: subprocess.Popen[bytes], log: Path) 
 
 def service_env(broker: DeployBroker, user: str, tmp: Path) -> dict[str, str]:
     program = user.removeprefix("svc.")
+    # The simulator has a listener of its own (per-device client ids); everyone else 1883's.
+    port = broker.simulator_port if user == "svc.simulator" else broker.port
     return {
-        "MQTT_URL": f"mqtt://127.0.0.1:{broker.port}",
+        "MQTT_URL": f"mqtt://127.0.0.1:{port}",
         "MQTT_USERNAME": user,
         "MQTT_PASSWORD": PASSWORDS[user],
         "MQTT_CLIENT_ID": f"facility-{program}",

@@ -112,7 +112,7 @@ def test_ingest_reads_telemetry_and_writes_dead_letters_only(broker: DeployBroke
 def test_alerts_and_simulator_get_what_their_flows_need(broker: DeployBroker) -> None:
     with (
         client(broker.port, "svc.alerts") as alerts,
-        client(broker.port, "svc.simulator") as simulator,
+        client(broker.simulator_port, "svc.simulator") as simulator,
     ):
         assert not alerts.subscribe("facility/dispatch/+/status").is_failure
         assert not simulator.subscribe("facility/dispatch/requests").is_failure
@@ -187,7 +187,8 @@ def test_entrypoint_rewrites_the_acl_for_another_topic_prefix(tmp_path: Path) ->
     rules = [line for line in acl.splitlines() if line.startswith(("topic", "pattern"))]
     assert rules
     assert all(" gm/climate/" in line for line in rules)
-    assert "pattern write gm/climate/+/+/%u/telemetry" in rules
+    # (Was the `pattern write P/+/+/%u/telemetry` of issue 11: now each device's literal topic.)
+    assert "topic write gm/climate/ewaste/ewaste_bin/bin-001/telemetry" in rules
     passwd = (tmp_path / "run" / "passwd").read_text()
     # Hashed, never the plain secret.
     assert "svc.ingest:$7$" in passwd
