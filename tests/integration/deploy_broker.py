@@ -197,6 +197,8 @@ class Client:
             self.client.tls_set(ca_certs=str(ca_file))
         self.connack: ReasonCode | None = None
         self.connected = threading.Event()
+        # Set when the broker drops the connection (paho then reconnects on its own).
+        self.disconnected = threading.Event()
         self.messages: list[tuple[str, bytes]] = []
         self.got_message = threading.Condition()
         self._acks: dict[int, ReasonCode | list[ReasonCode]] = {}
@@ -205,12 +207,20 @@ class Client:
         self.client.on_publish = self._on_ack
         self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
+        self.client.on_disconnect = self._on_disconnect
 
     def _on_connect(
         self, _c: mqtt.Client, _u: object, _f: object, rc: ReasonCode, _p: object
     ) -> None:
         self.connack = rc
         self.connected.set()
+
+    def _on_disconnect(
+        self, _c: mqtt.Client, _u: object, _f: object, _rc: ReasonCode, _p: object
+    ) -> None:
+        with self._ack_cond:
+            self.disconnected.set()
+            self._ack_cond.notify_all()
 
     def _on_ack(self, _c: mqtt.Client, _u: object, mid: int, rc: ReasonCode, _p: object) -> None:
         with self._ack_cond:
@@ -251,6 +261,18 @@ class Client:
         info = self.client.publish(topic, payload, qos=1, retain=retain)
         result = self._wait_ack(info.mid)
         assert isinstance(result, ReasonCode)
+        return result
+
+    def try_publish(self, topic: str, payload: bytes) -> ReasonCode | None:
+        """QoS 1 publish the broker may refuse by disconnecting: the PUBACK code, or None."""
+        info = self.client.publish(topic, payload, qos=1)
+        with self._ack_cond:
+            done = self._ack_cond.wait_for(
+                lambda: info.mid in self._acks or self.disconnected.is_set(), WAIT_S
+            )
+            assert done, "neither a PUBACK nor a disconnect"
+            result = self._acks.pop(info.mid, None)
+        assert result is None or isinstance(result, ReasonCode)
         return result
 
     def subscribe(self, topic: str) -> ReasonCode:

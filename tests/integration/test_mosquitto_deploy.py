@@ -227,3 +227,185 @@ def test_container_healthcheck_needs_a_live_authenticating_broker(tmp_path: Path
     assert healthy.returncode == 0, healthy.stderr
     assert seen == {"facility/health/broker"}
     assert stopped.returncode != 0
+
+
+# --- issue 11: a device credential can only ever be that device ---------------------------
+
+QUEUED = 50
+
+
+def ingest_session(broker: DeployBroker, client_id: str = "facility-ingest") -> Client:
+    return Client(
+        broker.port,
+        "svc.ingest",
+        PASSWORDS["svc.ingest"],
+        client_id=client_id,
+        persistent=True,
+    )
+
+
+@pytest.mark.parametrize("stolen_id", ["facility-ingest", "svc.ingest"])
+@pytest.mark.parametrize("resume", [False, True], ids=["wipe", "resume"])
+def test_a_device_credential_cannot_take_over_ingests_queued_session(
+    tmp_path: Path, stolen_id: str, resume: bool
+) -> None:
+    """Readings queued while ingest is away all reach ingest, whoever used its client id.
+
+    Mosquitto binds a session to a client id: on the old config a device connecting as
+    `facility-ingest` wiped ingest's session (clean start) or drained it (resume).
+    """
+    with running_broker(tmp_path) as broker:
+        ingest = ingest_session(broker)
+        assert not ingest.connect().is_failure
+        assert not ingest.subscribe("facility/+/+/+/telemetry").is_failure
+        ingest.close()
+        with client(broker.port, "bin-001") as bin1:
+            for seq in range(QUEUED):
+                assert not bin1.publish(BIN1_TELEMETRY, f'{{"seq": {seq}}}'.encode()).is_failure
+        attacker = Client(
+            broker.port, "bin-002", PASSWORDS["bin-002"], client_id=stolen_id, persistent=resume
+        )
+        assert not attacker.connect().is_failure
+        attacker.close()
+        back = ingest_session(broker)
+        assert not back.connect().is_failure
+        try:
+            with back.got_message:
+                back.got_message.wait_for(lambda: len(back.messages) >= QUEUED, 15.0)
+            payloads = [payload for _, payload in back.messages]
+        finally:
+            back.close()
+    assert attacker.messages == []
+    assert payloads == [f'{{"seq": {seq}}}'.encode() for seq in range(QUEUED)]
+
+
+@pytest.mark.parametrize("user", ["svc.ingest", "svc.alerts"])
+def test_a_device_credential_using_a_service_client_id_does_not_kick_it_off(
+    broker: DeployBroker, user: str
+) -> None:
+    program = user.removeprefix("svc.")
+    service = Client(broker.port, user, PASSWORDS[user], client_id=f"facility-{program}")
+    assert not service.connect().is_failure
+    try:
+        assert not service.subscribe("facility/+/+/+/telemetry").is_failure
+        for stolen_id in (f"facility-{program}", user):
+            attacker = Client(broker.port, "bin-002", PASSWORDS["bin-002"], client_id=stolen_id)
+            assert not attacker.connect().is_failure
+            attacker.close()
+        # The service's connection is the same one, still subscribed: a sentinel arrives.
+        with client(broker.port, "bin-001") as bin1:
+            assert not bin1.publish(BIN1_TELEMETRY, b'{"sentinel": 1}').is_failure
+        service.wait_for(BIN1_TELEMETRY)
+        assert not service.disconnected.is_set()
+    finally:
+        service.close()
+
+
+def test_ingest_replicas_have_users_of_their_own_and_never_take_each_others_session(
+    tmp_path: Path,
+) -> None:
+    replica_password = "replica-2-secret"
+    with running_broker(
+        tmp_path, MQTT_INGEST_REPLICA_CREDENTIALS=f"svc.ingest.2:{replica_password}"
+    ) as broker:
+        first = ingest_session(broker)
+        # Same configured client id: the broker names each session after its user instead.
+        second = Client(
+            broker.port,
+            "svc.ingest.2",
+            replica_password,
+            client_id="facility-ingest",
+            persistent=True,
+        )
+        second.got_message = first.got_message  # one condition for both replicas' messages
+        assert not first.connect().is_failure
+        assert not second.connect().is_failure
+        try:
+            share = "$share/ingest/facility/+/+/+/telemetry"
+            assert not first.subscribe(share).is_failure
+            assert not second.subscribe(share).is_failure  # the replica's ACL is ingest's
+            assert second.publish(BIN1_TELEMETRY).value == NOT_AUTHORIZED
+            with client(broker.port, "bin-001") as bin1:
+                for seq in range(10):
+                    assert not bin1.publish(BIN1_TELEMETRY, f"{seq}".encode()).is_failure
+            with first.got_message:
+                first.got_message.wait_for(
+                    lambda: len(first.messages) + len(second.messages) >= 10, 15.0
+                )
+            kicked = first.disconnected.is_set() or second.disconnected.is_set()
+        finally:
+            first.close()
+            second.close()
+    # Both stayed connected (on the old config the second connect kicked the first off) and
+    # shared the readings between them.
+    assert not kicked
+    assert len(first.messages) + len(second.messages) == 10
+    assert first.messages and second.messages
+
+
+def test_a_device_publishes_only_as_its_registered_site_and_kind(broker: DeployBroker) -> None:
+    """bin-001 is (ewaste, ewaste_bin): other sites, kinds and service namespaces are refused."""
+    forged = [
+        "facility/nzc/ewaste_bin/bin-001/telemetry",  # another site
+        "facility/ewaste/energy_meter/bin-001/telemetry",  # another kind
+        "facility/fake-site-1/ewaste_bin/bin-001/status",
+        "facility/alerts/_dispatch/bin-001/telemetry",  # a retained dispatch record
+        "facility/dispatch/x/bin-001/status",  # a dispatch status
+        "facility/alerts/active/bin-001/status",
+    ]
+    with client(broker.port, "svc.operator") as watcher, client(broker.port, "bin-001") as bin1:
+        assert not watcher.subscribe("facility/#").is_failure
+        for topic in forged:
+            assert bin1.publish(topic, b'{"forged": 1}').value == NOT_AUTHORIZED, topic
+        assert not bin1.publish("facility/ewaste/ewaste_bin/bin-001/status", b"online").is_failure
+        assert not bin1.publish(BIN1_TELEMETRY, b'{"sentinel": 1}').is_failure
+        received = watcher.wait_for(BIN1_TELEMETRY)
+    assert [topic for topic, _ in received] == [
+        "facility/ewaste/ewaste_bin/bin-001/status",
+        BIN1_TELEMETRY,
+    ]
+
+
+@pytest.mark.parametrize("size", [64 * 1024, 1024 * 1024], ids=["64KiB", "1MiB"])
+def test_the_broker_refuses_oversized_publishes_and_normal_readings_still_flow(
+    broker: DeployBroker, size: int
+) -> None:
+    with client(broker.port, "svc.ingest", client_id="size-check") as ingest:
+        assert not ingest.subscribe("facility/+/+/+/telemetry").is_failure
+        flooder = Client(broker.port, "bin-001", PASSWORDS["bin-001"], client_id="bin-001")
+        assert not flooder.connect().is_failure
+        try:
+            ack = flooder.try_publish(BIN1_TELEMETRY, b"x" * size)
+        finally:
+            flooder.close()
+        # Refused: the PUBACK reports an error, or the broker hung up on the sender.
+        assert ack is None or ack.is_failure, ack
+        with client(broker.port, "bin-001") as bin1:
+            assert not bin1.publish(BIN1_TELEMETRY, b'{"weight_kg": 3}').is_failure
+        received = ingest.wait_for(BIN1_TELEMETRY)
+    assert received == [(BIN1_TELEMETRY, b'{"weight_kg": 3}')]
+
+
+def test_mqtts_listener_from_make_env_certificates_accepts_a_verifying_device(
+    tmp_path: Path,
+) -> None:
+    """`make env` makes a CA and server cert; the shipped TLS listener serves it on 8883."""
+    make_env = DEPLOY.parents[1] / "scripts" / "make-env.sh"
+    subprocess.run([str(make_env), str(tmp_path / ".env")], check=True, capture_output=True)
+    tls_dir = tmp_path / "secrets" / "mqtt-tls"
+    with running_broker(tmp_path / "broker", MQTT_TLS_DIR=str(tls_dir)) as broker:
+        assert (broker.run_dir / "conf.d" / "tls.conf").is_file()
+        with client(broker.port, "svc.operator") as watcher:
+            assert not watcher.subscribe(BIN1_TELEMETRY).is_failure
+            device = Client(
+                broker.tls_port, "bin-001", PASSWORDS["bin-001"], ca_file=tls_dir / "ca.crt"
+            )
+            assert not device.connect().is_failure
+            try:
+                assert not device.publish(BIN1_TELEMETRY, b'{"over": "tls"}').is_failure
+                # Same ACL on the TLS listener.
+                assert device.publish(BIN2_TELEMETRY).value == NOT_AUTHORIZED
+            finally:
+                device.close()
+            received = watcher.wait_for(BIN1_TELEMETRY)
+    assert received == [(BIN1_TELEMETRY, b'{"over": "tls"}')]

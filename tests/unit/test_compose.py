@@ -130,7 +130,8 @@ def test_compose_file_has_the_expected_services_and_only_known_keys() -> None:
             assert dep in data["services"], f"{name} depends on unknown {dep}"
             assert spec["condition"] in DEPENDS_CONDITIONS
         for mount in svc.get("volumes", []):
-            source = mount.split(":")[0]
+            # (A bind mount may name its host path by a variable, e.g. ${MQTT_TLS_DIR:-./...}.)
+            source = interpolate(mount, env_example()).split(":")[0]
             if not source.startswith((".", "/")):
                 assert source in declared_volumes, f"{name}: undeclared volume {source}"
         if "stop_grace_period" in svc:
@@ -139,12 +140,12 @@ def test_compose_file_has_the_expected_services_and_only_known_keys() -> None:
             if entry in svc:
                 assert isinstance(svc[entry], list), f"{name}.{entry}: exec form, no shell"
     # Every declared named volume is used.
-    used = {
-        m.split(":")[0]
+    mounts = [
+        interpolate(m, env_example())
         for svc in data["services"].values()
         for m in svc.get("volumes", [])
-        if not m.startswith((".", "/"))
-    }
+    ]
+    used = {m.split(":")[0] for m in mounts if not m.startswith((".", "/"))}
     assert used == declared_volumes
 
 
