@@ -23,6 +23,7 @@ import httpx
 from tests.helpers import bound_port
 from tests.integration.deploy_broker import (
     PASSWORDS,
+    Client,
     DeployBroker,
     client,
     running_broker,
@@ -182,3 +183,68 @@ def test_simulator_user_plays_ci_smoke_under_the_deploy_acl(tmp_path: Path) -> N
                 time.sleep(0.5)  # ingest drains the burst, bounded by the deadline
             # (Status points and stored duplicates can only add lines.)
             assert stored >= valid, (stored, summary)
+
+
+def stored_readings(points: Path, device_id: str, want: int) -> int:
+    """Distinct points of ``device_id`` in the file sink once there are ``want`` (or at the
+    deadline)."""
+
+    def count() -> int:
+        if not points.exists():
+            return 0
+        # (Distinct lines: a redelivered reading is stored again as the same point.)
+        lines = set(points.read_text().splitlines())
+        return sum(f"device_id={device_id}," in line for line in lines)
+
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline and count() < want:
+        time.sleep(0.2)  # the file sink flushes within INGEST_FLUSH_INTERVAL_MS
+    return count()
+
+
+def test_ingest_gets_every_queued_reading_after_a_device_used_its_client_id(
+    tmp_path: Path,
+) -> None:
+    """Issue 11 point 1: a device credential connecting as `facility-ingest` while ingest is away
+    neither wipes nor drains ingest's persistent session (it did: 0 of 501 stored)."""
+    queued = 120
+    with running_broker(tmp_path / "broker") as broker:
+        ingest_env = service_env(broker, "svc.ingest", tmp_path) | {
+            "INGEST_SINK": "file",
+            "INGEST_FILE_PATH": str(tmp_path / "points.lp"),
+            "INGEST_SPOOL_DIR": str(tmp_path / "spool"),
+        }
+        with service("services.ingest", ingest_env, tmp_path / "ingest.log") as ingest:
+            wait_healthy(ingest_env, ingest, tmp_path / "ingest.log")
+        assert ingest.returncode == 0, (tmp_path / "ingest.log").read_text()[-2000:]
+        # Ingest is away: its session queues the readings.
+        now_ms = int(time.time() * 1000)
+        topic = "facility/ewaste/ewaste_bin/bin-001/telemetry"
+        with client(broker.port, "bin-001") as bin1:
+            for seq in range(queued):
+                reading = {
+                    "ts": now_ms - (queued - seq) * 1000,
+                    "seq": seq,
+                    "weight_kg": 40.0,
+                    "fill_pct": 20.0,
+                    "temperature_c": 21.0,
+                }
+                assert not bin1.publish(topic, json.dumps(reading).encode()).is_failure
+        for resume in (False, True):  # wipe (clean start), then resume (drain)
+            attacker = Client(
+                broker.port,
+                "bin-002",
+                PASSWORDS["bin-002"],
+                client_id=ingest_env["MQTT_CLIENT_ID"],
+                persistent=resume,
+            )
+            assert not attacker.connect().is_failure
+            attacker.close()
+            assert attacker.messages == []
+        log = tmp_path / "ingest-again.log"
+        again_env = ingest_env | {"HTTP_PORT_FILE": str(tmp_path / "ingest-again.port")}
+        with service("services.ingest", again_env, log) as again:
+            wait_healthy(again_env, again, log)
+            stored = stored_readings(tmp_path / "points.lp", "bin-001", queued)
+        assert again.returncode == 0, log.read_text()[-2000:]
+    assert stored == queued
