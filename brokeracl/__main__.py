@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     except (RegistryError, OSError) as exc:
         print(f"facility-acl: {exc}", file=sys.stderr)
         return 2
-    text = render_acl(registry, services, str(args.devices))
+    text = render_acl(registry, services)
     if args.check:
         current = args.output.read_text(encoding="utf-8") if args.output.exists() else ""
         if current != text:

@@ -226,6 +226,54 @@ def test_every_mounted_path_and_referenced_script_exists() -> None:
     assert (REPO / build["context"] / build["dockerfile"]).is_file()
 
 
+def published_ports(env: Mapping[str, str]) -> dict[str, list[tuple[str, str, str]]]:
+    """Per service: (host address, host port, container port) of every published port."""
+    result: dict[str, list[tuple[str, str, str]]] = {}
+    for name, svc in services().items():
+        for mapping in svc.get("ports", []):
+            parts = interpolate(mapping, env).split(":")
+            assert len(parts) == 3, f"{name}: {mapping} does not name a host address"
+            result.setdefault(name, []).append((parts[0], parts[1], parts[2]))
+    return result
+
+
+@pytest.mark.parametrize("source", ["compose defaults", ".env.example"])
+def test_published_ports_bind_to_the_host_loopback_by_default(source: str) -> None:
+    """Issue 11 point 7: Docker's port rules bypass host firewalls, so nothing is published on
+    every interface unless BIND_ADDRESS / MQTT_BIND_ADDRESS / MQTTS_BIND_ADDRESS say so."""
+    env = {} if source == "compose defaults" else env_example()
+    ports = published_ports(env)
+    for name, mappings in ports.items():
+        for address, _host, _container in mappings:
+            assert address == "127.0.0.1", f"{name} published on {address}"
+    assert {container for _, _, container in ports["mosquitto"]} == {"1883", "8883"}
+    assert {container for _, _, container in ports["influxdb"]} == {"8086"}
+    # The switch: one variable opens InfluxDB and Grafana, others the broker's listeners.
+    opened = published_ports({"BIND_ADDRESS": "0.0.0.0", "MQTTS_BIND_ADDRESS": "0.0.0.0"})
+    assert {a for a, _, _ in opened["grafana"] + opened["influxdb"]} == {"0.0.0.0"}
+    assert dict((c, a) for a, _, c in opened["mosquitto"]) == {
+        "1883": "127.0.0.1",
+        "8883": "0.0.0.0",
+    }
+
+
+def test_services_log_in_where_their_session_cannot_be_taken_over() -> None:
+    """Issue 11 point 1: the broker names a session after its username, so ingest's and alerts'
+    client ids are their usernames; the simulator (per-device ids) has a listener of its own."""
+    svcs = services()
+    for name in ("ingest", "alerts"):
+        env = service_environment(svcs[name])
+        assert env["MQTT_CLIENT_ID"] == env["MQTT_USERNAME"] == f"svc.{name}"
+        assert env.get("MQTT_URL", "mqtt://mosquitto:1883") == "mqtt://mosquitto:1883"
+    assert service_environment(svcs["simulator"])["MQTT_URL"] == "mqtt://mosquitto:1884"
+    conf = (REPO / "deploy" / "mosquitto" / "mosquitto.conf").read_text()
+    listeners = re.split(r"(?m)^listener ", conf)[1:]
+    by_port = {block.split()[0]: block for block in listeners}
+    assert "use_username_as_clientid true" in by_port["1883"]
+    assert "passwd-simulator" in by_port["1884"]
+    assert "MQTT_INGEST_REPLICA_CREDENTIALS" in service_environment(svcs["mosquitto"])
+
+
 # --- variables ---------------------------------------------------------------------------
 
 
@@ -318,6 +366,30 @@ def test_make_env_fills_every_secret_with_fresh_random_values(tmp_path: Path) ->
         assert len(value) >= 32, name
         assert value != secrets_b[name], f"{name} is not random"
     assert len(set(secrets_a.values())) == len(secrets_a)
+
+
+def test_make_env_makes_the_broker_tls_certificates_and_keeps_supplied_ones(
+    tmp_path: Path,
+) -> None:
+    subprocess.run([str(MAKE_ENV), str(tmp_path / ".env")], check=True, capture_output=True)
+    tls = tmp_path / "secrets" / "mqtt-tls"
+    assert {p.name for p in tls.iterdir()} == {"ca.crt", "ca.key", "server.crt", "server.key"}
+    for key in ("ca.key", "server.key"):
+        assert stat.S_IMODE((tls / key).stat().st_mode) == 0o600
+    verify = subprocess.run(
+        ["openssl", "verify", "-CAfile", str(tls / "ca.crt"), str(tls / "server.crt")],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    names = subprocess.run(
+        ["openssl", "x509", "-in", str(tls / "server.crt"), "-noout", "-ext", "subjectAltName"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert "DNS:mosquitto" in names and "IP Address:127.0.0.1" in names
+    # A second .env beside it (or certificates from the operator's own CA) keeps them.
+    before = (tls / "server.crt").read_bytes()
+    subprocess.run([str(MAKE_ENV), str(tmp_path / "b.env")], check=True, capture_output=True)
+    assert (tls / "server.crt").read_bytes() == before
 
 
 def test_make_env_refuses_to_overwrite_an_existing_env(tmp_path: Path) -> None:

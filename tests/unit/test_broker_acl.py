@@ -1,0 +1,61 @@
+"""facility-acl: the broker ACL generated from the device registry (issue 11, point 3)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from brokeracl import render_acl
+from brokeracl.__main__ import main
+from common.devices import load_registry
+
+REPO = Path(__file__).resolve().parents[2]
+DEPLOY = REPO / "deploy" / "mosquitto"
+DEVICES = REPO / "config" / "devices.yaml"
+
+
+def test_the_shipped_acl_is_generated_from_the_shipped_registry() -> None:
+    """Adding a device to config/devices.yaml without `make acl` fails here."""
+    args = ["--devices", str(DEVICES), "--services", str(DEPLOY / "acl-services")]
+    assert main([*args, "--output", str(DEPLOY / "acl"), "--check"]) == 0
+
+
+def test_each_device_gets_exactly_its_own_two_topics_and_no_pattern() -> None:
+    registry = load_registry(DEVICES)
+    acl = render_acl(registry, "user svc.ingest\ntopic read facility/+/+/+/telemetry\n")
+    assert not re.search(r"(?m)^pattern ", acl)
+    for device in registry.devices:
+        block = acl.split(f"\nuser {device.id}\n", 1)[1].split("\n\n", 1)[0].splitlines()
+        own = f"facility/{device.site}/{device.kind}/{device.id}"
+        assert block == [
+            f"topic write {own}/telemetry",
+            f"topic write {own}/status",
+            f"topic read {own}/status",
+        ]
+    # The services' section is copied verbatim, ahead of the devices.
+    assert acl.index("user svc.ingest") < acl.index(f"user {registry.devices[0].id}")
+    # No wildcard is ever granted to a device.
+    device_part = acl.split("# --- devices", 1)[1]
+    assert "+" not in device_part and "#" not in device_part.split("\n", 3)[3]
+
+
+def test_check_reports_a_stale_acl_and_writing_fixes_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    output = tmp_path / "acl"
+    output.write_text("user bin-001\npattern write facility/+/+/%u/telemetry\n")
+    args = ["--devices", str(DEVICES), "--services", str(DEPLOY / "acl-services")]
+    assert main([*args, "--output", str(output), "--check"]) == 1
+    assert "make acl" in capsys.readouterr().err
+    assert main([*args, "--output", str(output)]) == 0
+    assert main([*args, "--output", str(output), "--check"]) == 0
+
+
+def test_an_invalid_registry_is_reported_not_written(tmp_path: Path) -> None:
+    bad = tmp_path / "devices.yaml"
+    bad.write_text("sites: []\n")
+    output = tmp_path / "acl"
+    assert main(["--devices", str(bad), "--output", str(output)]) == 2
+    assert not output.exists()
