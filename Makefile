@@ -11,6 +11,7 @@ help:
 	@echo "make test   - install everything needed and run the full test suite"
 	@echo "make lint   - ruff + mypy --strict on every package, tests and scripts included"
 	@echo "make bench  - benchmarks (figures and ratios printed; see docs/benchmarks.md)"
+	@echo "make acl    - regenerate the broker ACL from config/devices.yaml (after adding a device)"
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
