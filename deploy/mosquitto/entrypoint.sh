@@ -97,12 +97,9 @@ fi
 sed -e "s|^\(topic [a-z]* \)facility/|\1$prefix/|" -e "s|^\(pattern [a-z]* \)facility/|\1$prefix/|" \
   "$acl_template" > "$run_dir/acl.new"
 # Each ingest replica user gets a copy of the svc.ingest block (up to its first blank line).
+ingest_rules="$(sed -n "/^user svc\.ingest\$/,/^\$/p" "$run_dir/acl.new" | sed -e '1d' -e '/^$/d')"
 for name in $replicas; do
-  {
-    echo
-    echo "# ingest replica (MQTT_INGEST_REPLICA_CREDENTIALS)"
-    sed -n "/^user svc\.ingest\$/,/^\$/p" "$run_dir/acl.new" | sed -e "s|^user svc\.ingest\$|user $name|" -e '/^$/d'
-  } >> "$run_dir/acl.new"
+  printf '\n# ingest replica (MQTT_INGEST_REPLICA_CREDENTIALS)\nuser %s\n%s\n' "$name" "$ingest_rules" >> "$run_dir/acl.new"
 done
 
 # MQTT over TLS on 8883: same users and ACL as 1883, enabled by a mounted server certificate.

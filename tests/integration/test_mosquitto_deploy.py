@@ -409,3 +409,13 @@ def test_mqtts_listener_from_make_env_certificates_accepts_a_verifying_device(
                 device.close()
             received = watcher.wait_for(BIN1_TELEMETRY)
     assert received == [(BIN1_TELEMETRY, b'{"over": "tls"}')]
+
+
+def test_entrypoint_warns_about_a_device_missing_from_the_acl(tmp_path: Path) -> None:
+    """Onboarding: credentials for an id not in config/devices.yaml (no `make acl`) log in to
+    nothing; the entrypoint names it instead of leaving the device silently mute."""
+    env = {**deploy_env(), "MQTT_DEVICE_CREDENTIALS": "bin-001:ok,ghost-9:pw"}
+    result = run_entrypoint(tmp_path / "run", env)
+    assert result.returncode == 0, result.stderr
+    assert "device 'ghost-9' has credentials but no topics in the ACL" in result.stderr
+    assert "bin-001" not in result.stderr
