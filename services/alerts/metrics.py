@@ -25,12 +25,19 @@ class AlertsMetrics:
         self.pending = Gauge("alerts_pending", "Alerts pending (waiting for 'for')", registry=r)
         self.deliveries = Counter(
             "alerts_deliveries",
-            "Notifier delivery attempts, by notifier and outcome (delivered/failed/dropped)",
+            "Notifier delivery attempts, by notifier and outcome "
+            "(delivered/failed/dropped/refused)",
             ["notifier", "outcome"],
             registry=r,
         )
         self.queued = Gauge(
             "alerts_delivery_queue", "Deliveries waiting (incl. retries)", ["notifier"], registry=r
+        )
+        self.unjournaled = Gauge(
+            "alerts_delivery_unjournaled",
+            "Deliveries queued in memory only: the outbox could not take them (disk full)",
+            ["notifier"],
+            registry=r,
         )
         self.dispatches = Counter(
             "alerts_dispatches", "Dispatch lifecycle events", ["state"], registry=r

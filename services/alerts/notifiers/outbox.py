@@ -4,6 +4,7 @@ survive a crash or restart and are retried first, in order, when the service sta
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import logging
@@ -33,9 +34,22 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    """``os.write`` until every byte is written: a full disk answers a short write first and
+    only the next write fails, so a short count is never taken for the whole record."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        if written <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        view = view[written:]
+
+
 class Outbox:
     """One file of JSON lines: ``{"seq": n, "key": k, "item": ...}`` when an item is queued
-    and ``{"done": n}`` when it is delivered. Each record is fsynced before the call returns.
+    and ``{"done": n}`` when it is delivered. Each record is written whole and fsynced before
+    the call returns, or the file is cut back to the end of the last whole record and the call
+    raises ``OSError`` (disk full): a failed write never corrupts the next record.
     Opening reloads the undelivered items in order and rewrites the file without the rest (a
     torn last line from a crash is ignored). Not thread-safe: the caller holds its own lock."""
 
@@ -56,9 +70,23 @@ class Outbox:
         self._done_records = 0
         self._next_seq = 0
         self._fd = -1
+        self._good_size = 0  # the file's length up to the end of its last whole record
+        self._torn = False  # a failed write may have left bytes past _good_size
         try:
-            self._load()
-            self._rewrite()
+            whole = self._load()
+            try:
+                self._rewrite()
+            except OSError as exc:
+                if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                    raise
+                # No room for a compacted copy: keep the file as it is, minus a torn tail.
+                log.warning(
+                    "outbox: disk full, not compacted at open",
+                    extra={"path": str(path), "error": str(exc)},
+                )
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+                os.ftruncate(self._fd, whole)
+                self._good_size = whole
         except OSError as exc:
             self.close()
             raise OutboxError(f"cannot use {path}: {exc.strerror or exc}") from exc
@@ -85,6 +113,7 @@ class Outbox:
             # Fully delivered: an empty file is the cheapest compaction of all.
             os.ftruncate(self._fd, 0)
             os.fsync(self._fd)
+            self._good_size, self._torn = 0, False
             self._done_records = 0
             return
         self._write(_dump({"done": seq}))
@@ -101,21 +130,30 @@ class Outbox:
             self._lock_fd = -1
 
     def _write(self, line: bytes) -> None:
-        size = os.fstat(self._fd).st_size
+        """Append one whole record, or roll the file back to the last whole one and raise."""
+        if self._fd < 0:
+            raise OSError(errno.EBADF, "outbox is closed")
+        if self._torn:
+            # An earlier roll-back failed: cut the partial record before appending after it.
+            os.ftruncate(self._fd, self._good_size)
+            self._torn = False
         try:
-            os.write(self._fd, line)
+            _write_all(self._fd, line)
             os.fsync(self._fd)
         except OSError:
-            # Cut a partial record off so the next append does not run into it.
+            self._torn = True
             with contextlib.suppress(OSError):
-                os.ftruncate(self._fd, size)
+                os.ftruncate(self._fd, self._good_size)
+                self._torn = False
             raise
+        self._good_size += len(line)
 
-    def _load(self) -> None:
+    def _load(self) -> int:
+        """Read the records; returns the length of the file up to its last whole record."""
         try:
             raw = self.path.read_bytes()
         except FileNotFoundError:
-            return
+            return 0
         lines = raw.split(b"\n")
         if lines[-1]:
             log.warning("outbox: ignoring a torn last record", extra={"path": str(self.path)})
@@ -135,17 +173,25 @@ class Outbox:
                     "outbox: skipping a corrupt record",
                     extra={"path": str(self.path), "line": number},
                 )
+        return len(raw) - len(lines[-1])
 
     def _rewrite(self) -> None:
         """Replace the file by the live records only (atomically: temp file, fsync, rename)."""
         tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(tmp, "wb") as out:
-            out.write(b"".join(self._live.values()))
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, self.path)
+        body = b"".join(self._live.values())
+        try:
+            with open(tmp, "wb") as out:
+                out.write(body)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, self.path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                tmp.unlink()  # a half-written copy only takes the space that was short
+            raise
         _fsync_dir(self.path.parent)
         if self._fd >= 0:
             os.close(self._fd)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        self._good_size, self._torn = len(body), False
         self._done_records = 0
