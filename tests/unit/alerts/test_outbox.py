@@ -3,7 +3,10 @@ torn last line from a crash is ignored, and a delivery queue retries reloaded it
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
+import os
 import threading
 from pathlib import Path
 
@@ -185,3 +188,92 @@ def test_reloading_more_than_the_queue_limit_keeps_the_oldest_and_counts_the_res
     box = Outbox(path)
     assert [item for _, item in box.pending] == list(range(10))
     box.close()
+
+
+class FullDisk:
+    """``os.write`` on the outbox's files as a disk with ``room`` bytes left answers it: a
+    short write while some room is left, then ENOSPC; other descriptors write as usual."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, under: Path, room: int) -> None:
+        self.room = room
+        self.under = str(under)
+        real_write = os.write
+
+        def write(fd: int, data: bytes | memoryview) -> int:
+            try:
+                target = os.readlink(f"/proc/self/fd/{fd}")
+            except OSError:
+                target = ""
+            if not target.startswith(self.under):
+                return real_write(fd, data)
+            if self.room <= 0:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            written = real_write(fd, bytes(data[: self.room]))
+            self.room -= written
+            return written
+
+        monkeypatch.setattr(os, "write", write)
+
+    def make_room(self) -> None:
+        self.room = 1 << 30
+
+
+def test_a_short_write_on_a_full_disk_is_not_durable_and_never_corrupts_the_next_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "webhook.outbox"
+    box = Outbox(path)
+    box.append("k0", {"n": 0})
+    disk = FullDisk(monkeypatch, tmp_path, room=10)  # less than one record
+    with pytest.raises(OSError):
+        box.append("k1", {"n": 1})  # a short write, then no room: not reported durable
+    with pytest.raises(OSError):
+        box.append("k2", {"n": 2})
+    assert [r["key"] for r in _records(path)] == ["k0"]  # rolled back to the whole record
+    disk.make_room()
+    box.append("k3", {"n": 3})
+    box.close()
+    assert [item for _, item in Outbox(path).pending] == [{"n": 0}, {"n": 3}]
+
+
+def test_items_the_full_outbox_refused_are_journaled_late_once_it_has_room(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "webhook.outbox"
+    metrics = AlertsMetrics()
+    queue = DeliveryQueue(
+        "webhook",
+        Receiver(),  # down: everything stays queued
+        metrics,
+        base_s=0.01,
+        max_s=0.05,
+        outbox=Outbox(path),
+        key=str,
+    )
+    # The first record (42 bytes) fits, the next is cut short.
+    disk = FullDisk(monkeypatch, tmp_path, room=50)
+    for n in range(5):
+        queue.put({"n": n})
+    assert len(_records(path)) == 1
+    unjournaled = {"notifier": "webhook"}
+    assert metrics.registry.get_sample_value("alerts_delivery_unjournaled", unjournaled) == 4
+    disk.make_room()
+    wait_until(lambda: len(_records(path)) == 5)
+    queue.close(timeout=0.1)
+    assert [item for _, item in Outbox(path).pending] == [{"n": n} for n in range(5)]
+
+
+def test_the_shutdown_log_counts_what_the_full_outbox_kept_and_what_it_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "webhook.outbox"
+    queue = _queue(path, Receiver(), AlertsMetrics())
+    FullDisk(monkeypatch, tmp_path, room=50)  # one record (42 bytes) fits
+    for n in range(3):
+        queue.put({"n": n})
+    caplog.set_level(logging.ERROR)
+    queue.close(timeout=0.1)
+    (record,) = [r for r in caplog.records if r.getMessage().startswith("undelivered")]
+    assert (record.__dict__["kept"], record.__dict__["lost"]) == (1, 2)
+    assert "1 kept in the outbox" in record.getMessage()
+    assert [item for _, item in Outbox(path).pending] == [{"n": 0}]
