@@ -121,6 +121,14 @@ class Outbox:
         if self._done_records >= max(COMPACT_AFTER_DONE, len(self._live)):
             self._rewrite()
 
+    def clear(self) -> None:
+        """Forget every item (they were handed on): an empty file, which needs no room."""
+        self._live.clear()
+        if self._fd >= 0:
+            os.ftruncate(self._fd, 0)
+            os.fsync(self._fd)
+        self._good_size, self._torn, self._done_records = 0, False, 0
+
     def close(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)

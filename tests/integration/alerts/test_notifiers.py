@@ -21,7 +21,8 @@ import pytest
 from common import webhook_signing
 from common.payloads import Rejection
 from services.alerts.metrics import AlertsMetrics
-from services.alerts.notifiers.apprise import AppriseNotifier
+from services.alerts.notifiers.apprise import AppriseNotifier, destination_name
+from services.alerts.notifiers.outbox import Outbox
 from services.alerts.notifiers.webhook import (
     IDEMPOTENCY_HEADER,
     SIGNATURE_HEADER,
@@ -170,3 +171,54 @@ def test_apprise_groups_an_incident_across_thirty_bins_into_one_message(
     message = json.loads(receiver.requests[0][1])
     assert "30 firing: 30 x bin_full" in message["title"]
     assert message["message"].count("bin_full") == 30
+
+
+def test_apprise_retries_only_the_failing_channel_and_the_healthy_one_gets_one_post_per_alert(
+    tmp_path: Path,
+) -> None:
+    with WebhookReceiver() as healthy, WebhookReceiver(fail_first=10**6) as failing:
+        urls = [r.url.replace("http://", "json://") for r in (healthy, failing)]
+        metrics = AlertsMetrics()
+        notifier = AppriseNotifier(
+            urls,
+            group_s=0.01,
+            metrics=metrics,
+            outbox=Outbox(tmp_path / "apprise.outbox"),
+            base_s=0.02,
+            max_s=0.05,
+        )
+        eng = engine(BIN_FULL_RULES)
+        for device in ("bin-001", "bin-002"):  # two alerts, two grouping windows
+            for transition in eng.handle(bin_reading(device, T0, 95)):
+                notifier.notify(transition)
+            wait_until(lambda: len(failing.requests) >= 3)  # retried a few times meanwhile
+        notifier.close(timeout=0.2)
+        assert [json.loads(body)["title"] for _, body in healthy.requests] == [
+            "[facility] 1 firing: 1 x bin_full",
+            "[facility] 1 firing: 1 x bin_full",
+        ]
+        assert len(failing.requests) >= 3
+    failing_name = destination_name(urls[1])
+    failed = metrics.registry.get_sample_value(
+        "alerts_deliveries_total", {"notifier": failing_name, "outcome": "failed"}
+    )
+    assert failed is not None and failed >= 3
+    # Only the failing channel's two messages wait for the next start, in its own outbox.
+    assert len(Outbox(tmp_path / f"{failing_name}.outbox").pending) == 2
+    assert Outbox(tmp_path / f"{destination_name(urls[0])}.outbox").pending == []
+
+
+def test_apprise_hands_what_the_shared_outbox_kept_to_every_channel(tmp_path: Path) -> None:
+    shared = Outbox(tmp_path / "apprise.outbox")
+    shared.append("k", ["[facility] 1 firing: 1 x bin_full", "left by the last run"])
+    shared.close()
+    with WebhookReceiver() as first, WebhookReceiver() as second:
+        urls = [r.url.replace("http://", "json://") for r in (first, second)]
+        notifier = AppriseNotifier(
+            urls, group_s=60, metrics=AlertsMetrics(), outbox=Outbox(shared.path), base_s=0.05
+        )
+        notifier.close(timeout=10)
+        for receiver in (first, second):
+            (request,) = receiver.requests
+            assert json.loads(request[1])["message"] == "left by the last run"
+    assert Outbox(shared.path).pending == []
