@@ -98,9 +98,11 @@ def build_notifiers(
         if settings.alerts_webhook_secret
         else None
     )
+    mqtt_notifier = MqttNotifier(client, topics)
     influx = webhook = apprise = dispatch_hook = None
     if settings.alerts_influx_enabled:
-        influx = InfluxNotifier(InfluxWriter(settings), metrics, **limits)
+        writer = InfluxWriter(settings)
+        influx = InfluxNotifier(writer, metrics, mqtt_notifier.dead_letter, **limits)
     if settings.alerts_webhook_url:
         poster = JsonPoster(settings.alerts_webhook_url, secret)
         webhook = WebhookNotifier("webhook", poster, metrics, outbox("webhook"), **limits)
@@ -117,7 +119,7 @@ def build_notifiers(
             outbox("apprise"),
             **limits,
         )
-    return Notifiers(MqttNotifier(client, topics), influx, webhook, apprise, dispatch_hook)
+    return Notifiers(mqtt_notifier, influx, webhook, apprise, dispatch_hook)
 
 
 class AlertsService:

@@ -1,10 +1,12 @@
 """MQTT, always on: every transition on ``P/alerts/{rule}/{site}/{device}``, the firing alert
-retained on ``P/alerts/active/...`` (an empty retained message clears it)."""
+retained on ``P/alerts/active/...`` (an empty retained message clears it); dead letters of
+the other notifiers on ``P/deadletter/alerts``."""
 
 from __future__ import annotations
 
 import paho.mqtt.client as mqtt
 
+from common.messages import DeadLetter
 from common.topics import Topics
 from services.alerts.alert_lifecycle import Transition
 
@@ -27,6 +29,12 @@ class MqttNotifier:
             self.client.publish(active, payload, qos=1, retain=True)
         elif event.state == "resolved" and event.started_at is not None:
             self.client.publish(active, b"", qos=1, retain=True)
+
+    def dead_letter(self, letter: DeadLetter) -> None:
+        """Publish something alerts could not handle on ``P/deadletter/alerts``."""
+        self.client.publish(
+            self.topics.deadletter(letter.program), letter.model_dump_json().encode(), qos=1
+        )
 
     def close(self, timeout: float) -> None:
         return None

@@ -1,0 +1,126 @@
+"""The alerts' InfluxDB notifier against a real InfluxDB 1.x behind a loopback proxy that
+refuses one alert's point for good: that point is dead-lettered and counted, and the alert and
+dispatch points after it are still stored; a 503 is retried, not dead-lettered."""
+
+from __future__ import annotations
+
+import gzip
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+import pytest
+
+from common.messages import DeadLetter
+from common.schema import DISPATCH_MEASUREMENT
+from common.settings import CommonSettings, load_settings
+from services.alerts.metrics import AlertsMetrics
+from services.alerts.notifiers.influx import INFLUX_REFUSED, InfluxNotifier, InfluxWriter
+from tests.helpers import wait_until
+from tests.integration.alerts.support import BIN_FULL_RULES
+from tests.servers import InfluxDB1Server
+from tests.unit.alerts.helpers import T0, bin_reading, engine
+
+# What InfluxDB 1.x answers to a float written into a field that holds strings.
+CONFLICT = (
+    b'{"error":"partial write: field type conflict: input field \\"value\\" on measurement '
+    b'\\"alert\\" is type float, already exists as type string dropped=1"}'
+)
+
+
+class RefusingProxy:
+    """Forwards to ``upstream``, but answers 400 (InfluxDB's field type conflict) to every
+    write carrying ``refuse``, and 503 to the first write carrying ``stall``."""
+
+    def __init__(self, upstream: str, refuse: bytes, stall: bytes) -> None:
+        self.writes: list[bytes] = []
+        forward = httpx.Client(base_url=upstream, timeout=10.0)
+        stalled: list[bytes] = []
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _relay(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                if self.path.startswith("/write"):
+                    lines = gzip.decompress(body)
+                    proxy.writes.append(lines)
+                    if refuse in lines:
+                        return self._answer(400, CONFLICT)
+                    if stall in lines and not stalled:
+                        stalled.append(lines)
+                        return self._answer(503, b'{"error":"busy"}')
+                sent = {k: v for k, v in headers.items() if k not in ("host", "content-length")}
+                answer = forward.request(self.command, self.path, content=body, headers=sent)
+                self._answer(answer.status_code, answer.content)
+
+            def _answer(self, status: int, content: bytes) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(content)))
+                self.end_headers()
+                self.wfile.write(content)
+
+            do_GET = do_POST = _relay
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._forward = forward
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._forward.close()
+
+
+@pytest.fixture
+def proxy(influxdb1: InfluxDB1Server) -> Iterator[RefusingProxy]:
+    influxdb1.create_database("facility")
+    refusing = RefusingProxy(influxdb1.url, b"device_id=bin-bad", b"device_id=bin-slow")
+    yield refusing
+    refusing.close()
+
+
+def test_a_point_influxdb_refuses_for_good_is_dead_lettered_and_later_points_are_stored(
+    influxdb1: InfluxDB1Server, proxy: RefusingProxy
+) -> None:
+    settings = load_settings(CommonSettings, influx_url=proxy.url, influx_api_version="1")
+    metrics = AlertsMetrics()
+    letters: list[DeadLetter] = []
+    notifier = InfluxNotifier(
+        InfluxWriter(settings), metrics, letters.append, base_s=0.02, max_s=0.05
+    )
+    eng = engine(BIN_FULL_RULES)
+    for device in ("bin-bad", "bin-slow", "bin-003"):
+        for transition in eng.handle(bin_reading(device, T0, 95)):
+            notifier.notify(transition)
+    notifier.write_points([(DISPATCH_MEASUREMENT, {"zone": "z1"}, {"bins": 3}, T0 + 1)])
+
+    def stored() -> list[str]:
+        rows = influxdb1.query("SELECT * FROM alert", "facility")
+        return sorted(row["device_id"] for row in rows)
+
+    wait_until(lambda: stored() == ["bin-003", "bin-slow"])
+    wait_until(lambda: influxdb1.query(f"SELECT * FROM {DISPATCH_MEASUREMENT}", "facility"))
+    notifier.close(timeout=5)
+
+    (letter,) = letters
+    assert (letter.program, letter.code) == ("alerts", INFLUX_REFUSED)
+    assert "400" in letter.reason and "field type conflict" in letter.reason
+    assert letter.raw_payload().startswith(b"alert,") and "device_id=bin-bad" in letter.payload
+    assert sum(b"device_id=bin-bad" in body for body in proxy.writes) == 1  # never retried
+    assert sum(b"device_id=bin-slow" in body for body in proxy.writes) == 2  # 503, then stored
+
+    def count(outcome: str) -> float | None:
+        labels = {"notifier": "influx", "outcome": outcome}
+        return metrics.registry.get_sample_value("alerts_deliveries_total", labels)
+
+    assert (count("refused"), count("failed"), count("delivered")) == (1.0, 1.0, 3.0)
