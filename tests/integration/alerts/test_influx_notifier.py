@@ -1,13 +1,21 @@
 """The alerts' InfluxDB notifier against a real InfluxDB 1.x behind a loopback proxy that
 refuses one alert's point for good: that point is dead-lettered and counted, and the alert and
-dispatch points after it are still stored; a 503 is retried, not dead-lettered."""
+dispatch points after it are still stored; a 503 is retried, not dead-lettered. The real
+facility-alerts publishes that dead letter on ``P/deadletter/alerts``."""
 
 from __future__ import annotations
 
 import gzip
+import json
+import os
+import signal
+import subprocess
+import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import httpx
 import pytest
@@ -17,9 +25,9 @@ from common.schema import DISPATCH_MEASUREMENT
 from common.settings import CommonSettings, load_settings
 from services.alerts.metrics import AlertsMetrics
 from services.alerts.notifiers.influx import INFLUX_REFUSED, InfluxNotifier, InfluxWriter
-from tests.helpers import wait_until
+from tests.helpers import MessageCollector, bound_port, publish, wait_until
 from tests.integration.alerts.support import BIN_FULL_RULES
-from tests.servers import InfluxDB1Server
+from tests.servers import InfluxDB1Server, MosquittoServer, wait_alerts_ready
 from tests.unit.alerts.helpers import T0, bin_reading, engine
 
 # What InfluxDB 1.x answers to a float written into a field that holds strings.
@@ -124,3 +132,51 @@ def test_a_point_influxdb_refuses_for_good_is_dead_lettered_and_later_points_are
         return metrics.registry.get_sample_value("alerts_deliveries_total", labels)
 
     assert (count("refused"), count("failed"), count("delivered")) == (1.0, 1.0, 3.0)
+
+
+def test_real_alerts_publishes_a_refused_point_as_a_dead_letter_and_stores_the_next_alert(
+    mosquitto: MosquittoServer,
+    influxdb1: InfluxDB1Server,
+    proxy: RefusingProxy,
+    mqtt_subscriber: Callable[..., MessageCollector],
+    tmp_path: Path,
+) -> None:
+    letters = mqtt_subscriber(mosquitto.url, "facility/deadletter/alerts")
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(BIN_FULL_RULES)
+    port_file = tmp_path / "alerts.port"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MQTT_", "ALERTS_", "INFLUX_"))}
+    env.update(
+        MQTT_URL=mosquitto.url,
+        MQTT_CLIENT_ID="facility-alerts-refused-point-test",
+        ALERTS_HTTP_PORT="0",
+        HTTP_PORT_FILE=str(port_file),
+        ALERTS_RULES_FILE=str(rules),
+        ALERTS_STATE_DIR=str(tmp_path / "state"),
+        ALERTS_RETRY_BASE_S="0.1",
+        ALERTS_RETRY_MAX_S="0.2",
+        INFLUX_URL=proxy.url,
+        INFLUX_API_VERSION="1",
+        SECRETS_DIR=str(tmp_path / "no-secrets"),
+    )
+    root = Path(__file__).resolve().parents[3]
+    proc = subprocess.Popen([sys.executable, "-m", "services.alerts"], cwd=root, env=env)
+    try:
+        wait_alerts_ready(bound_port(port_file, proc))
+        for device in ("bin-bad", "bin-002"):
+            reading = {"ts": int(time.time() * 1000), "fill_pct": 95.0, "weight_kg": 30.0}
+            topic = f"facility/ewaste/ewaste_bin/{device}/telemetry"
+            publish(mosquitto.url, topic, json.dumps(reading))
+        ((_, raw),) = letters.wait_for(1, 30)
+
+        def stored() -> list[str]:
+            return [row["device_id"] for row in influxdb1.query("SELECT * FROM alert", "facility")]
+
+        wait_until(lambda: stored() == ["bin-002"], timeout=30)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    assert proc.returncode == 0
+    letter = DeadLetter.model_validate_json(raw)
+    assert (letter.program, letter.code) == ("alerts", INFLUX_REFUSED)
+    assert "device_id=bin-bad" in letter.payload and "field type conflict" in letter.reason
