@@ -18,6 +18,7 @@ import httpx
 from influxdb_client.client.influxdb_client import InfluxDBClient
 from influxdb_client.domain.bucket_retention_rules import BucketRetentionRules
 from influxdb_client.rest import ApiException
+from influxdb_client.service.ping_service import PingService
 from influxdb_client.service.write_service import WriteService
 
 from common.redact import redact_url, redact_urls
@@ -74,12 +75,16 @@ class V2WriteApi:
     drops a batch silently once its retries are spent. Retries and spooling are the caller's.
     """
 
-    def __init__(self, url: str, token: str, org: str, timeout_s: float) -> None:
+    def __init__(
+        self, url: str, token: str, org: str, timeout: tuple[float, float], probe_timeout_s: float
+    ) -> None:
+        connect_s, read_s = timeout
+        self._probe_timeout_ms = (int(connect_s * 1000), int(probe_timeout_s * 1000))
         self._client = InfluxDBClient(
             url=url,
             token=token,
             org=org,
-            timeout=int(timeout_s * 1000),
+            timeout=(int(connect_s * 1000), int(read_s * 1000)),  # (connect, read) in ms
             enable_gzip=False,  # we send gzip level 1 ourselves (see GZIP_LEVEL)
             retries=False,  # retries (with jitter and Retry-After) are the caller's job
         )
@@ -103,7 +108,9 @@ class V2WriteApi:
         return Answer(204)
 
     def ping(self) -> bool:
-        return bool(self._client.ping())
+        """``GET /ping`` within the probe timeout; raises on no answer or a refusal."""
+        PingService(self._client.api_client).get_ping(_request_timeout=self._probe_timeout_ms)
+        return True
 
     def bucket_exists(self, name: str) -> bool:
         """Raises InfluxError when the server has no bucket API or refuses."""
@@ -151,8 +158,17 @@ class InfluxClient:
         token: str | None = None,
         org: str = "",
         timeout_s: float = 10.0,
+        connect_timeout_s: float | None = None,
+        probe_timeout_s: float | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
+        """``timeout_s`` bounds reading an answer; ``connect_timeout_s`` (default the same)
+        bounds connecting; ``probe_timeout_s`` (default the same) bounds a ping, kept short so
+        a database that accepts connections and never answers is found out quickly."""
+        connect_s = timeout_s if connect_timeout_s is None else connect_timeout_s
+        self._probe_timeout = httpx.Timeout(
+            timeout_s if probe_timeout_s is None else probe_timeout_s, connect=connect_s
+        )
         self.url = url.rstrip("/")
         self.where = redact_url(self.url)
         """The database's URL as messages show it (no password)."""
@@ -168,9 +184,19 @@ class InfluxClient:
             user, _, password = token.partition(":")
             auth = httpx.BasicAuth(user, password)
         self._http = httpx.Client(
-            base_url=self.url, auth=auth, headers=headers, timeout=timeout_s, transport=transport
+            base_url=self.url,
+            auth=auth,
+            headers=headers,
+            timeout=httpx.Timeout(timeout_s, connect=connect_s),
+            transport=transport,
         )
-        self._v2 = V2WriteApi(self.url, token or "", org, timeout_s) if api_version == "2" else None
+        self._v2 = (
+            V2WriteApi(
+                self.url, token or "", org, (connect_s, timeout_s), self._probe_timeout.read or 0
+            )
+            if api_version == "2"
+            else None
+        )
 
     @classmethod
     def from_settings(
@@ -178,6 +204,9 @@ class InfluxClient:
         settings: CommonSettings,
         timeout_s: float = 10.0,
         transport: httpx.BaseTransport | None = None,
+        *,
+        connect_timeout_s: float | None = None,
+        probe_timeout_s: float | None = None,
     ) -> InfluxClient:
         """The database of the contract's ``INFLUX_*`` variables."""
         token = settings.influx_token.get_secret_value() if settings.influx_token else None
@@ -188,6 +217,8 @@ class InfluxClient:
             token=token,
             org=settings.influx_org,
             timeout_s=timeout_s,
+            connect_timeout_s=connect_timeout_s,
+            probe_timeout_s=probe_timeout_s,
             transport=transport,
         )
 
@@ -219,7 +250,7 @@ class InfluxClient:
             except Exception as exc:
                 return _no_answer(exc)
         try:
-            response = self._http.get("/ping")
+            response = self._http.get("/ping", timeout=self._probe_timeout)
         except httpx.HTTPError as exc:
             return _no_answer(exc)
         return Answer(response.status_code, response.text)
@@ -232,16 +263,19 @@ class InfluxClient:
         params = {"db": self.database, "q": text, "epoch": "ms"}
         return list(_rows(self._request("GET", params)))
 
-    def _statement(self, text: str) -> dict[str, Any]:
+    def _statement(self, text: str, probe: bool = False) -> dict[str, Any]:
         """POST an InfluxQL statement that may change things (CREATE ...); raises InfluxError."""
-        return self._request("POST", {"q": text})
+        return self._request("POST", {"q": text}, probe)
 
-    def _request(self, method: str, params: dict[str, str]) -> dict[str, Any]:
+    def _request(
+        self, method: str, params: dict[str, str], probe: bool = False
+    ) -> dict[str, Any]:
+        timeout = self._probe_timeout if probe else httpx.USE_CLIENT_DEFAULT
         try:
             if method == "GET":
-                response = self._http.get("/query", params=params)
+                response = self._http.get("/query", params=params, timeout=timeout)
             else:
-                response = self._http.post("/query", data=params)
+                response = self._http.post("/query", data=params, timeout=timeout)
         except httpx.HTTPError as exc:
             raise InfluxError(f"InfluxDB at {self.where} unreachable: {exc}") from exc
         if response.status_code != 200:
@@ -252,9 +286,11 @@ class InfluxClient:
         body: dict[str, Any] = response.json()
         return body
 
-    def databases(self) -> set[str]:
-        """Names of the 1.x databases (``SHOW DATABASES``); raises InfluxError."""
-        return {str(row.values["name"]) for row in _rows(self._statement("SHOW DATABASES"))}
+    def databases(self, probe: bool = False) -> set[str]:
+        """Names of the 1.x databases (``SHOW DATABASES``, within the probe timeout when
+        ``probe``); raises InfluxError."""
+        rows = _rows(self._statement("SHOW DATABASES", probe))
+        return {str(row.values["name"]) for row in rows}
 
     # -- set-up ----------------------------------------------------------------------------
 

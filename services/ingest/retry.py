@@ -1,4 +1,5 @@
-"""Retry timing for database writes: exponential backoff with jitter, honouring Retry-After."""
+"""Retry timing for database writes: exponential backoff with jitter, honouring Retry-After,
+and the circuit breaker that stops writing to a database that does not answer."""
 
 from __future__ import annotations
 
@@ -25,6 +26,29 @@ class RetryPolicy:
             # Capped too, so a silly header cannot park the pipeline for hours.
             wait = min(retry_after_s, max(self.max_s, 60.0))
         return wait
+
+
+@dataclass(slots=True)
+class CircuitBreaker:
+    """Closed: batches are written. Open: batches go straight to the spool and the database is
+    only probed (a short-timeout ping) until it answers; then it closes and the spool replays.
+
+    Opens after ``failures_to_open`` consecutive failed writes, or at once after one failed
+    write that took ``slow_s`` or longer (a black hole: every further try would cost a whole
+    timeout while acknowledgements wait)."""
+
+    failures_to_open: int = 3
+    slow_s: float = 1.0
+    failures: int = 0
+    open: bool = False
+
+    def succeeded(self) -> None:
+        self.failures, self.open = 0, False
+
+    def failed(self, took_s: float = 0.0) -> None:
+        self.failures += 1
+        if self.failures >= self.failures_to_open or took_s >= self.slow_s:
+            self.open = True
 
 
 def parse_retry_after(value: str | None) -> float | None:

@@ -17,7 +17,7 @@ from common.runtime import StartupError
 from common.topics import Topics
 from services.ingest.metrics import IngestMetrics
 from services.ingest.pipeline import UNENCODABLE, Pipeline
-from services.ingest.retry import RetryPolicy
+from services.ingest.retry import CircuitBreaker, RetryPolicy
 from services.ingest.settings import IngestSettings
 from services.ingest.sinks import Sink, build_sink
 from services.ingest.spool import Spool
@@ -88,7 +88,19 @@ class IngestService:
             max_s=settings.ingest_retry_max_ms / 1000,
             attempts=settings.ingest_write_attempts,
         )
-        self.writer = Writer(self.sink, self.spool, policy, self.metrics, self._on_bad_line)
+        breaker = CircuitBreaker(
+            failures_to_open=settings.ingest_write_attempts,
+            slow_s=settings.ingest_probe_timeout_ms / 1000,
+        )
+        self.writer = Writer(
+            self.sink,
+            self.spool,
+            policy,
+            self.metrics,
+            self._on_bad_line,
+            breaker=breaker,
+            bisect_max_writes=settings.ingest_bisect_max_writes,
+        )
         reporter = None
         if settings.ingest_stats_interval_s > 0:
             reporter = StatsReporter(

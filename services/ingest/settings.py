@@ -86,7 +86,27 @@ class IngestSettings(CommonSettings):
         description="Longest delay between retries, and between replay attempts of the spool.",
     )
     ingest_write_timeout_ms: int = Field(
-        default=10_000, ge=100, description="HTTP timeout of one write to the database."
+        default=10_000,
+        ge=100,
+        description="HTTP read timeout of one write to the database (waiting for its answer).",
+    )
+    ingest_connect_timeout_ms: int = Field(
+        default=2_000, ge=100, description="HTTP connect timeout to the database."
+    )
+    ingest_probe_timeout_ms: int = Field(
+        default=1_000,
+        ge=100,
+        description="Read timeout of the ping that probes a database which stopped answering. "
+        "A write failing after this long (or INGEST_WRITE_ATTEMPTS failures in a row) opens "
+        "the circuit breaker: batches are spooled without a write, and only this probe is "
+        "tried (at the retry delays) until the database answers.",
+    )
+    ingest_bisect_max_writes: int = Field(
+        default=256,
+        ge=3,
+        le=10_000,
+        description="Most writes spent finding the refused lines of one batch; a batch needing "
+        "more, or with more than half its lines refused, is spooled as a sink failure.",
     )
     ingest_create_bucket: bool = Field(
         default=True,

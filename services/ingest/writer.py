@@ -1,8 +1,12 @@
 """The last stage: gets a batch durably stored (database, else spool) and replays the spool.
 
 Policy per answer: stored -> done; 429/5xx/connection -> retry with backoff, then spool;
-400 -> bisect, dead-letter the bad lines, keep the good; 401/403/404 -> spool at once, loud
-error, unhealthy until a write succeeds again. A full spool blocks (back-pressure), never drops.
+a per-line refusal (see ``salvage``) -> bisect, dead-letter the bad lines, keep the good;
+401/403/404, any other refusal, or most of a batch refused -> spool at once, loud error,
+unhealthy until a write succeeds again. A full spool blocks (back-pressure), never drops.
+A database that stops answering opens the circuit breaker: batches are spooled without a write
+and only a short-timeout probe is made until it answers again, so acknowledgements never wait
+for attempts x timeout.
 """
 
 from __future__ import annotations
@@ -17,8 +21,8 @@ from enum import StrEnum
 
 from services.ingest.batcher import Origin
 from services.ingest.metrics import IngestMetrics
-from services.ingest.retry import RetryPolicy
-from services.ingest.salvage import Salvage, write_salvaging
+from services.ingest.retry import CircuitBreaker, RetryPolicy
+from services.ingest.salvage import BISECT_MAX_WRITES, Salvage, write_salvaging
 from services.ingest.sinks.base import Outcome, Sink, WriteResult
 from services.ingest.spool import Spool, SpoolFull
 from services.ingest.stats import is_self_report
@@ -26,7 +30,7 @@ from services.ingest.stats import is_self_report
 log = logging.getLogger(__name__)
 
 SINK_REJECTED = "sink_rejected"
-"""Dead-letter reason for a line the database itself refused (400), e.g. a field type clash."""
+"""Dead-letter reason for a line the database itself refused, e.g. a field type clash."""
 
 OnBadLine = Callable[[Origin | None, bytes, str], None]
 
@@ -40,7 +44,7 @@ class SinkHealth(StrEnum):
 
     OK = "ok"
     UNREACHABLE = "unreachable"  # connection error, timeout, 429/5xx: retried, spooled
-    REFUSED = "refused"  # 401/403/404: bad token or missing bucket; needs a person
+    REFUSED = "refused"  # 401/403/404 or whole batches refused: needs a person
     UNKNOWN = "unknown"  # nothing written or probed yet
 
 
@@ -64,6 +68,8 @@ class Writer:
         on_bad_line: OnBadLine,
         stopping: threading.Event | None = None,
         replay_budget_s: float = 1.0,
+        breaker: CircuitBreaker | None = None,
+        bisect_max_writes: int = BISECT_MAX_WRITES,
     ) -> None:
         self.sink = sink
         self.spool = spool
@@ -72,6 +78,8 @@ class Writer:
         self.on_bad_line = on_bad_line
         self.stopping = stopping or threading.Event()
         self.replay_budget_s = replay_budget_s
+        self.breaker = breaker or CircuitBreaker(failures_to_open=policy.attempts)
+        self.bisect_max_writes = bisect_max_writes
         self.status = SinkState()
         self._replay_failures = 0
         self._next_replay_s = 0.0
@@ -88,37 +96,41 @@ class Writer:
         """
         if not body:
             return True
-        if self.spool.empty:
+        if self.spool.empty and not self.breaker.open:
             attempts = 1 if self.stopping.is_set() else self.policy.attempts
-            salvage = self._write_with_retries(body, origins, attempts)
-            if salvage.result.stored:
+            stored, body = self._write_with_retries(body, origins, attempts)
+            if stored:
                 return True
-            body = salvage.remaining(body)
-        # Once anything is spooled, new batches queue behind it so replay keeps their order.
+        # Once anything is spooled, new batches queue behind it so replay keeps their order;
+        # while the breaker is open they go there without a write.
         self._append_to_spool(body)
         return False
 
     def _write_with_retries(
         self, body: bytes, origins: list[Origin] | None, attempts: int
-    ) -> Salvage:
+    ) -> tuple[bool, bytes]:
+        """(stored, what is left to spool). Each attempt's bad-line indices refer to the body
+        that attempt wrote, so the body shrinks attempt by attempt, never from the original."""
         failures = 0
         while True:
             salvage = self._write_once(body, origins)
-            if salvage.result.stored or salvage.result.outcome is Outcome.REFUSED:
-                return salvage
+            if salvage.result.stored:
+                return True, b""
+            body = salvage.remaining(body)
+            if salvage.result.outcome is Outcome.REFUSED or self.breaker.open:
+                return False, body
             failures += 1
             if failures >= attempts:
-                return salvage
+                return False, body
             self.metrics.retries.inc()
-            body = salvage.remaining(body)
             origins = _without(origins, salvage)
             delay = self.policy.delay(failures, salvage.result.retry_after_s)
             if self.stopping.wait(delay):
-                return salvage
+                return False, body
 
     def _write_once(self, body: bytes, origins: list[Origin] | None) -> Salvage:
         started = time.perf_counter()
-        salvage = write_salvaging(self.sink, body)
+        salvage = write_salvaging(self.sink, body, self.bisect_max_writes)
         elapsed = time.perf_counter() - started
         self.metrics.write_seconds.labels(salvage.result.outcome.value).observe(elapsed)
         self.write_durations_s.append(elapsed)
@@ -129,7 +141,7 @@ class Writer:
             except Exception:
                 # A failed dead letter must not stop the pipeline; the line is logged here.
                 log.exception("could not dead-letter a refused line", extra={"line": line[:200]})
-        self._note(salvage.result)
+        self._note(salvage.result, elapsed)
         if salvage.result.stored:
             points = body.count(b"\n") - len(salvage.bad)
             if is_self_report(body):
@@ -139,8 +151,9 @@ class Writer:
                 self.metrics.batch_points.observe(points)
         return salvage
 
-    def _note(self, result: WriteResult) -> None:
-        """Track sink health; log loudly once per change, not once per batch."""
+    def _note(self, result: WriteResult, took_s: float = 0.0) -> None:
+        """Track sink health and the breaker; log loudly once per change, not once per batch."""
+        self._trip(result, took_s)
         if result.stored:
             if self.status.state is not SinkHealth.OK:
                 log.info("database accepting writes", extra={"sink": self.sink.name})
@@ -151,11 +164,12 @@ class Writer:
         state = SinkHealth.REFUSED if refused else SinkHealth.UNREACHABLE
         if state is not self.status.state or result.detail != self.status.last_error:
             level = logging.ERROR if refused else logging.WARNING
-            hint = (
-                "check INFLUX_TOKEN and that INFLUX_BUCKET exists (INGEST_CREATE_BUCKET)"
-                if refused
-                else "retrying; batches go to the spool meanwhile"
-            )
+            if not refused:
+                hint = "retrying; batches go to the spool meanwhile"
+            elif result.status in (401, 403, 404):
+                hint = "check INFLUX_TOKEN and that INFLUX_BUCKET exists (INGEST_CREATE_BUCKET)"
+            else:
+                hint = "check INFLUX_URL (scheme, port, any proxy); batches go to the spool"
             log.log(
                 level,
                 f"database {state} the write: {hint}",
@@ -189,9 +203,24 @@ class Writer:
             self._spool_gauges()
             return
 
+    def _trip(self, result: WriteResult, took_s: float) -> None:
+        was_open = self.breaker.open
+        if result.stored:
+            self.breaker.succeeded()
+        elif result.outcome is Outcome.RETRY:
+            self.breaker.failed(took_s)
+        if self.breaker.open and not was_open:
+            log.warning(
+                "database not answering: spooling without writing and probing until it does",
+                extra={"sink": self.sink.name, "seconds": round(took_s, 2)},
+            )
+
     def probe(self) -> None:
-        """Ask the sink whether it answers again (after an outage, without traffic)."""
-        self._note(self.sink.check())
+        """Ask the sink whether it answers again (after an outage, without traffic); the
+        sink's check has a short timeout, so a database that does not answer costs little."""
+        started = time.perf_counter()
+        result = self.sink.check()
+        self._note(result, time.perf_counter() - started)
 
     # -- replaying ---------------------------------------------------------------------------
     def replay_due(self) -> bool:
@@ -209,6 +238,12 @@ class Writer:
         """Replay spooled batches oldest first for up to the budget; True if any was stored."""
         if self.spool.empty or (not force and not self.replay_due()):
             return False
+        if self.breaker.open:
+            self.probe()
+            if self.breaker.open:
+                self._replay_failures += 1
+                self._next_replay_s = time.monotonic() + self.policy.delay(self._replay_failures)
+                return False
         deadline = time.monotonic() + self.replay_budget_s
         progressed = False
         while time.monotonic() < deadline:

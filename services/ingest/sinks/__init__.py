@@ -22,5 +22,10 @@ def build_sink(settings: IngestSettings) -> Sink:
     if settings.ingest_sink == "file":
         return FileSink(settings.ingest_file_path)
     return InfluxSink(
-        InfluxClient.from_settings(settings, timeout_s=settings.ingest_write_timeout_ms / 1000)
+        InfluxClient.from_settings(
+            settings,
+            timeout_s=settings.ingest_write_timeout_ms / 1000,
+            connect_timeout_s=settings.ingest_connect_timeout_ms / 1000,
+            probe_timeout_s=settings.ingest_probe_timeout_ms / 1000,
+        )
     )

@@ -37,7 +37,7 @@ class InfluxSink:
             return STORED
         try:
             # /ping needs no auth and knows no databases; SHOW DATABASES checks both.
-            names = self.client.databases()
+            names = self.client.databases(probe=True)
         except InfluxError as exc:
             return _result(Answer(exc.status, str(exc)))
         if self.client.database not in names:
