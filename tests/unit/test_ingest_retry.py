@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from services.ingest.retry import RetryPolicy, parse_retry_after
+from services.ingest.retry import CircuitBreaker, RetryPolicy, parse_retry_after
 
 
 def test_delay_doubles_within_jitter_and_is_capped() -> None:
@@ -54,3 +54,27 @@ def test_absurd_retry_after_is_bounded() -> None:
 )
 def test_parse_retry_after(header: str | None, expected: float | None) -> None:
     assert parse_retry_after(header) == expected
+
+
+def test_breaker_opens_after_consecutive_quick_failures() -> None:
+    breaker = CircuitBreaker(failures_to_open=3, slow_s=1.0)
+    breaker.failed(0.01)
+    breaker.failed(0.01)
+    assert not breaker.open
+    breaker.failed(0.01)
+    assert breaker.open
+
+
+def test_breaker_opens_at_once_on_a_slow_failure() -> None:
+    breaker = CircuitBreaker(failures_to_open=3, slow_s=1.0)
+    breaker.failed(1.0)  # a write that waited out its timeout: a black hole
+    assert breaker.open
+
+
+def test_breaker_closes_and_forgets_failures_on_success() -> None:
+    breaker = CircuitBreaker(failures_to_open=2, slow_s=1.0)
+    breaker.failed(5.0)
+    breaker.succeeded()
+    assert not breaker.open
+    breaker.failed(0.01)
+    assert not breaker.open

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from services.ingest.metrics import IngestMetrics
-from services.ingest.retry import RetryPolicy
+from services.ingest.retry import CircuitBreaker, RetryPolicy
+from services.ingest.sinks.base import Outcome, WriteResult
 from services.ingest.spool import Spool
 from services.ingest.writer import Abandoned, Writer
 from tests.unit.ingest_fakes import MemorySink
@@ -125,3 +126,106 @@ def test_stopping_with_a_full_spool_abandons_the_batch(tmp_path: Path) -> None:
     with pytest.raises(Abandoned):
         writer.store(chunk)
     assert writer.spool.records == 2
+
+
+class FailsAfterEachNewBadLine(MemorySink):
+    """The database drops out (503) once, right after first refusing each bad line alone: a
+    store's retries then each find a different bad line before failing."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen_bad: set[bytes] = set()
+        self.fail_once = False
+
+    def write(self, lines: bytes) -> WriteResult:
+        if self.fail_once:
+            self.fail_once = False
+            self.writes += 1
+            return WriteResult(Outcome.RETRY, 503, "busy")
+        result = super().write(lines)
+        if b"bad" in lines and lines.count(b"\n") == 1 and lines not in self.seen_bad:
+            self.seen_bad.add(lines)
+            self.fail_once = True
+        return result
+
+
+def test_retries_drop_each_attempts_bad_lines_from_that_attempts_body(tmp_path: Path) -> None:
+    sink = FailsAfterEachNewBadLine()
+    dead: list[bytes] = []
+    writer = Writer(
+        sink,
+        Spool(tmp_path / "spool", max_bytes=10**6, segment_bytes=4096),
+        RetryPolicy(base_s=0.001, max_s=0.002, attempts=2, rng=random.Random(0)),
+        IngestMetrics(),
+        on_bad_line=lambda origin, line, reason: dead.append(line),
+        replay_budget_s=5.0,
+    )
+    body = b"m v=0 0\nm bad=1 1\nm v=2 2\nm v=3 3\nm bad=4 4\nm v=5 5\nm v=6 6\nm v=7 7\n"
+    assert writer.store(body) is False
+    # Attempt 1 dead-lettered "bad=1"; what is spooled is the body without it, not the
+    # original body with the last attempt's line numbers applied to it.
+    assert dead == [b"m bad=1 1\n"]
+    record = writer.spool.peek()
+    assert record is not None and record.data == body.replace(b"m bad=1 1\n", b"")
+    replay_all(writer)
+    assert sorted(dead) == [b"m bad=1 1\n", b"m bad=4 4\n"]  # each exactly once
+    good = {line for line in body.splitlines(keepends=True) if b"bad" not in line}
+    assert set(sink.lines) == good
+
+
+def test_a_proxy_refusing_everything_spools_unhealthy_and_dead_letters_nothing(
+    tmp_path: Path,
+) -> None:
+    writer, sink, bad = make(tmp_path)
+    sink.mode = "proxy400"
+    assert writer.store(lines(0, 50)) is False
+    assert sink.writes == 1  # no bisection, no retries
+    assert bad == [] and writer.spool.records == 1
+    assert writer.status.state == "refused" and writer.status.last_status == 400
+    writer.store(lines(50, 50))
+    sink.mode = "up"  # the proxy is fixed
+    replay_all(writer)
+    assert b"".join(sink.lines) == lines(0, 100) and bad == []
+    assert writer.status.state == "ok"
+
+
+def test_an_open_breaker_spools_without_writing_and_only_probes(tmp_path: Path) -> None:
+    sink = MemorySink()
+    writer = Writer(
+        sink,
+        Spool(tmp_path / "spool", max_bytes=10**6, segment_bytes=4096),
+        FAST,
+        IngestMetrics(),
+        on_bad_line=lambda origin, line, reason: None,
+        replay_budget_s=5.0,
+        # Every failure counts as slow: a black hole that made the write wait out its timeout.
+        breaker=CircuitBreaker(failures_to_open=3, slow_s=0.0),
+    )
+    sink.mode = "down"
+    assert writer.store(lines(0, 5)) is False
+    assert sink.writes == 1  # one timed-out write opens the breaker: no attempts x timeout
+    assert writer.breaker.open and writer.status.state == "unreachable"
+    for start in range(5, 50, 5):
+        assert writer.store(lines(start, 5)) is False
+    assert sink.writes == 1  # spooled without trying
+    writer.replay(force=True)
+    assert sink.writes == 1 and sink.checks == 1  # a probe, not a write
+    sink.mode = "up"
+    replay_all(writer)
+    assert not writer.breaker.open and writer.status.state == "ok"
+    assert b"".join(sink.lines) == lines(0, 50)
+
+
+def test_a_failed_probe_opens_the_breaker_before_any_batch(tmp_path: Path) -> None:
+    sink = MemorySink()
+    writer = Writer(
+        sink,
+        Spool(tmp_path / "spool", max_bytes=10**6, segment_bytes=4096),
+        FAST,
+        IngestMetrics(),
+        on_bad_line=lambda origin, line, reason: None,
+        breaker=CircuitBreaker(failures_to_open=3, slow_s=0.0),
+    )
+    sink.mode = "down"
+    writer.probe()  # at start: the database does not answer
+    assert writer.store(lines(0, 5)) is False and sink.writes == 0
