@@ -267,9 +267,7 @@ class InfluxClient:
         """POST an InfluxQL statement that may change things (CREATE ...); raises InfluxError."""
         return self._request("POST", {"q": text}, probe)
 
-    def _request(
-        self, method: str, params: dict[str, str], probe: bool = False
-    ) -> dict[str, Any]:
+    def _request(self, method: str, params: dict[str, str], probe: bool = False) -> dict[str, Any]:
         timeout = self._probe_timeout if probe else httpx.USE_CLIENT_DEFAULT
         try:
             if method == "GET":

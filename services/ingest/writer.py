@@ -160,7 +160,9 @@ class Writer:
             self.status.state, self.status.last_error = SinkHealth.OK, None
             self.metrics.sink_up.set(1)
             return
-        refused = result.outcome is Outcome.REFUSED
+        # Only a check brings REJECTED here (a write's refusals come through salvage): an answer
+        # refusing a ping is a sink failure too.
+        refused = result.outcome in (Outcome.REFUSED, Outcome.REJECTED)
         state = SinkHealth.REFUSED if refused else SinkHealth.UNREACHABLE
         if state is not self.status.state or result.detail != self.status.last_error:
             level = logging.ERROR if refused else logging.WARNING

@@ -7,8 +7,8 @@ from services.ingest.sinks.base import STORED, Outcome, WriteResult
 
 class MemorySink:
     """Stores lines; refuses any batch holding a line with ``bad`` (400, as InfluxDB does for a
-    field type conflict); ``mode`` "down"/"refused"/"throttled" simulates outages, "proxy400" a
-proxy refusing everything with a 400 that says nothing about any line."""
+        field type conflict); ``mode`` "down"/"refused"/"throttled" simulates outages, "proxy400" a
+    proxy refusing everything with a 400 that says nothing about any line."""
 
     name = "memory"
 

@@ -1,0 +1,198 @@
+"""facility-ingest against a database that fails without going away, seen through a loopback
+fault proxy in front of real InfluxDB 1.x (API v1) and VictoriaMetrics (API v2): a proxy
+answering 400 to everything, and a black hole that accepts requests and never answers. Every
+acknowledged reading must be stored exactly once after the fault is healed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import wait_until
+from tests.integration.fault_proxy import FaultProxy
+from tests.integration.ingest_support import (
+    IngestFactory,
+    IngestProcess,
+    Publisher,
+    ingest_processes,
+    labelled,
+    log_mentions,
+    readings,
+    wait_exactly_stored,
+)
+from tests.servers import InfluxDB1Server, MosquittoServer, VictoriaMetricsServer
+
+DEAD_LETTERED = labelled("ingest_messages_rejected_total", reason="sink_rejected")
+
+
+@pytest.fixture
+def ingest_factory(tmp_path: Path) -> Iterator[IngestFactory]:
+    yield from ingest_processes(tmp_path)
+
+
+@pytest.fixture
+def fault_proxy() -> Iterator[Callable[[str], FaultProxy]]:
+    made: list[FaultProxy] = []
+
+    def make(upstream: str) -> FaultProxy:
+        made.append(FaultProxy(upstream))
+        return made[-1]
+
+    yield make
+    for proxy in made:
+        proxy.close()
+
+
+def env_v1(broker: MosquittoServer, proxy: FaultProxy, **extra: str) -> dict[str, str]:
+    return {"MQTT_URL": broker.url, "INFLUX_URL": proxy.url, "INFLUX_API_VERSION": "1", **extra}
+
+
+def env_v2(broker: MosquittoServer, proxy: FaultProxy, **extra: str) -> dict[str, str]:
+    return {
+        "MQTT_URL": broker.url,
+        "INFLUX_URL": proxy.url,
+        "INFLUX_API_VERSION": "2",
+        "INFLUX_TOKEN": "unused-by-victoria-metrics",
+        **extra,
+    }
+
+
+def publish(broker: MosquittoServer, messages: list[tuple[str, bytes, int]]) -> None:
+    publisher = Publisher(broker.host, broker.port)
+    publisher.publish_all(messages)
+    publisher.wait_acknowledged()
+    publisher.close()
+
+
+def wait_vm_exactly(
+    vm: VictoriaMetricsServer, expected: list[tuple[str, bytes, int]], ingest: IngestProcess
+) -> None:
+    """VictoriaMetrics keeps every sample written (no overwrite), so a duplicate shows."""
+
+    def stamps() -> list[int]:
+        return sorted(s.timestamp for s in vm.samples('{__name__="ewaste_bin_weight_kg"}'))
+
+    want = sorted(ts for _, _, ts in expected)
+    try:
+        wait_until(lambda: len(stamps()) >= len(want), timeout=90, interval=0.5)
+    except TimeoutError:
+        raise AssertionError(
+            f"{len(stamps())} of {len(want)} stored:\n{ingest.log_tail()}"
+        ) from None
+    assert stamps() == want
+
+
+# -- a systemic 400 --------------------------------------------------------------------------
+
+
+def assert_systemic_400_spooled_not_dead_lettered(
+    ingest: IngestProcess, proxy: FaultProxy, expected: list[tuple[str, bytes, int]]
+) -> None:
+    wait_until(lambda: ingest.metric("ingest_points_spooled_total") >= len(expected), timeout=60)
+    status, health = ingest.health()
+    assert status == 503, health
+    assert health["sink"]["state"] == "refused" and health["sink"]["last_status"] == 400
+    assert ingest.metric(DEAD_LETTERED) == 0
+    # A write or two per batch and the spool's replay attempts; not ~2 per reading.
+    assert proxy.count("refuse400", "/write") + proxy.count("refuse400", "/api/v2/write") < 40
+    assert log_mentions(ingest, "check INFLUX_URL")
+
+
+def test_a_proxy_answering_400_to_everything_loses_nothing_in_influxdb1(
+    mosquitto: MosquittoServer,
+    influxdb1: InfluxDB1Server,
+    ingest_factory: IngestFactory,
+    fault_proxy: Callable[[str], FaultProxy],
+) -> None:
+    proxy = fault_proxy(influxdb1.url)
+    ingest = ingest_factory(env_v1(mosquitto, proxy)).start()
+    ingest.wait_connected()
+    proxy.fail("refuse400")
+    expected = readings(201)
+    publish(mosquitto, expected)
+    assert_systemic_400_spooled_not_dead_lettered(ingest, proxy, expected)
+    proxy.heal()
+    wait_exactly_stored(influxdb1, expected, ingest)
+    wait_until(lambda: ingest.health()[0] == 200, timeout=30)
+    assert ingest.metric(DEAD_LETTERED) == 0
+
+
+def test_a_proxy_answering_400_to_everything_loses_nothing_in_victoria_metrics(
+    mosquitto: MosquittoServer,
+    victoria_metrics: VictoriaMetricsServer,
+    ingest_factory: IngestFactory,
+    fault_proxy: Callable[[str], FaultProxy],
+) -> None:
+    proxy = fault_proxy(victoria_metrics.url)
+    ingest = ingest_factory(env_v2(mosquitto, proxy)).start()
+    ingest.wait_connected()
+    proxy.fail("refuse400")
+    expected = readings(201)
+    publish(mosquitto, expected)
+    assert_systemic_400_spooled_not_dead_lettered(ingest, proxy, expected)
+    proxy.heal()
+    wait_vm_exactly(victoria_metrics, expected, ingest)
+    wait_until(lambda: ingest.health()[0] == 200, timeout=30)
+
+
+# -- a black hole ----------------------------------------------------------------------------
+
+# A write waits up to 2 s for its answer; a probe 0.2 s.
+BLACK_HOLE_ENV = {"INGEST_WRITE_TIMEOUT_MS": "2000", "INGEST_PROBE_TIMEOUT_MS": "200"}
+
+
+def run_through_black_hole(
+    mosquitto: MosquittoServer, ingest: IngestProcess, proxy: FaultProxy, write_path: str
+) -> list[tuple[str, bytes, int]]:
+    """Readings before (stored), then a black hole while 1,200 more arrive over ~4 s; returns
+    everything published once the hole is healed."""
+    before = readings(300)
+    publish(mosquitto, before)
+    wait_until(lambda: ingest.metric("ingest_points_stored_total") >= len(before), timeout=60)
+    proxy.fail("blackhole")
+    during = readings(1200, start=len(before))
+    publisher = Publisher(mosquitto.host, mosquitto.port).publish_in_background(during, 300)
+    # Spooled means acknowledged: every reading of the fault is acked while it lasts.
+    wait_until(lambda: ingest.metric("ingest_points_spooled_total") >= len(during), timeout=60)
+    publisher.wait_acknowledged()
+    publisher.close()
+    status, health = ingest.health()
+    assert status == 503 and health["sink"]["state"] == "unreachable", health
+    # One write waited out its timeout and opened the breaker; every later batch was spooled
+    # without a write, and the database was only probed (short timeout) until it answered.
+    assert proxy.count("blackhole", write_path) == 1
+    assert proxy.count("blackhole", "/ping") >= 1
+    assert ingest.metric("ingest_write_retries_total") == 0
+    proxy.heal()
+    return before + during
+
+
+def test_a_black_hole_influxdb1_costs_one_write_timeout_and_loses_nothing(
+    mosquitto: MosquittoServer,
+    influxdb1: InfluxDB1Server,
+    ingest_factory: IngestFactory,
+    fault_proxy: Callable[[str], FaultProxy],
+) -> None:
+    proxy = fault_proxy(influxdb1.url)
+    ingest = ingest_factory(env_v1(mosquitto, proxy, **BLACK_HOLE_ENV)).start()
+    ingest.wait_connected()
+    expected = run_through_black_hole(mosquitto, ingest, proxy, "/write")
+    wait_exactly_stored(influxdb1, expected, ingest)
+    wait_until(lambda: ingest.health()[0] == 200, timeout=30)
+    wait_until(lambda: ingest.health()[1]["spool"]["batches"] == 0, timeout=30)
+
+
+def test_a_black_hole_victoria_metrics_costs_one_write_timeout_and_loses_nothing(
+    mosquitto: MosquittoServer,
+    victoria_metrics: VictoriaMetricsServer,
+    ingest_factory: IngestFactory,
+    fault_proxy: Callable[[str], FaultProxy],
+) -> None:
+    proxy = fault_proxy(victoria_metrics.url)
+    ingest = ingest_factory(env_v2(mosquitto, proxy, **BLACK_HOLE_ENV)).start()
+    ingest.wait_connected()
+    expected = run_through_black_hole(mosquitto, ingest, proxy, "/api/v2/write")
+    wait_vm_exactly(victoria_metrics, expected, ingest)
+    wait_until(lambda: ingest.health()[0] == 200, timeout=30)
