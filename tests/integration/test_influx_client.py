@@ -5,10 +5,7 @@ still enforced, and the v2 write goes through influxdb-client as gzip with preci
 from __future__ import annotations
 
 import gzip
-import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
@@ -16,88 +13,33 @@ import pytest
 from common.influx import InfluxClient
 from common.settings import CommonSettings, load_settings
 from services.alerts.notifiers.influx import InfluxWriter
+from tests.integration.fault_proxy import Answer, LoopbackProxy, Request, proxies
 from tests.servers import InfluxDB1Server, VictoriaMetricsServer
 
 LINES = b"probe,device_id=a v=1 1700000000123\nprobe,device_id=b v=2 1700000000456\n"
 
 
-@dataclass(frozen=True, slots=True)
-class Seen:
-    method: str
-    url: str  # path and query, as the proxy (and any access log) sees it
-    headers: dict[str, str]
-    body: bytes
-
-
-class RecordingProxy:
+class RecordingProxy(LoopbackProxy):
     """Forwards every request to ``upstream`` and records it; ``fail_next`` answers the next
     request itself (status, headers) instead, to see how the client reads a refusal."""
 
     def __init__(self, upstream: str) -> None:
-        self.seen: list[Seen] = []
+        self.seen: list[Request] = []
         self.fail_next: tuple[int, dict[str, str]] | None = None
-        forward = httpx.Client(base_url=upstream, timeout=10.0)
-        proxy = self
+        super().__init__(upstream, timeout=10.0)
 
-        class Handler(BaseHTTPRequestHandler):
-            def _relay(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                proxy.seen.append(Seen(self.command, self.path, headers, body))
-                if proxy.fail_next is not None:
-                    status, extra = proxy.fail_next
-                    proxy.fail_next = None
-                    self.send_response(status)
-                    for key, value in extra.items():
-                        self.send_header(key, value)
-                    self.send_header("Content-Length", "7")
-                    self.end_headers()
-                    self.wfile.write(b"too hot")
-                    return
-                sent = {k: v for k, v in headers.items() if k not in ("host", "content-length")}
-                answer = forward.request(self.command, self.path, content=body, headers=sent)
-                self.send_response(answer.status_code)
-                for key, value in answer.headers.items():
-                    # httpx has decoded the body already: its length and encoding change.
-                    hop = ("content-length", "content-encoding", "transfer-encoding", "connection")
-                    if key.lower() not in hop:
-                        self.send_header(key, value)
-                self.send_header("Content-Length", str(len(answer.content)))
-                self.end_headers()
-                self.wfile.write(answer.content)
-
-            do_GET = do_POST = do_HEAD = _relay
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._forward = forward
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._forward.close()
+    def intercept(self, request: Request) -> Answer | None:
+        self.seen.append(request)
+        if self.fail_next is None:
+            return None
+        status, headers = self.fail_next
+        self.fail_next = None
+        return Answer(status, headers, b"too hot")
 
 
 @pytest.fixture
 def proxy_to() -> Iterator[Callable[[str], RecordingProxy]]:
-    proxies: list[RecordingProxy] = []
-
-    def make(upstream: str) -> RecordingProxy:
-        proxies.append(RecordingProxy(upstream))
-        return proxies[-1]
-
-    yield make
-    for proxy in proxies:
-        proxy.close()
+    yield from proxies(RecordingProxy)
 
 
 def _settings(url: str, version: str, token: str) -> CommonSettings:

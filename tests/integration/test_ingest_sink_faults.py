@@ -6,12 +6,13 @@ acknowledged reading must be stored exactly once after the fault is healed."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.helpers import wait_until
-from tests.integration.fault_proxy import FaultProxy
+from tests.integration.fault_proxy import FaultProxy, proxies
 from tests.integration.ingest_support import (
     IngestFactory,
     IngestProcess,
@@ -34,29 +35,7 @@ def ingest_factory(tmp_path: Path) -> Iterator[IngestFactory]:
 
 @pytest.fixture
 def fault_proxy() -> Iterator[Callable[[str], FaultProxy]]:
-    made: list[FaultProxy] = []
-
-    def make(upstream: str) -> FaultProxy:
-        made.append(FaultProxy(upstream))
-        return made[-1]
-
-    yield make
-    for proxy in made:
-        proxy.close()
-
-
-def env_v1(broker: MosquittoServer, proxy: FaultProxy, **extra: str) -> dict[str, str]:
-    return {"MQTT_URL": broker.url, "INFLUX_URL": proxy.url, "INFLUX_API_VERSION": "1", **extra}
-
-
-def env_v2(broker: MosquittoServer, proxy: FaultProxy, **extra: str) -> dict[str, str]:
-    return {
-        "MQTT_URL": broker.url,
-        "INFLUX_URL": proxy.url,
-        "INFLUX_API_VERSION": "2",
-        "INFLUX_TOKEN": "unused-by-victoria-metrics",
-        **extra,
-    }
+    yield from proxies(FaultProxy)
 
 
 def publish(broker: MosquittoServer, messages: list[tuple[str, bytes, int]]) -> None:
@@ -84,6 +63,39 @@ def wait_vm_exactly(
     assert stamps() == want
 
 
+@dataclass(frozen=True, slots=True)
+class Sink:
+    """One real database behind the proxy, and how facility-ingest talks to it."""
+
+    url: str
+    env: dict[str, str]  # INFLUX_* settings for facility-ingest, but the URL
+    write_path: str
+    wait_exactly_stored: Callable[[list[tuple[str, bytes, int]], IngestProcess], None]
+
+
+@pytest.fixture(params=["influxdb1", "victoria_metrics"])
+def sink(request: pytest.FixtureRequest) -> Sink:
+    if request.param == "influxdb1":
+        influx: InfluxDB1Server = request.getfixturevalue("influxdb1")
+        return Sink(
+            influx.url,
+            {"INFLUX_API_VERSION": "1"},
+            "/write",
+            lambda expected, ingest: wait_exactly_stored(influx, expected, ingest),
+        )
+    vm: VictoriaMetricsServer = request.getfixturevalue("victoria_metrics")
+    return Sink(
+        vm.url,
+        {"INFLUX_API_VERSION": "2", "INFLUX_TOKEN": "unused-by-victoria-metrics"},
+        "/api/v2/write",
+        lambda expected, ingest: wait_vm_exactly(vm, expected, ingest),
+    )
+
+
+def env(broker: MosquittoServer, sink: Sink, proxy: FaultProxy, **extra: str) -> dict[str, str]:
+    return {"MQTT_URL": broker.url, "INFLUX_URL": proxy.url, **sink.env, **extra}
+
+
 # -- a systemic 400 --------------------------------------------------------------------------
 
 
@@ -100,41 +112,23 @@ def assert_systemic_400_spooled_not_dead_lettered(
     assert log_mentions(ingest, "check INFLUX_URL")
 
 
-def test_a_proxy_answering_400_to_everything_loses_nothing_in_influxdb1(
+def test_a_proxy_answering_400_to_everything_loses_nothing(
     mosquitto: MosquittoServer,
-    influxdb1: InfluxDB1Server,
+    sink: Sink,
     ingest_factory: IngestFactory,
     fault_proxy: Callable[[str], FaultProxy],
 ) -> None:
-    proxy = fault_proxy(influxdb1.url)
-    ingest = ingest_factory(env_v1(mosquitto, proxy)).start()
+    proxy = fault_proxy(sink.url)
+    ingest = ingest_factory(env(mosquitto, sink, proxy)).start()
     ingest.wait_connected()
     proxy.fail("refuse400")
     expected = readings(201)
     publish(mosquitto, expected)
     assert_systemic_400_spooled_not_dead_lettered(ingest, proxy, expected)
     proxy.heal()
-    wait_exactly_stored(influxdb1, expected, ingest)
+    sink.wait_exactly_stored(expected, ingest)
     wait_until(lambda: ingest.health()[0] == 200, timeout=30)
     assert ingest.metric(DEAD_LETTERED) == 0
-
-
-def test_a_proxy_answering_400_to_everything_loses_nothing_in_victoria_metrics(
-    mosquitto: MosquittoServer,
-    victoria_metrics: VictoriaMetricsServer,
-    ingest_factory: IngestFactory,
-    fault_proxy: Callable[[str], FaultProxy],
-) -> None:
-    proxy = fault_proxy(victoria_metrics.url)
-    ingest = ingest_factory(env_v2(mosquitto, proxy)).start()
-    ingest.wait_connected()
-    proxy.fail("refuse400")
-    expected = readings(201)
-    publish(mosquitto, expected)
-    assert_systemic_400_spooled_not_dead_lettered(ingest, proxy, expected)
-    proxy.heal()
-    wait_vm_exactly(victoria_metrics, expected, ingest)
-    wait_until(lambda: ingest.health()[0] == 200, timeout=30)
 
 
 # -- a black hole ----------------------------------------------------------------------------
@@ -169,30 +163,16 @@ def run_through_black_hole(
     return before + during
 
 
-def test_a_black_hole_influxdb1_costs_one_write_timeout_and_loses_nothing(
+def test_a_black_hole_costs_one_write_timeout_and_loses_nothing(
     mosquitto: MosquittoServer,
-    influxdb1: InfluxDB1Server,
+    sink: Sink,
     ingest_factory: IngestFactory,
     fault_proxy: Callable[[str], FaultProxy],
 ) -> None:
-    proxy = fault_proxy(influxdb1.url)
-    ingest = ingest_factory(env_v1(mosquitto, proxy, **BLACK_HOLE_ENV)).start()
+    proxy = fault_proxy(sink.url)
+    ingest = ingest_factory(env(mosquitto, sink, proxy, **BLACK_HOLE_ENV)).start()
     ingest.wait_connected()
-    expected = run_through_black_hole(mosquitto, ingest, proxy, "/write")
-    wait_exactly_stored(influxdb1, expected, ingest)
+    expected = run_through_black_hole(mosquitto, ingest, proxy, sink.write_path)
+    sink.wait_exactly_stored(expected, ingest)
     wait_until(lambda: ingest.health()[0] == 200, timeout=30)
     wait_until(lambda: ingest.health()[1]["spool"]["batches"] == 0, timeout=30)
-
-
-def test_a_black_hole_victoria_metrics_costs_one_write_timeout_and_loses_nothing(
-    mosquitto: MosquittoServer,
-    victoria_metrics: VictoriaMetricsServer,
-    ingest_factory: IngestFactory,
-    fault_proxy: Callable[[str], FaultProxy],
-) -> None:
-    proxy = fault_proxy(victoria_metrics.url)
-    ingest = ingest_factory(env_v2(mosquitto, proxy, **BLACK_HOLE_ENV)).start()
-    ingest.wait_connected()
-    expected = run_through_black_hole(mosquitto, ingest, proxy, "/api/v2/write")
-    wait_vm_exactly(victoria_metrics, expected, ingest)
-    wait_until(lambda: ingest.health()[0] == 200, timeout=30)

@@ -11,13 +11,10 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import httpx
 import pytest
 
 from common.messages import DeadLetter
@@ -27,6 +24,7 @@ from services.alerts.metrics import AlertsMetrics
 from services.alerts.notifiers.influx import INFLUX_REFUSED, InfluxNotifier, InfluxWriter
 from tests.helpers import MessageCollector, bound_port, publish, wait_until
 from tests.integration.alerts.support import BIN_FULL_RULES
+from tests.integration.fault_proxy import Answer, LoopbackProxy, Request
 from tests.servers import InfluxDB1Server, MosquittoServer, wait_alerts_ready
 from tests.unit.alerts.helpers import T0, bin_reading, engine
 
@@ -37,56 +35,28 @@ CONFLICT = (
 )
 
 
-class RefusingProxy:
+class RefusingProxy(LoopbackProxy):
     """Forwards to ``upstream``, but answers 400 (InfluxDB's field type conflict) to every
     write carrying ``refuse``, and 503 to the first write carrying ``stall``."""
 
     def __init__(self, upstream: str, refuse: bytes, stall: bytes) -> None:
         self.writes: list[bytes] = []
-        forward = httpx.Client(base_url=upstream, timeout=10.0)
-        stalled: list[bytes] = []
-        proxy = self
+        self._refuse, self._stall = refuse, stall
+        self._stalled = False
+        super().__init__(upstream, timeout=10.0)
 
-        class Handler(BaseHTTPRequestHandler):
-            def _relay(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                if self.path.startswith("/write"):
-                    lines = gzip.decompress(body)
-                    proxy.writes.append(lines)
-                    if refuse in lines:
-                        return self._answer(400, CONFLICT)
-                    if stall in lines and not stalled:
-                        stalled.append(lines)
-                        return self._answer(503, b'{"error":"busy"}')
-                sent = {k: v for k, v in headers.items() if k not in ("host", "content-length")}
-                answer = forward.request(self.command, self.path, content=body, headers=sent)
-                self._answer(answer.status_code, answer.content)
-
-            def _answer(self, status: int, content: bytes) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(content)))
-                self.end_headers()
-                self.wfile.write(content)
-
-            do_GET = do_POST = _relay
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._forward = forward
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._forward.close()
+    def intercept(self, request: Request) -> Answer | None:
+        if not request.url.startswith("/write"):
+            return None
+        lines = gzip.decompress(request.body)
+        self.writes.append(lines)
+        json_type = {"Content-Type": "application/json"}
+        if self._refuse in lines:
+            return Answer(400, json_type, CONFLICT)
+        if self._stall in lines and not self._stalled:
+            self._stalled = True
+            return Answer(503, json_type, b'{"error":"busy"}')
+        return None
 
 
 @pytest.fixture
