@@ -6,12 +6,7 @@ facility-alerts publishes that dead letter on ``P/deadletter/alerts``."""
 from __future__ import annotations
 
 import gzip
-import json
-import os
 import signal
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -22,8 +17,8 @@ from common.schema import DISPATCH_MEASUREMENT
 from common.settings import CommonSettings, load_settings
 from services.alerts.metrics import AlertsMetrics
 from services.alerts.notifiers.influx import INFLUX_REFUSED, InfluxNotifier, InfluxWriter
-from tests.helpers import MessageCollector, bound_port, publish, wait_until
-from tests.integration.alerts.support import BIN_FULL_RULES
+from tests.helpers import MessageCollector, bound_port, wait_until
+from tests.integration.alerts.support import BIN_FULL_RULES, alerts_run, publish_full_bin
 from tests.integration.fault_proxy import Answer, LoopbackProxy, Request
 from tests.servers import InfluxDB1Server, MosquittoServer, wait_alerts_ready
 from tests.unit.alerts.helpers import T0, bin_reading, engine
@@ -112,31 +107,20 @@ def test_real_alerts_publishes_a_refused_point_as_a_dead_letter_and_stores_the_n
     tmp_path: Path,
 ) -> None:
     letters = mqtt_subscriber(mosquitto.url, "facility/deadletter/alerts")
-    rules = tmp_path / "rules.yaml"
-    rules.write_text(BIN_FULL_RULES)
-    port_file = tmp_path / "alerts.port"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MQTT_", "ALERTS_", "INFLUX_"))}
-    env.update(
-        MQTT_URL=mosquitto.url,
-        MQTT_CLIENT_ID="facility-alerts-refused-point-test",
-        ALERTS_HTTP_PORT="0",
-        HTTP_PORT_FILE=str(port_file),
-        ALERTS_RULES_FILE=str(rules),
-        ALERTS_STATE_DIR=str(tmp_path / "state"),
+    run = alerts_run(
+        tmp_path,
+        mosquitto.url,
+        "facility-alerts-refused-point-test",
         ALERTS_RETRY_BASE_S="0.1",
         ALERTS_RETRY_MAX_S="0.2",
         INFLUX_URL=proxy.url,
         INFLUX_API_VERSION="1",
-        SECRETS_DIR=str(tmp_path / "no-secrets"),
     )
-    root = Path(__file__).resolve().parents[3]
-    proc = subprocess.Popen([sys.executable, "-m", "services.alerts"], cwd=root, env=env)
+    proc = run.start()
     try:
-        wait_alerts_ready(bound_port(port_file, proc))
+        wait_alerts_ready(bound_port(run.port_file, proc))
         for device in ("bin-bad", "bin-002"):
-            reading = {"ts": int(time.time() * 1000), "fill_pct": 95.0, "weight_kg": 30.0}
-            topic = f"facility/ewaste/ewaste_bin/{device}/telemetry"
-            publish(mosquitto.url, topic, json.dumps(reading))
+            publish_full_bin(mosquitto.url, device)
         ((_, raw),) = letters.wait_for(1, 30)
 
         def stored() -> list[str]:
@@ -144,8 +128,7 @@ def test_real_alerts_publishes_a_refused_point_as_a_dead_letter_and_stores_the_n
 
         wait_until(lambda: stored() == ["bin-002"], timeout=30)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
+        run.stop(proc, signal.SIGTERM)
     assert proc.returncode == 0
     letter = DeadLetter.model_validate_json(raw)
     assert (letter.program, letter.code) == ("alerts", INFLUX_REFUSED)

@@ -8,10 +8,7 @@ import hashlib
 import hmac
 import itertools
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,8 +26,13 @@ from services.alerts.notifiers.webhook import (
     JsonPoster,
     WebhookNotifier,
 )
-from tests.helpers import bound_port, publish, wait_until
-from tests.integration.alerts.support import BIN_FULL_RULES, WebhookReceiver
+from tests.helpers import bound_port, wait_until
+from tests.integration.alerts.support import (
+    BIN_FULL_RULES,
+    WebhookReceiver,
+    alerts_run,
+    publish_full_bin,
+)
 from tests.servers import MosquittoServer, wait_alerts_ready
 from tests.unit.alerts.helpers import MIN, T0, bin_reading, engine
 
@@ -100,33 +102,22 @@ def test_real_alerts_deliveries_verify_once_and_replayed_stale_or_altered_copies
     mosquitto: MosquittoServer, receiver: WebhookReceiver, tmp_path: Path
 ) -> None:
     secret = "a-webhook-secret-from-make-env"
-    rules = tmp_path / "rules.yaml"
-    rules.write_text(BIN_FULL_RULES)
-    port_file = tmp_path / "alerts.port"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MQTT_", "ALERTS_", "INFLUX_"))}
-    env.update(
-        MQTT_URL=mosquitto.url,
-        MQTT_CLIENT_ID="facility-alerts-signing-test",
-        ALERTS_HTTP_PORT="0",
-        HTTP_PORT_FILE=str(port_file),
+    run = alerts_run(
+        tmp_path,
+        mosquitto.url,
+        "facility-alerts-signing-test",
         ALERTS_INFLUX_ENABLED="false",
-        ALERTS_RULES_FILE=str(rules),
         ALERTS_WEBHOOK_URL=receiver.url,
         ALERTS_WEBHOOK_SECRET=secret,
-        ALERTS_STATE_DIR=str(tmp_path / "state"),
-        SECRETS_DIR=str(tmp_path / "no-secrets"),
     )
-    root = Path(__file__).resolve().parents[3]
-    proc = subprocess.Popen([sys.executable, "-m", "services.alerts"], cwd=root, env=env)
+    proc = run.start()
     try:
-        wait_alerts_ready(bound_port(port_file, proc))
+        wait_alerts_ready(bound_port(run.port_file, proc))
         before = int(time.time())
-        reading = {"ts": int(time.time() * 1000), "fill_pct": 95.0, "weight_kg": 30.0}
-        publish(mosquitto.url, "facility/ewaste/ewaste_bin/bin-001/telemetry", json.dumps(reading))
+        publish_full_bin(mosquitto.url, "bin-001")
         wait_until(lambda: len(receiver.requests) >= 1, timeout=30)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
+        run.stop(proc, signal.SIGTERM)
     headers, body = receiver.requests[0]
     assert json.loads(body)["state"] == "firing"
     stamp = int(headers[webhook_signing.TIMESTAMP_HEADER])

@@ -7,42 +7,41 @@ restart, and the shutdown log counts them truly."""
 from __future__ import annotations
 
 import json
-import os
 import resource
 import signal
-import subprocess
-import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 
 from services.alerts.notifiers.webhook import IDEMPOTENCY_HEADER
-from tests.helpers import bound_port, publish, wait_until
-from tests.integration.alerts.support import BIN_FULL_RULES, WebhookReceiver
+from tests.helpers import bound_port, wait_until
+from tests.integration.alerts.support import (
+    AlertsRun,
+    WebhookReceiver,
+    alerts_run,
+    publish_full_bin,
+)
 from tests.servers import MosquittoServer, free_ports, wait_alerts_ready
 
-ROOT = Path(__file__).resolve().parents[3]
 
-
-def _start(
-    env: dict[str, str], preexec_fn: Callable[[], object] | None = None
-) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "services.alerts"],
-        cwd=ROOT,
-        env=env,
-        stderr=subprocess.PIPE,
-        preexec_fn=preexec_fn,
+def _outbox_run(
+    tmp_path: Path, mosquitto: MosquittoServer, client_id: str, **settings: str
+) -> tuple[AlertsRun, int]:
+    """facility-alerts delivering to a webhook on a port of its own, and that port: the
+    receiver starts late, in run 2, so it must have its port before run 1."""
+    (hook_port,) = free_ports(1)
+    run = alerts_run(
+        tmp_path,
+        mosquitto.url,
+        client_id,
+        ALERTS_INFLUX_ENABLED="false",
+        ALERTS_WEBHOOK_URL=f"http://127.0.0.1:{hook_port}/hook",
+        ALERTS_RETRY_BASE_S="0.2",
+        ALERTS_RETRY_MAX_S="0.5",
+        LOG_FORMAT="json",
+        **settings,
     )
-
-
-def _stop(proc: subprocess.Popen[bytes], sig: int) -> bytes:
-    if proc.poll() is None:
-        proc.send_signal(sig)
-    proc.wait(timeout=30)
-    return proc.stderr.read() if proc.stderr else b""
+    return run, hook_port
 
 
 def _journaled(outbox: Path) -> bool:
@@ -52,45 +51,24 @@ def _journaled(outbox: Path) -> bool:
 def test_a_queued_webhook_delivery_survives_sigkill_and_is_delivered_after_restart(
     mosquitto: MosquittoServer, tmp_path: Path
 ) -> None:
-    (hook_port,) = free_ports(1)  # the receiver starts late, in run 2: it must have a port
-    port_file = tmp_path / "alerts.port"
-    rules = tmp_path / "rules.yaml"
-    rules.write_text(BIN_FULL_RULES)
-    state = tmp_path / "state"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MQTT_", "ALERTS_", "INFLUX_"))}
-    env.update(
-        MQTT_URL=mosquitto.url,
-        MQTT_CLIENT_ID="facility-alerts-outbox-test",
-        ALERTS_HTTP_PORT="0",
-        HTTP_PORT_FILE=str(port_file),
-        ALERTS_INFLUX_ENABLED="false",
-        ALERTS_RULES_FILE=str(rules),
-        ALERTS_WEBHOOK_URL=f"http://127.0.0.1:{hook_port}/hook",
-        ALERTS_STATE_DIR=str(state),
-        ALERTS_RETRY_BASE_S="0.2",
-        ALERTS_RETRY_MAX_S="0.5",
-        LOG_FORMAT="json",
-    )
-    procs: list[subprocess.Popen[bytes]] = []
-    receiver: WebhookReceiver | None = None
+    run, hook_port = _outbox_run(tmp_path, mosquitto, "facility-alerts-outbox-test")
+    outbox = run.state / "webhook.outbox"
     try:
         # Run 1: the receiver is down, so the firing alert can only wait in the queue.
-        procs.append(_start(env))
-        wait_alerts_ready(bound_port(port_file, procs[0]))
-        body = {"ts": int(time.time() * 1000), "fill_pct": 95.0, "weight_kg": 30.0}
-        publish(mosquitto.url, "facility/ewaste/ewaste_bin/bin-001/telemetry", json.dumps(body))
-        outbox = state / "webhook.outbox"
+        first = run.start(capture_stderr=True)
+        wait_alerts_ready(bound_port(run.port_file, first))
+        publish_full_bin(mosquitto.url, "bin-001")
         wait_until(lambda: _journaled(outbox), timeout=30)
-        _stop(procs[0], signal.SIGKILL)
+        run.stop(first, signal.SIGKILL)
 
         # Run 2: the receiver is up; the delivery comes from the outbox (the alert itself is
         # restored from the broker as already firing, so it is not fired a second time).
-        receiver = WebhookReceiver(hook_port).start()
-        procs.append(_start(env))
-        wait_until(lambda: len(receiver.requests) >= 1, timeout=30)
-        wait_until(lambda: outbox.read_bytes() == b"", timeout=30)  # marked delivered
-        log = _stop(procs[1], signal.SIGTERM)
-        assert procs[1].returncode == 0
+        with WebhookReceiver(hook_port) as receiver:
+            second = run.start(capture_stderr=True)
+            wait_until(lambda: len(receiver.requests) >= 1, timeout=30)
+            wait_until(lambda: outbox.read_bytes() == b"", timeout=30)  # marked delivered
+            log = run.stop(second, signal.SIGTERM)
+        assert second.returncode == 0
         assert b"reloaded undelivered items" in log
 
         # Duplicates (a delivery in flight at the kill) are allowed; the receiver dedupes by
@@ -108,12 +86,7 @@ def test_a_queued_webhook_delivery_survives_sigkill_and_is_delivered_after_resta
             "firing",
         )
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-        if receiver is not None:
-            receiver.stop()
+        run.kill_all()
 
 
 def _metric(port: int, name: str) -> float | None:
@@ -126,25 +99,8 @@ def _metric(port: int, name: str) -> float | None:
 def test_alerts_queued_while_the_outbox_disk_refuses_writes_are_journaled_late_and_delivered(
     mosquitto: MosquittoServer, tmp_path: Path
 ) -> None:
-    (hook_port,) = free_ports(1)  # the receiver starts in run 2
-    port_file = tmp_path / "alerts.port"
-    rules = tmp_path / "rules.yaml"
-    rules.write_text(BIN_FULL_RULES)
-    state = tmp_path / "state"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MQTT_", "ALERTS_", "INFLUX_"))}
-    env.update(
-        MQTT_URL=mosquitto.url,
-        MQTT_CLIENT_ID="facility-alerts-full-disk-test",
-        ALERTS_HTTP_PORT="0",
-        HTTP_PORT_FILE=str(port_file),
-        ALERTS_INFLUX_ENABLED="false",
-        ALERTS_RULES_FILE=str(rules),
-        ALERTS_WEBHOOK_URL=f"http://127.0.0.1:{hook_port}/hook",
-        ALERTS_STATE_DIR=str(state),
-        ALERTS_RETRY_BASE_S="0.2",
-        ALERTS_RETRY_MAX_S="0.5",
-        LOG_FORMAT="json",
-        PYTHONDONTWRITEBYTECODE="1",
+    run, hook_port = _outbox_run(
+        tmp_path, mosquitto, "facility-alerts-full-disk-test", PYTHONDONTWRITEBYTECODE="1"
     )
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
 
@@ -153,39 +109,30 @@ def test_alerts_queued_while_the_outbox_disk_refuses_writes_are_journaled_late_a
         resource.setrlimit(resource.RLIMIT_FSIZE, (100, hard))
 
     devices = [f"bin-{n:03d}" for n in range(1, 6)]
-    outbox = state / "webhook.outbox"
-    procs: list[subprocess.Popen[bytes]] = []
-    receiver: WebhookReceiver | None = None
+    outbox = run.state / "webhook.outbox"
     try:
         # Run 1: the receiver is down and the outbox cannot take a record.
-        procs.append(_start(env, small_disk))
-        port = bound_port(port_file, procs[0])
+        first = run.start(capture_stderr=True, preexec_fn=small_disk)
+        port = bound_port(run.port_file, first)
         wait_alerts_ready(port)
         for device in devices:
-            body = {"ts": int(time.time() * 1000), "fill_pct": 95.0, "weight_kg": 30.0}
-            topic = f"facility/ewaste/ewaste_bin/{device}/telemetry"
-            publish(mosquitto.url, topic, json.dumps(body))
+            publish_full_bin(mosquitto.url, device)
         queued = 'alerts_delivery_queue{notifier="webhook"}'
         wait_until(lambda: _metric(port, queued) == len(devices), timeout=30)
         assert not _journaled(outbox)
         # The disk has room again: the queue journals what it holds, without a new alert.
-        resource.prlimit(procs[0].pid, resource.RLIMIT_FSIZE, (soft, hard))
+        resource.prlimit(first.pid, resource.RLIMIT_FSIZE, (soft, hard))
         wait_until(lambda: outbox.read_bytes().count(b'"seq"') == len(devices), timeout=30)
-        log = _stop(procs[0], signal.SIGTERM)
+        log = run.stop(first, signal.SIGTERM)
         assert f"{len(devices)} kept in the outbox for the next start, 0 lost".encode() in log
 
         # Run 2: the receiver is up; every alert comes from the outbox, once per key.
-        port_file.unlink()
-        receiver = WebhookReceiver(hook_port).start()
-        procs.append(_start(env))
-        wait_until(lambda: outbox.exists() and outbox.read_bytes() == b"", timeout=30)
-        _stop(procs[1], signal.SIGTERM)
+        run.port_file.unlink()
+        with WebhookReceiver(hook_port) as receiver:
+            second = run.start(capture_stderr=True)
+            wait_until(lambda: outbox.exists() and outbox.read_bytes() == b"", timeout=30)
+            run.stop(second, signal.SIGTERM)
         delivered = {json.loads(raw)["device_id"] for _, raw in receiver.requests}
         assert delivered == set(devices)
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-        if receiver is not None:
-            receiver.stop()
+        run.kill_all()

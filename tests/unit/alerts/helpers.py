@@ -1,4 +1,5 @@
-"""Small builders for the alert engine's unit tests: readings at exact event times."""
+"""Small builders for the alert engine's unit tests: readings at exact event times, the
+one-rule ``bin_full`` rules file, an ``AlertsCore`` on the real device registry."""
 
 from __future__ import annotations
 
@@ -7,14 +8,18 @@ from pathlib import Path
 
 from common.devices import Registry, load_registry
 from common.payloads import Reading, StatusReading
+from common.topics import Topics
 from services.alerts.alert_lifecycle import Transition
 from services.alerts.config import RulesFile, parse_rules
+from services.alerts.core import AlertsCore, CoreSettings
 from services.alerts.rule_engine import RuleEngine
 
 ROOT = Path(__file__).resolve().parents[3]
 T0 = int(datetime(2025, 6, 2, 0, 0, tzinfo=UTC).timestamp() * 1000)  # 09:00 in Seoul
 MIN = 60_000
 HOUR = 60 * MIN
+TOPICS = Topics("facility")
+NONCE = "0123abcd"
 
 
 def registry() -> Registry:
@@ -23,6 +28,25 @@ def registry() -> Registry:
 
 def rules(text: str) -> RulesFile:
     return parse_rules(text, "test.yaml")
+
+
+def bin_full_rules(*options: str) -> str:
+    """The one-rule rules file: ``bin_full`` fires when an ewaste bin's fill_pct is >= 90;
+    ``options`` are more lines of that rule, e.g. ``'clear: "< 60"'`` or ``"for: 2m"``."""
+    rule = (
+        "name: bin_full",
+        "type: threshold",
+        "select: {kind: ewaste_bin}",
+        "field: fill_pct",
+        'when: ">= 90"',
+        *options,
+    )
+    return "\nrules:\n  - " + "\n    ".join(rule) + "\n"
+
+
+def alerts_core(text: str, settings: CoreSettings) -> AlertsCore:
+    """An ``AlertsCore`` of the rules ``text`` on the real registry, topics and sync nonce."""
+    return AlertsCore(rules(text), registry(), TOPICS, settings, NONCE)
 
 
 def engine(text: str, with_registry: bool = False) -> RuleEngine:

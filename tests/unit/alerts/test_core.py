@@ -12,7 +12,7 @@ import pytest
 
 from common.messages import AlertEvent, DispatchStatus
 from common.timestamps import ms_to_iso
-from common.topics import TopicError, Topics
+from common.topics import TopicError
 from services.alerts.core import (
     Accepted,
     AlertsCore,
@@ -30,26 +30,23 @@ from services.alerts.core import (
     StateRestored,
     WritePoints,
 )
-from tests.unit.alerts.helpers import HOUR, MIN, T0, registry, rules
+from tests.unit.alerts.helpers import (
+    HOUR,
+    MIN,
+    NONCE,
+    T0,
+    TOPICS,
+    alerts_core,
+    bin_full_rules,
+    registry,
+)
 
-TOPICS = Topics("facility")
-NONCE = "0123abcd"
 KEY = ("bin_full", "ewaste", "bin-001")
-BIN_FULL = """
-rules:
-  - name: bin_full
-    type: threshold
-    select: {kind: ewaste_bin}
-    field: fill_pct
-    when: ">= 90"
-    clear: "< 60"
-    dispatch: true
-"""
+BIN_FULL = bin_full_rules('clear: "< 60"', "dispatch: true")
 
 
 def core(text: str = BIN_FULL) -> AlertsCore:
-    settings = CoreSettings(opportunistic_pct=70, dispatch_timeout_ms=6 * HOUR)
-    return AlertsCore(rules(text), registry(), TOPICS, settings, NONCE)
+    return alerts_core(text, CoreSettings(opportunistic_pct=70, dispatch_timeout_ms=6 * HOUR))
 
 
 def synced(text: str = BIN_FULL) -> AlertsCore:
@@ -446,7 +443,7 @@ def test_deadletter_and_dispatch_levels_are_never_device_readings() -> None:
 
 def test_unknown_devices_are_bounded_and_registry_ones_always_judged() -> None:
     settings = CoreSettings(opportunistic_pct=70, unknown_devices="accept", unknown_devices_max=3)
-    c = AlertsCore(rules(BIN_FULL), registry(), TOPICS, settings, NONCE)
+    c = alerts_core(BIN_FULL, settings)
     c.receive(sync(), T0)
     body = json.dumps({"ts": T0, "fill_pct": 95, "weight_kg": 300}).encode()
 
@@ -470,7 +467,7 @@ def test_unknown_devices_are_bounded_and_registry_ones_always_judged() -> None:
 
 def test_retained_alerts_count_towards_the_bound() -> None:
     settings = CoreSettings(unknown_devices="accept", unknown_devices_max=1)
-    c = AlertsCore(rules(BIN_FULL), registry(), TOPICS, settings, NONCE)
+    c = alerts_core(BIN_FULL, settings)
     unknown = AlertEvent.model_validate_json(_firing_event()).model_copy(
         update={"site": "fake", "device_id": "ghost"}
     )
@@ -487,9 +484,7 @@ def test_retained_alerts_count_towards_the_bound() -> None:
 
 
 def test_a_retained_alert_of_a_device_the_registry_refuses_is_cleared() -> None:
-    c = AlertsCore(
-        rules(BIN_FULL), registry(), TOPICS, CoreSettings(unknown_devices="reject"), NONCE
-    )
+    c = alerts_core(BIN_FULL, CoreSettings(unknown_devices="reject"))
     event = AlertEvent.model_validate_json(_firing_event()).model_copy(
         update={"site": "fake", "device_id": "ghost"}
     )

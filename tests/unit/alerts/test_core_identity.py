@@ -4,24 +4,14 @@ device varying its site level raises no alert and leaves no state behind."""
 from __future__ import annotations
 
 from common.payloads import UNKNOWN_DEVICE
-from common.topics import Topics
 from services.alerts.core import AlertsCore, CoreSettings, Inbound, Notify, Rejected
-from tests.unit.alerts.helpers import T0, registry, rules
+from tests.unit.alerts.helpers import NONCE, T0, TOPICS, alerts_core, bin_full_rules
 
-TOPICS = Topics("facility")
-NONCE = "0123abcd"
-BIN_FULL = """
-rules:
-  - name: bin_full
-    type: threshold
-    select: {kind: ewaste_bin}
-    field: fill_pct
-    when: ">= 90"
-"""
+BIN_FULL = bin_full_rules()
 
 
 def synced(settings: CoreSettings) -> AlertsCore:
-    core = AlertsCore(rules(BIN_FULL), registry(), TOPICS, settings, NONCE)
+    core = alerts_core(BIN_FULL, settings)
     core.receive(Inbound(TOPICS.alerts_sync(), NONCE.encode(), 0.0), T0)
     return core
 

@@ -10,6 +10,7 @@ from tests.unit.alerts.helpers import (
     HOUR,
     MIN,
     T0,
+    bin_full_rules,
     bin_reading,
     engine,
     gate,
@@ -19,16 +20,7 @@ from tests.unit.alerts.helpers import (
     status,
 )
 
-BIN_FULL = """
-rules:
-  - name: bin_full
-    type: threshold
-    select: {kind: ewaste_bin}
-    field: fill_pct
-    when: ">= 90"
-    clear: "< 60"
-    for: 2m
-"""
+BIN_FULL = bin_full_rules('clear: "< 60"', "for: 2m")
 
 
 def test_threshold_waits_for_the_for_period_then_fires_once() -> None:
