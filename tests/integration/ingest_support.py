@@ -20,7 +20,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from tests.helpers import bound_port, wait_until
-from tests.servers import InfluxDB1Server, InfluxQueryError
+from tests.servers import InfluxDB1Server, InfluxQueryError, MosquittoServer
 
 ROOT = Path(__file__).resolve().parents[2]
 PREFIX = "facility"
@@ -184,6 +184,22 @@ class Publisher:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+def v1_env(broker: MosquittoServer, influx: InfluxDB1Server, **extra: str) -> dict[str, str]:
+    """facility-ingest's settings for ``broker`` and an InfluxDB 1.x (API v1)."""
+    return {"MQTT_URL": broker.url, "INFLUX_URL": influx.url, "INFLUX_API_VERSION": "1", **extra}
+
+
+def publish_acknowledged(
+    broker: MosquittoServer, messages: list[tuple[str, bytes, int]], rate: float = 0
+) -> None:
+    """Publishes ``messages`` in order (``rate`` as ``Publisher.publish_all``) and returns once
+    the broker has acknowledged every one."""
+    publisher = Publisher(broker.host, broker.port)
+    publisher.publish_all(messages, rate)
+    publisher.wait_acknowledged()
+    publisher.close()
 
 
 def stored_timestamps(influx: InfluxDB1Server, db: str = "facility") -> list[int]:

@@ -17,10 +17,11 @@ from common.messages import DeadLetter
 from tests.helpers import MessageCollector
 from tests.integration.ingest_support import (
     IngestFactory,
-    Publisher,
     ingest_processes,
     labelled,
+    publish_acknowledged,
     readings,
+    v1_env,
     wait_exactly_stored,
 )
 from tests.servers import InfluxDB1Server, MosquittoServer
@@ -34,13 +35,8 @@ def ingest_factory(tmp_path: Path) -> Iterator[IngestFactory]:
 
 
 def _env(broker: MosquittoServer, influx: InfluxDB1Server, **extra: str) -> dict[str, str]:
-    return {
-        "MQTT_URL": broker.url,
-        "INFLUX_URL": influx.url,
-        "INFLUX_API_VERSION": "1",
-        "INGEST_STATS_INTERVAL_S": "0",  # only the devices' series in the database
-        **extra,
-    }
+    # Only the devices' series in the database.
+    return v1_env(broker, influx, INGEST_STATS_INTERVAL_S="0", **extra)
 
 
 def _impostor_messages() -> list[tuple[str, bytes, int]]:
@@ -92,10 +88,7 @@ def test_a_device_under_fake_sites_adds_no_series_when_unknown_devices_are_rejec
     good = readings(400)
     impostor = _impostor_messages()
     mixed = [*good[:200], *impostor, *good[200:]]
-    publisher = Publisher(mosquitto.host, mosquitto.port)
-    publisher.publish_all(mixed)
-    publisher.wait_acknowledged()
-    publisher.close()
+    publish_acknowledged(mosquitto, mixed)
 
     # Every registered reading is stored, whatever the impostor did; of its messages, only
     # those let through (the first ``accepted``, in order) are.
@@ -132,10 +125,7 @@ def test_a_one_mib_message_comes_back_as_a_dead_letter_of_a_few_kib(
     ingest = ingest_factory(_env(mosquitto, influxdb1)).start()
     ingest.wait_connected()
     huge = b'{"ts": 1, "pad": "' + b"x" * (1 << 20) + b'"}'
-    publisher = Publisher(mosquitto.host, mosquitto.port)
-    publisher.publish_all([("facility/ewaste/ewaste_bin/bin-001/telemetry", huge, 0)])
-    publisher.wait_acknowledged()
-    publisher.close()
+    publish_acknowledged(mosquitto, [("facility/ewaste/ewaste_bin/bin-001/telemetry", huge, 0)])
 
     [(_, raw)] = letters.wait_for(1, 30)
     assert len(raw) < 4 * 1024

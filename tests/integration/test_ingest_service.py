@@ -24,9 +24,11 @@ from tests.integration.ingest_support import (
     assert_exactly_stored,
     ingest_processes,
     labelled,
+    publish_acknowledged,
     reading,
     readings,
     stored_count,
+    v1_env,
     wait_exactly_stored,
     wait_stored,
 )
@@ -38,10 +40,6 @@ TELEMETRY = "facility/ewaste/ewaste_bin/bin-001/telemetry"
 @pytest.fixture
 def ingest_factory(tmp_path: Path) -> Iterator[IngestFactory]:
     yield from ingest_processes(tmp_path)
-
-
-def v1_env(broker: MosquittoServer, influx: InfluxDB1Server, **extra: str) -> dict[str, str]:
-    return {"MQTT_URL": broker.url, "INFLUX_URL": influx.url, "INFLUX_API_VERSION": "1", **extra}
 
 
 def _bad_messages(now_ms: int) -> list[tuple[str, bytes, str]]:
@@ -94,10 +92,7 @@ def test_invalid_messages_are_dead_lettered_with_reasons_and_valid_ones_stored(
         mixed.extend(good[i * 20 : (i + 1) * 20])
         mixed.append((topic, payload, 0))
     mixed.extend(good[len(bad) * 20 :])
-    publisher = Publisher(mosquitto.host, mosquitto.port)
-    publisher.publish_all(mixed)
-    publisher.wait_acknowledged()
-    publisher.close()
+    publish_acknowledged(mosquitto, mixed)
 
     received = [DeadLetter.model_validate_json(p) for _, p in letters.wait_for(len(bad), 30)]
     assert Counter(letter.code for letter in received) == Counter(code for _, _, code in bad)
@@ -142,10 +137,9 @@ def test_database_refused_lines_are_dead_lettered_and_the_rest_kept(
         )
         for i in range(3)
     ]
-    publisher = Publisher(mosquitto.host, mosquitto.port)
-    publisher.publish_all(good[:100] + clashing[:1] + good[100:250] + clashing[1:] + good[250:])
-    publisher.wait_acknowledged()
-    publisher.close()
+    publish_acknowledged(
+        mosquitto, good[:100] + clashing[:1] + good[100:250] + clashing[1:] + good[250:]
+    )
 
     received = [DeadLetter.model_validate_json(p) for _, p in letters.wait_for(3, 30)]
     assert {letter.code for letter in received} == {"sink_rejected"}
@@ -171,10 +165,7 @@ def test_v2_api_writes_through_influxdb_client_into_victoria_metrics(
     ingest = ingest_factory(env).start()
     ingest.wait_connected()
     expected = readings(2000)
-    publisher = Publisher(mosquitto.host, mosquitto.port)
-    publisher.publish_all(expected)
-    publisher.wait_acknowledged()
-    publisher.close()
+    publish_acknowledged(mosquitto, expected)
     wait_until(lambda: ingest.metric("ingest_points_stored_total") >= len(expected), timeout=60)
     samples = victoria_metrics.samples('{__name__="ewaste_bin_weight_kg"}')
     # VictoriaMetrics keeps duplicates (InfluxDB overwrites), so compare distinct timestamps.
@@ -195,11 +186,8 @@ def test_file_sink_output_loads_into_influxdb(
     ).start()
     ingest.wait_connected()
     expected = readings(1000)
-    publisher = Publisher(mosquitto.host, mosquitto.port)
-    publisher.publish_all(expected)
-    publisher.publish_all([("facility/ewaste/ewaste_bin/bin-001/status", b"online", 0)])
-    publisher.wait_acknowledged()
-    publisher.close()
+    online = ("facility/ewaste/ewaste_bin/bin-001/status", b"online", 0)
+    publish_acknowledged(mosquitto, [*expected, online])
     wait_until(lambda: out.exists() and out.read_bytes().count(b"\n") == 1001, timeout=60)
     assert ingest.terminate() == 0
     influxdb1.create_database("facility")
@@ -220,10 +208,7 @@ def test_shared_group_replicas_split_the_load_and_store_everything(
     for replica in replicas:
         replica.start().wait_connected()
     expected = readings(3000)
-    publisher = Publisher(mosquitto.host, mosquitto.port)
-    publisher.publish_all(expected, rate=3000)
-    publisher.wait_acknowledged()
-    publisher.close()
+    publish_acknowledged(mosquitto, expected, rate=3000)
     wait_exactly_stored(influxdb1, expected, replicas[0])
     shares = [
         r.metric(labelled("ingest_messages_received_total", channel="telemetry")) for r in replicas
@@ -237,10 +222,7 @@ def test_healthz_and_metrics_describe_the_pipeline(
     ingest = ingest_factory(v1_env(mosquitto, influxdb1, INGEST_SPOOL_MAX_BYTES="1048576")).start()
     ingest.wait_connected()
     expected = readings(500)
-    publisher = Publisher(mosquitto.host, mosquitto.port)
-    publisher.publish_all(expected)
-    publisher.wait_acknowledged()
-    publisher.close()
+    publish_acknowledged(mosquitto, expected)
     wait_stored(influxdb1, len(expected), ingest)
     wait_until(lambda: ingest.health()[0] == 200, timeout=30)
     _, health = ingest.health()

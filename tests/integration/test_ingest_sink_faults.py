@@ -20,6 +20,7 @@ from tests.integration.ingest_support import (
     ingest_processes,
     labelled,
     log_mentions,
+    publish_acknowledged,
     readings,
     wait_exactly_stored,
 )
@@ -36,13 +37,6 @@ def ingest_factory(tmp_path: Path) -> Iterator[IngestFactory]:
 @pytest.fixture
 def fault_proxy() -> Iterator[Callable[[str], FaultProxy]]:
     yield from proxies(FaultProxy)
-
-
-def publish(broker: MosquittoServer, messages: list[tuple[str, bytes, int]]) -> None:
-    publisher = Publisher(broker.host, broker.port)
-    publisher.publish_all(messages)
-    publisher.wait_acknowledged()
-    publisher.close()
 
 
 def wait_vm_exactly(
@@ -123,7 +117,7 @@ def test_a_proxy_answering_400_to_everything_loses_nothing(
     ingest.wait_connected()
     proxy.fail("refuse400")
     expected = readings(201)
-    publish(mosquitto, expected)
+    publish_acknowledged(mosquitto, expected)
     assert_systemic_400_spooled_not_dead_lettered(ingest, proxy, expected)
     proxy.heal()
     sink.wait_exactly_stored(expected, ingest)
@@ -143,7 +137,7 @@ def run_through_black_hole(
     """Readings before (stored), then a black hole while 1,200 more arrive over ~4 s; returns
     everything published once the hole is healed."""
     before = readings(300)
-    publish(mosquitto, before)
+    publish_acknowledged(mosquitto, before)
     wait_until(lambda: ingest.metric("ingest_points_stored_total") >= len(before), timeout=60)
     proxy.fail("blackhole")
     during = readings(1200, start=len(before))

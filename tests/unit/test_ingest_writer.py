@@ -23,17 +23,25 @@ def lines(start: int, count: int) -> bytes:
 
 
 def make(
-    tmp_path: Path, max_bytes: int = 10**6
+    tmp_path: Path,
+    max_bytes: int = 10**6,
+    *,
+    sink: MemorySink | None = None,
+    policy: RetryPolicy = FAST,
+    breaker: CircuitBreaker | None = None,
 ) -> tuple[Writer, MemorySink, list[tuple[object, bytes, str]]]:
-    sink = MemorySink()
+    """A writer over ``sink`` (a fresh ``MemorySink`` by default) and a spool in ``tmp_path``;
+    the list collects every dead-lettered (origin, line, reason)."""
+    sink = MemorySink() if sink is None else sink
     bad: list[tuple[object, bytes, str]] = []
     writer = Writer(
         sink,
         Spool(tmp_path / "spool", max_bytes=max_bytes, segment_bytes=4096),
-        FAST,
+        policy,
         IngestMetrics(),
         on_bad_line=lambda origin, line, reason: bad.append((origin, line, reason)),
         replay_budget_s=5.0,
+        breaker=breaker,
     )
     return writer, sink, bad
 
@@ -150,25 +158,21 @@ class FailsAfterEachNewBadLine(MemorySink):
 
 
 def test_retries_drop_each_attempts_bad_lines_from_that_attempts_body(tmp_path: Path) -> None:
-    sink = FailsAfterEachNewBadLine()
-    dead: list[bytes] = []
-    writer = Writer(
-        sink,
-        Spool(tmp_path / "spool", max_bytes=10**6, segment_bytes=4096),
-        RetryPolicy(base_s=0.001, max_s=0.002, attempts=2, rng=random.Random(0)),
-        IngestMetrics(),
-        on_bad_line=lambda origin, line, reason: dead.append(line),
-        replay_budget_s=5.0,
-    )
+    policy = RetryPolicy(base_s=0.001, max_s=0.002, attempts=2, rng=random.Random(0))
+    writer, sink, bad = make(tmp_path, sink=FailsAfterEachNewBadLine(), policy=policy)
+
+    def dead() -> list[bytes]:
+        return [line for _, line, _ in bad]
+
     body = b"m v=0 0\nm bad=1 1\nm v=2 2\nm v=3 3\nm bad=4 4\nm v=5 5\nm v=6 6\nm v=7 7\n"
     assert writer.store(body) is False
     # Attempt 1 dead-lettered "bad=1"; what is spooled is the body without it, not the
     # original body with the last attempt's line numbers applied to it.
-    assert dead == [b"m bad=1 1\n"]
+    assert dead() == [b"m bad=1 1\n"]
     record = writer.spool.peek()
     assert record is not None and record.data == body.replace(b"m bad=1 1\n", b"")
     replay_all(writer)
-    assert sorted(dead) == [b"m bad=1 1\n", b"m bad=4 4\n"]  # each exactly once
+    assert sorted(dead()) == [b"m bad=1 1\n", b"m bad=4 4\n"]  # each exactly once
     good = {line for line in body.splitlines(keepends=True) if b"bad" not in line}
     assert set(sink.lines) == good
 
@@ -190,17 +194,8 @@ def test_a_proxy_refusing_everything_spools_unhealthy_and_dead_letters_nothing(
 
 
 def test_an_open_breaker_spools_without_writing_and_only_probes(tmp_path: Path) -> None:
-    sink = MemorySink()
-    writer = Writer(
-        sink,
-        Spool(tmp_path / "spool", max_bytes=10**6, segment_bytes=4096),
-        FAST,
-        IngestMetrics(),
-        on_bad_line=lambda origin, line, reason: None,
-        replay_budget_s=5.0,
-        # Every failure counts as slow: a black hole that made the write wait out its timeout.
-        breaker=CircuitBreaker(failures_to_open=3, slow_s=0.0),
-    )
+    # Every failure counts as slow: a black hole that made the write wait out its timeout.
+    writer, sink, _ = make(tmp_path, breaker=CircuitBreaker(failures_to_open=3, slow_s=0.0))
     sink.mode = "down"
     assert writer.store(lines(0, 5)) is False
     assert sink.writes == 1  # one timed-out write opens the breaker: no attempts x timeout
@@ -217,15 +212,7 @@ def test_an_open_breaker_spools_without_writing_and_only_probes(tmp_path: Path) 
 
 
 def test_a_failed_probe_opens_the_breaker_before_any_batch(tmp_path: Path) -> None:
-    sink = MemorySink()
-    writer = Writer(
-        sink,
-        Spool(tmp_path / "spool", max_bytes=10**6, segment_bytes=4096),
-        FAST,
-        IngestMetrics(),
-        on_bad_line=lambda origin, line, reason: None,
-        breaker=CircuitBreaker(failures_to_open=3, slow_s=0.0),
-    )
+    writer, sink, _ = make(tmp_path, breaker=CircuitBreaker(failures_to_open=3, slow_s=0.0))
     sink.mode = "down"
     writer.probe()  # at start: the database does not answer
     assert writer.store(lines(0, 5)) is False and sink.writes == 0
