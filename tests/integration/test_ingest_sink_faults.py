@@ -86,8 +86,20 @@ def sink(request: pytest.FixtureRequest) -> Sink:
     )
 
 
-def env(broker: MosquittoServer, sink: Sink, proxy: FaultProxy, **extra: str) -> dict[str, str]:
-    return {"MQTT_URL": broker.url, "INFLUX_URL": proxy.url, **sink.env, **extra}
+def start_behind_proxy(
+    mosquitto: MosquittoServer,
+    sink: Sink,
+    ingest_factory: IngestFactory,
+    fault_proxy: Callable[[str], FaultProxy],
+    **extra: str,
+) -> tuple[FaultProxy, IngestProcess]:
+    """A fault proxy (forwarding, for now) in front of ``sink``, and a connected
+    facility-ingest writing through it."""
+    proxy = fault_proxy(sink.url)
+    env = {"MQTT_URL": mosquitto.url, "INFLUX_URL": proxy.url, **sink.env, **extra}
+    ingest = ingest_factory(env).start()
+    ingest.wait_connected()
+    return proxy, ingest
 
 
 # -- a systemic 400 --------------------------------------------------------------------------
@@ -112,9 +124,7 @@ def test_a_proxy_answering_400_to_everything_loses_nothing(
     ingest_factory: IngestFactory,
     fault_proxy: Callable[[str], FaultProxy],
 ) -> None:
-    proxy = fault_proxy(sink.url)
-    ingest = ingest_factory(env(mosquitto, sink, proxy)).start()
-    ingest.wait_connected()
+    proxy, ingest = start_behind_proxy(mosquitto, sink, ingest_factory, fault_proxy)
     proxy.fail("refuse400")
     expected = readings(201)
     publish_acknowledged(mosquitto, expected)
@@ -163,9 +173,9 @@ def test_a_black_hole_costs_one_write_timeout_and_loses_nothing(
     ingest_factory: IngestFactory,
     fault_proxy: Callable[[str], FaultProxy],
 ) -> None:
-    proxy = fault_proxy(sink.url)
-    ingest = ingest_factory(env(mosquitto, sink, proxy, **BLACK_HOLE_ENV)).start()
-    ingest.wait_connected()
+    proxy, ingest = start_behind_proxy(
+        mosquitto, sink, ingest_factory, fault_proxy, **BLACK_HOLE_ENV
+    )
     expected = run_through_black_hole(mosquitto, ingest, proxy, sink.write_path)
     sink.wait_exactly_stored(expected, ingest)
     wait_until(lambda: ingest.health()[0] == 200, timeout=30)
