@@ -62,6 +62,21 @@ class IngestMetrics:
         self.spool_max_bytes = Gauge(
             "ingest_spool_max_bytes", "spool size cap (INGEST_SPOOL_MAX_BYTES)", registry=r
         )
+        self.spool_quarantined = Gauge(
+            "ingest_spool_quarantined_segments",
+            "damaged spool segments kept under <spool>/quarantine/ (their bad frames skipped)",
+            registry=r,
+        )
+        self.spool_damaged_bytes = Gauge(
+            "ingest_spool_damaged_bytes",
+            "bytes of damaged spool frames skipped since start (batches lost)",
+            registry=r,
+        )
+        self.spool_disk_full = Gauge(
+            "ingest_spool_disk_full",
+            "1 while the spool's file system refuses appends (acknowledgements held)",
+            registry=r,
+        )
         self.sink_up = Gauge(
             "ingest_sink_up", "1 when the last write to the database succeeded", registry=r
         )

@@ -106,7 +106,7 @@ class Pipeline:
         self.deadletter_topic = topics.deadletter(DEADLETTER_SOURCE)
         self.reporter = reporter
         self.accepting = True
-        self._inbox: Inbox[Inbound | None] = Inbox(inbox_size)  # None: end
+        self._inbox: Inbox[Inbound] = Inbox(inbox_size)  # closed and empty: end
         # Two batches may wait while one is written: enough to overlap encoding and writing.
         self._batches: queue.Queue[Batch | None] = queue.Queue(maxsize=2)  # None: end
         self._generation = 0
@@ -120,7 +120,9 @@ class Pipeline:
     def on_message(self, msg: Message) -> None:
         if not self.accepting:
             return  # shutting down: left unacknowledged, the broker redelivers it later
-        # Blocking here only happens if the broker ignores Receive Maximum (MQTT 3.1.1).
+        # Blocks while the inbox is full: QoS 0 floods (Receive Maximum does not cover them) or
+        # a broker ignoring Receive Maximum (MQTT 3.1.1). ``stop`` closes the inbox, which ends
+        # the wait: a message refused then is left unacknowledged (QoS 0 is lost, as QoS 0 may).
         self._inbox.put(
             Inbound(msg.mid, msg.qos, msg.topic, bytes(msg.payload), time.time(), self._generation)
         )
@@ -140,10 +142,8 @@ class Pipeline:
         """Stop taking messages, store or spool what is in flight, acknowledge; True if done."""
         self.accepting = False
         self.writer.stopping.set()
-        deadline = time.monotonic() + timeout_s
-        if not self._inbox.put(None, timeout=timeout_s):
-            return False
-        return self.finished.wait(max(0.0, deadline - time.monotonic()))
+        self._inbox.close()  # also frees paho's thread if it waits for room
+        return self.finished.wait(timeout_s)
 
     # -- encode thread -----------------------------------------------------------------------
     def _encode_loop(self) -> None:
@@ -156,11 +156,11 @@ class Pipeline:
             # Whole bursts at a time, but no more than fills the current batch, so a batch is
             # handed over as soon as it is full.
             for item in inbox.take(self.batch_size - len(batcher)):
-                if item is None:
-                    self._hand_over(batcher.take(), stats)
-                    self._batches.put(None)
-                    return
                 self._judge(item, batcher, stats)
+            if inbox.closed and not len(inbox):
+                self._hand_over(batcher.take(), stats)
+                self._batches.put(None)
+                return
             if batcher.due(time.monotonic()):
                 self._hand_over(batcher.take(), stats)
 

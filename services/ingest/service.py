@@ -20,13 +20,15 @@ from services.ingest.pipeline import UNENCODABLE, Pipeline
 from services.ingest.retry import CircuitBreaker, RetryPolicy
 from services.ingest.settings import IngestSettings
 from services.ingest.sinks import Sink, build_sink
-from services.ingest.spool import Spool
+from services.ingest.spool import Spool, free_bytes
 from services.ingest.stats import StatsReporter
 from services.ingest.writer import SINK_REJECTED, SinkHealth, Writer
 
 log = logging.getLogger(__name__)
 
 CLIENT_ID = "facility-ingest"
+_DISCONNECT_SHARE = 0.25
+"""Of the shutdown timeout, the part kept for disconnecting after the pipeline's flush."""
 
 
 def subscriptions(settings: IngestSettings, topics: Topics) -> list[str]:
@@ -58,6 +60,21 @@ def _device_gate(settings: IngestSettings, registry: Registry | None) -> DeviceG
     return DeviceGate(registry, settings.unknown_devices, settings.unknown_devices_max)
 
 
+def _warn_if_disk_smaller_than_spool(spool: Spool) -> None:
+    free = free_bytes(spool.directory)
+    if free + spool.size_bytes < spool.max_bytes:
+        log.warning(
+            "spool: less free disk space than INGEST_SPOOL_MAX_BYTES; a long outage may fill "
+            "the disk before the spool cap (then acknowledgements are held: disk full)",
+            extra={
+                "spool_dir": str(spool.directory),
+                "free_bytes": free,
+                "spool_bytes": spool.size_bytes,
+                "max_bytes": spool.max_bytes,
+            },
+        )
+
+
 class IngestService:
     """One running ingest: build with settings, ``start()``, then ``stop(timeout_s)``.
 
@@ -76,6 +93,10 @@ class IngestService:
             settings.ingest_spool_max_bytes,
             settings.ingest_spool_segment_bytes,
         )
+        _warn_if_disk_smaller_than_spool(self.spool)
+        self.metrics.spool_quarantined.set_function(lambda: self.spool.quarantined)
+        self.metrics.spool_damaged_bytes.set_function(lambda: self.spool.damaged_bytes)
+        self.metrics.spool_disk_full.set_function(lambda: int(self.spool.disk_full is not None))
         self.link = MqttLink(
             settings,
             CLIENT_ID,
@@ -165,7 +186,10 @@ class IngestService:
         mqtt_ok = self.link.connected.is_set()
         spool_bytes = self.spool.size_bytes
         healthy = (
-            mqtt_ok and sink.state in (SinkHealth.OK, SinkHealth.UNKNOWN) and not sink.spool_full
+            mqtt_ok
+            and sink.state in (SinkHealth.OK, SinkHealth.UNKNOWN)
+            and not sink.spool_full
+            and self.spool.disk_full is None
         )
         return {
             "healthy": healthy,
@@ -184,6 +208,10 @@ class IngestService:
                 "max_bytes": self.spool.max_bytes,
                 "used_pct": round(100 * spool_bytes / self.spool.max_bytes, 2),
                 "full": sink.spool_full,
+                "error": self.spool.disk_full,
+                "quarantined_segments": self.spool.quarantined,
+                "quarantine_dir": str(self.spool.quarantine_dir),
+                "damaged_bytes": self.spool.damaged_bytes,
             },
             "devices": {
                 "unknown": self.gate.unknown,
@@ -220,14 +248,17 @@ class IngestService:
         return "pipeline stopped unexpectedly" if self.pipeline.finished.is_set() else None
 
     def stop(self, timeout_s: float) -> bool:
-        """Stop taking messages, store or spool in-flight ones, acknowledge, disconnect."""
+        """Stop taking messages, store or spool in-flight ones, acknowledge, disconnect; all
+        within ``timeout_s`` (a write still hanging then is left to die with the process)."""
         started = time.monotonic()
-        done = self.pipeline.stop(timeout_s)
+        done = self.pipeline.stop(timeout_s * (1 - _DISCONNECT_SHARE))
         if not done:
             log.warning("shutdown timed out; unacknowledged messages will be redelivered")
         self.link.stop()  # DISCONNECT queues behind the acknowledgements just sent
-        self.spool.close()
-        self.sink.close()
+        if done:
+            # Else the store thread may still be inside a write or an append: leave both open.
+            self.spool.close()
+            self.sink.close()
         log.info(
             "ingest stopped",
             extra={"clean": done, "seconds": round(time.monotonic() - started, 2)},

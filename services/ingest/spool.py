@@ -1,30 +1,44 @@
 """The durable spool: batches the database did not take, appended and fsynced, replayed in order.
 
 A spool is a directory of append-only segment files (``00000001.seg`` ...). Each record is a
-line-protocol batch framed as ``length (u32 BE) | crc32 (u32 BE) | bytes``; a record whose frame
-is short or whose CRC does not match is a torn write from a crash and is cut off at start-up.
+line-protocol batch framed as ``length (u32 BE) | crc32 (u32 BE) | bytes``. Damage is handled
+by where it is: a short or failed frame at the very end of the newest segment is a torn write
+from a crash and is cut off at start-up; anywhere else (a flipped bit, a bad sector) the spool
+resyncs to the next intact frame, keeps a copy of the segment as it was under ``quarantine/``
+and goes on, so one bad frame costs that frame only. An append that fails (disk full) is rolled
+back to the last whole frame and reported as :class:`DiskFull`, a kind of :class:`SpoolFull`.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import shutil
 import struct
 import threading
+import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 log = logging.getLogger(__name__)
 
 _HEADER = struct.Struct(">II")
 SUFFIX = ".seg"
+QUARANTINE = "quarantine"
+"""Subfolder keeping damaged segments as they were found, for a person to inspect or delete."""
 MAX_RECORD_BYTES = 256 * 1024**2  # a length above this is garbage, not a batch
+_NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 
 class SpoolFull(Exception):
     """Appending would exceed the size cap; the caller must hold its acks (back-pressure)."""
+
+
+class DiskFull(SpoolFull):
+    """The file system refused the append (no space, quota, file size limit); nothing of the
+    record is left behind. Handled like a full spool: hold acks and retry."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,23 +64,68 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def free_bytes(directory: Path) -> int:
+    """Space left to an unprivileged writer on the file system holding ``directory``."""
+    stats = os.statvfs(directory)
+    return stats.f_bavail * stats.f_frsize
+
+
+def _frame_end(buf: bytes, offset: int) -> int | None:
+    """End of the intact frame starting at ``offset``, or None if none starts there."""
+    if offset + _HEADER.size > len(buf):
+        return None
+    length: int
+    crc: int
+    length, crc = _HEADER.unpack_from(buf, offset)
+    end = offset + _HEADER.size + length
+    if length > MAX_RECORD_BYTES or end > len(buf):
+        return None
+    if zlib.crc32(memoryview(buf)[offset + _HEADER.size : end]) != crc:
+        return None
+    return end
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentScan:
+    """Every intact frame of a segment, found by resyncing past damage."""
+
+    frames: tuple[tuple[int, int], ...]
+    """(offset, end) of each intact frame, in order."""
+    size: int
+
+    @property
+    def damaged_bytes(self) -> int:
+        return self.size - sum(end - start for start, end in self.frames)
+
+    @property
+    def tail_only(self) -> bool:
+        """Damage only after the last intact frame: what a crash mid-append leaves."""
+        return self.damaged_bytes == self.size - (self.frames[-1][1] if self.frames else 0)
+
+
+def scan_frames(buf: bytes, start: int = 0) -> SegmentScan:
+    """Walk frames from ``start``; at a bad one, try each later offset until one checks out
+    (length in range and CRC matching: a false match is a 1 in 2**32 chance per offset)."""
+    frames: list[tuple[int, int]] = []
+    offset = start
+    size = len(buf)
+    while offset + _HEADER.size <= size:
+        end = _frame_end(buf, offset)
+        if end is not None:
+            frames.append((offset, end))
+            offset = end
+            continue
+        offset += 1
+    return SegmentScan(tuple(frames), size - start)
+
+
 def scan_segment(path: Path) -> tuple[int, int]:
     """Return ``(records, valid_bytes)``: the intact prefix of a segment file."""
-    records = 0
-    offset = 0
-    with path.open("rb") as f:
-        while True:
-            header = f.read(_HEADER.size)
-            if len(header) < _HEADER.size:
-                break
-            length, crc = _HEADER.unpack(header)
-            if length > MAX_RECORD_BYTES:
-                break
-            data = f.read(length)
-            if len(data) < length or zlib.crc32(data) != crc:
-                break
-            records += 1
-            offset += _HEADER.size + length
+    buf = path.read_bytes()
+    records = offset = 0
+    while (end := _frame_end(buf, offset)) is not None:
+        records += 1
+        offset = end
     return records, offset
 
 
@@ -77,37 +136,56 @@ class Spool:
         self.directory = directory
         self.max_bytes = max_bytes
         self.segment_bytes = segment_bytes
+        self.quarantine_dir = directory / QUARANTINE
         self._lock = threading.Lock()
         self._segments: dict[int, int] = {}  # segment number -> size in bytes
+        self._counts: dict[int, int] = {}  # segment number -> records not yet popped
         self._records = 0
         self._head_offset = 0  # read position in the oldest segment
-        self._writer: BinaryIO | None = None
+        self._fd: int | None = None  # the segment being appended to
         self._writer_segment = 0
+        self.disk_full: str | None = None
+        """Why the last append failed for lack of space; None once an append succeeds."""
+        self.damaged_bytes = 0
+        """Bytes of damaged frames skipped since start (their batches are lost)."""
+        self.last_quarantined: Path | None = None
         directory.mkdir(parents=True, exist_ok=True)
         self._recover()
 
     # -- start-up ---------------------------------------------------------------------------
     def _recover(self) -> None:
+        paths = []
         for path in sorted(self.directory.glob("*" + SUFFIX)):
             try:
-                number = int(path.stem)
+                paths.append((int(path.stem), path))
             except ValueError:
                 continue
-            records, valid = scan_segment(path)
-            size = path.stat().st_size
-            if valid < size:
+        newest = paths[-1][0] if paths else None
+        for number, path in paths:
+            buf = path.read_bytes()
+            scan = scan_frames(buf)
+            if scan.damaged_bytes and scan.tail_only and number == newest:
+                valid = scan.frames[-1][1] if scan.frames else 0
                 log.warning(
                     "spool: cutting torn tail off segment",
-                    extra={"segment": path.name, "kept_bytes": valid, "cut_bytes": size - valid},
+                    extra={
+                        "segment": path.name,
+                        "kept_bytes": valid,
+                        "cut_bytes": scan.size - valid,
+                    },
                 )
                 with path.open("r+b") as f:
                     f.truncate(valid)
                     os.fsync(f.fileno())
-            if records == 0:
+            elif scan.damaged_bytes:
+                self._quarantine(path, scan)
+                _rewrite(path, buf, scan.frames)
+            if not scan.frames:
                 path.unlink()
                 continue
-            self._segments[number] = valid
-            self._records += records
+            self._segments[number] = sum(end - start for start, end in scan.frames)
+            self._counts[number] = len(scan.frames)
+            self._records += len(scan.frames)
         # Never append to a recovered segment: a fresh one keeps recovery logic trivial.
         self._writer_segment = max(self._segments, default=0)
         if self._segments:
@@ -116,6 +194,26 @@ class Spool:
                 "spool: found batches to replay",
                 extra={"batches": self._records, "bytes": self.size_bytes},
             )
+
+    def _quarantine(self, path: Path, scan: SegmentScan) -> None:
+        """Keep the segment as found, then go on with its intact frames only."""
+        self.quarantine_dir.mkdir(exist_ok=True)
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        kept = self.quarantine_dir / f"{path.name}.{stamp}.{os.getpid()}"
+        shutil.copyfile(path, kept)
+        _fsync_file(kept)
+        _fsync_dir(self.quarantine_dir)
+        self.damaged_bytes += scan.damaged_bytes
+        self.last_quarantined = kept
+        log.error(
+            "spool: damaged segment quarantined; skipping its bad frames, keeping the rest",
+            extra={
+                "segment": path.name,
+                "quarantined_as": str(kept),
+                "intact_batches": len(scan.frames),
+                "damaged_bytes": scan.damaged_bytes,
+            },
+        )
 
     # -- state ----------------------------------------------------------------------------
     @property
@@ -130,58 +228,106 @@ class Spool:
     def empty(self) -> bool:
         return self._records == 0
 
+    @property
+    def quarantined(self) -> int:
+        """Damaged segments kept under ``quarantine/`` (until a person removes them)."""
+        try:
+            return sum(1 for p in self.quarantine_dir.iterdir() if p.is_file())
+        except FileNotFoundError:
+            return 0
+
     def has_room(self, size: int) -> bool:
         return self.size_bytes + _HEADER.size + size <= self.max_bytes
 
     # -- writing -----------------------------------------------------------------------------
     def append(self, data: bytes) -> None:
-        """Append one record and fsync it; raises SpoolFull when the cap would be exceeded."""
+        """Append one record and fsync it; raises SpoolFull when the cap would be exceeded and
+        DiskFull when the file system has no room (the partial frame is cut off again)."""
         with self._lock:
             if not self.has_room(len(data)):
                 raise SpoolFull(
                     f"spool holds {self.size_bytes} of {self.max_bytes} bytes; "
                     f"cannot add {len(data)} more"
                 )
-            writer = self._writer_for_append()
+            fd = self._fd_for_append()
+            size = self._segments[self._writer_segment]
             frame = _HEADER.pack(len(data), zlib.crc32(data)) + data
-            writer.write(frame)
-            writer.flush()
-            os.fsync(writer.fileno())
+            try:
+                _write_all(fd, frame)
+                os.fsync(fd)
+            except OSError as exc:
+                self._roll_back(fd, size)
+                if exc.errno not in _NO_SPACE:
+                    raise
+                self.disk_full = f"disk full: {exc.strerror} ({self.directory})"
+                raise DiskFull(self.disk_full) from exc
+            self.disk_full = None
             self._segments[self._writer_segment] += len(frame)
+            self._counts[self._writer_segment] += 1
             self._records += 1
 
-    def _writer_for_append(self) -> BinaryIO:
+    def _roll_back(self, fd: int, size: int) -> None:
+        """Cut a partly written frame off, so the next append does not land behind garbage."""
+        try:
+            os.ftruncate(fd, size)
+            os.fsync(fd)
+        except OSError:
+            # Cannot cut it: seal this segment (the next append opens a new one); the stray
+            # bytes are skipped as damage when read.
+            self._segments[self._writer_segment] = os.fstat(fd).st_size
+            os.close(fd)
+            self._fd = None
+
+    def _fd_for_append(self) -> int:
         size = self._segments.get(self._writer_segment)
-        if self._writer is not None and size is not None and size < self.segment_bytes:
-            return self._writer
-        if self._writer is not None:
-            self._writer.close()
+        if self._fd is not None and size is not None and size < self.segment_bytes:
+            return self._fd
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
         self._writer_segment += 1
         path = self.directory / _segment_name(self._writer_segment)
-        self._writer = path.open("ab")
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self._segments[self._writer_segment] = 0
+        self._counts[self._writer_segment] = 0
         _fsync_dir(self.directory)
-        return self._writer
+        return self._fd
 
     # -- reading ---------------------------------------------------------------------------
     def peek(self) -> SpoolRecord | None:
-        """The oldest record, or None when the spool is empty."""
+        """The oldest intact record, or None when the spool is empty. A damaged frame met here
+        (the disk changed under us) is quarantined and skipped, never raised."""
         with self._lock:
-            if not self._segments:
-                return None
-            number = min(self._segments)
-            path = self.directory / _segment_name(number)
-            with path.open("rb") as f:
-                f.seek(self._head_offset)
-                header = f.read(_HEADER.size)
-                if len(header) < _HEADER.size:
-                    raise OSError(f"spool segment {path.name} ends inside a record header")
-                length, crc = _HEADER.unpack(header)
-                data = f.read(length)
-            if len(data) < length or zlib.crc32(data) != crc:
-                raise OSError(f"spool segment {path.name} is corrupt at {self._head_offset}")
-            end = self._head_offset + _HEADER.size + length
-            return SpoolRecord(number, self._head_offset, end, data)
+            while self._segments:
+                number = min(self._segments)
+                path = self.directory / _segment_name(number)
+                data = _read_frame(path, self._head_offset)
+                if data is not None:
+                    end = self._head_offset + _HEADER.size + len(data)
+                    return SpoolRecord(number, self._head_offset, end, data)
+                if not self._skip_damage(number, path):
+                    return None
+            return None
+
+    def _skip_damage(self, number: int, path: Path) -> bool:
+        """Resync past a bad frame at the head; False if nothing is left to read."""
+        buf = path.read_bytes()
+        on_disk = len(buf)
+        if number == self._writer_segment and self._head_offset >= on_disk:
+            return False  # read everything appended so far
+        scan = scan_frames(buf, self._head_offset)
+        self._quarantine(path, scan)
+        before = self._counts[number]
+        self._counts[number] = len(scan.frames)
+        self._records += len(scan.frames) - before
+        if scan.frames:
+            self._head_offset = scan.frames[0][0]
+            return True
+        if number == self._writer_segment:
+            self._head_offset = on_disk  # later appends land after the damage
+            return False
+        self._drop_segment(number)
+        return True
 
     def pop(self, record: SpoolRecord) -> None:
         """Forget ``record`` (it is stored); deletes its segment once fully consumed."""
@@ -189,20 +335,66 @@ class Spool:
             if record.segment != min(self._segments, default=None):
                 raise ValueError("pop() must be given the record peek() returned")
             self._records -= 1
+            self._counts[record.segment] -= 1
             self._head_offset = record.end
-            if record.end < self._segments[record.segment]:
+            if self._counts[record.segment]:
                 return
             # A crash before this unlink only means the segment is replayed again: harmless,
             # since writing the same points twice overwrites them.
-            if record.segment == self._writer_segment and self._writer is not None:
-                self._writer.close()
-                self._writer = None
-            (self.directory / _segment_name(record.segment)).unlink()
-            del self._segments[record.segment]
-            self._head_offset = 0
+            self._drop_segment(record.segment)
+
+    def _drop_segment(self, number: int) -> None:
+        if number == self._writer_segment and self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        (self.directory / _segment_name(number)).unlink()
+        del self._segments[number]
+        del self._counts[number]
+        self._head_offset = 0
 
     def close(self) -> None:
         with self._lock:
-            if self._writer is not None:
-                self._writer.close()
-                self._writer = None
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _read_frame(path: Path, offset: int) -> bytes | None:
+    """The record of the intact frame at ``offset``, else None (short, damaged or absent)."""
+    with path.open("rb") as f:
+        f.seek(offset)
+        header = f.read(_HEADER.size)
+        if len(header) < _HEADER.size:
+            return None
+        length, crc = _HEADER.unpack(header)
+        if length > MAX_RECORD_BYTES:
+            return None
+        data = f.read(length)
+    return data if len(data) == length and zlib.crc32(data) == crc else None
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _rewrite(path: Path, buf: bytes, frames: tuple[tuple[int, int], ...]) -> None:
+    """Replace ``path`` atomically by its intact frames only."""
+    partial = path.with_name(path.name + ".partial")
+    with partial.open("wb") as f:
+        for start, end in frames:
+            f.write(buf[start:end])
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(partial, path)
+    _fsync_dir(path.parent)
