@@ -1,0 +1,239 @@
+"""facility-ingest's spool and shutdown under faults, against real Mosquitto and InfluxDB 1.x: a
+flipped bit inside the spool, a full disk under it, and SIGTERM while a QoS 0 flood meets a
+database that hangs."""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+import struct
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from tests.helpers import wait_until
+from tests.integration.ingest_support import (
+    IngestFactory,
+    Publisher,
+    ingest_processes,
+    log_mentions,
+    readings,
+    stored_count,
+    wait_exactly_stored,
+)
+from tests.servers import InfluxDB1Server, MosquittoServer
+
+FRAME_HEADER = struct.Struct(">II")  # the spool's frame: length, crc32, then the batch
+
+
+@pytest.fixture
+def ingest_factory(tmp_path: Path) -> Iterator[IngestFactory]:
+    yield from ingest_processes(tmp_path)
+
+
+def v1_env(broker: MosquittoServer, influx_url: str, **extra: str) -> dict[str, str]:
+    return {
+        "MQTT_URL": broker.url,
+        "INFLUX_URL": influx_url,
+        "INFLUX_API_VERSION": "1",
+        "INGEST_STATS_INTERVAL_S": "0",  # only the test's readings in the spool
+        **extra,
+    }
+
+
+def spool_frames(segment: Path) -> list[tuple[int, bytes]]:
+    """(offset, batch) of each frame of a spool segment file."""
+    raw = segment.read_bytes()
+    frames, offset = [], 0
+    while offset < len(raw):
+        length, _crc = FRAME_HEADER.unpack_from(raw, offset)
+        frames.append((offset, raw[offset + 8 : offset + 8 + length]))
+        offset += 8 + length
+    return frames
+
+
+def test_a_flipped_bit_mid_spool_loses_only_its_batch_and_ingest_stays_up(
+    mosquitto: MosquittoServer, influxdb1: InfluxDB1Server, ingest_factory: IngestFactory
+) -> None:
+    expected = readings(1000)
+    influxdb1.stop()  # everything goes to the spool
+    ingest = ingest_factory(v1_env(mosquitto, influxdb1.url, INGEST_BATCH_SIZE="50")).start()
+    ingest.wait_connected()
+    publisher = Publisher(mosquitto.host, mosquitto.port)
+    publisher.publish_all(expected)
+    publisher.wait_acknowledged()
+    publisher.close()
+    wait_until(lambda: ingest.metric("ingest_points_spooled_total") >= len(expected), timeout=60)
+    assert ingest.terminate() == 0
+    (segment,) = sorted((ingest.log_path.parent / "ingest-spool").glob("*.seg"))
+    frames = spool_frames(segment)
+    assert len(frames) >= 10
+    offset, batch = frames[len(frames) // 2]
+    raw = bytearray(segment.read_bytes())
+    raw[offset + 8 + len(batch) // 2] ^= 0x04  # one bit, inside a batch in the middle
+    segment.write_bytes(bytes(raw))
+    damaged = {int(line.rsplit(b" ", 1)[1]) for line in batch.splitlines()}
+    assert damaged
+
+    influxdb1.start()
+    ingest.start()
+    survivors = [r for r in expected if r[2] not in damaged]
+    wait_exactly_stored(influxdb1, survivors, ingest)
+    assert ingest.proc is not None and ingest.proc.poll() is None, ingest.log_tail()
+    assert ingest.metric("ingest_spool_quarantined_segments") == 1
+    spool = ingest.health()[1]["spool"]
+    assert spool["quarantined_segments"] == 1 and spool["batches"] == 0
+    (kept,) = Path(spool["quarantine_dir"]).iterdir()
+    assert kept.read_bytes() == bytes(raw)  # kept as found, for a person to look at
+    assert log_mentions(ingest, "quarantined")
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB tmpfs (mounting needs root, which tests and CI run as here)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    disk = tmp_path / "small-disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], check=True)
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_a_full_disk_under_the_spool_holds_acks_and_loses_nothing_once_space_returns(
+    mosquitto: MosquittoServer,
+    influxdb1: InfluxDB1Server,
+    ingest_factory: IngestFactory,
+    small_disk: Path,
+) -> None:
+    filler = small_disk / "filler"
+    stats = os.statvfs(small_disk)
+    filler.write_bytes(b"\0" * (stats.f_bavail * stats.f_frsize - 96 * 1024))  # 96 KiB left
+    expected = readings(3000)  # ~300 KiB of line protocol: far more than fits
+    ingest = ingest_factory(
+        v1_env(mosquitto, influxdb1.url, INGEST_SPOOL_DIR=str(small_disk / "spool"))
+    ).start()
+    ingest.wait_connected()
+    influxdb1.stop()  # after ingest created its database: everything goes to the spool
+    assert log_mentions(ingest, "less free disk space than INGEST_SPOOL_MAX_BYTES")
+    publisher = Publisher(mosquitto.host, mosquitto.port).publish_in_background(expected, 0)
+
+    def disk_full_reported() -> bool:
+        status, health = ingest.health()
+        return status == 503 and "disk full" in (health["spool"]["error"] or "")
+
+    wait_until(disk_full_reported, timeout=60, interval=0.25)
+    assert ingest.metric("ingest_spool_disk_full") == 1
+    assert ingest.metric("ingest_messages_acked_total") < len(expected)  # acks held
+    assert ingest.proc is not None and ingest.proc.poll() is None, ingest.log_tail()
+
+    filler.unlink()  # the operator frees space
+    influxdb1.start()
+    publisher.wait_acknowledged()
+    publisher.close()
+    wait_exactly_stored(influxdb1, expected, ingest)
+    wait_until(lambda: ingest.health()[0] == 200, timeout=30)
+    assert ingest.metric("ingest_spool_disk_full") == 0
+
+
+class StallingRelay:
+    """A TCP relay on loopback to a real server that, once stalled, keeps every connection open
+    and passes nothing more either way: a database that hangs without refusing."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.2)
+        self.port = self.listener.getsockname()[1]
+        self.stalled = threading.Event()
+        self.closed = threading.Event()
+        self._sockets: list[socket.socket] = [self.listener]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _accept(self) -> None:
+        while not self.closed.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                continue
+            self._sockets.append(client)
+            threading.Thread(target=self._relay, args=(client,), daemon=True).start()
+
+    def _relay(self, client: socket.socket) -> None:
+        if self.stalled.is_set():
+            self.closed.wait()  # accepted, never answered
+            return
+        upstream = socket.create_connection(self.target)
+        self._sockets.append(upstream)
+        peers = {client: upstream, upstream: client}
+        while not self.closed.is_set():
+            if self.stalled.is_set():
+                self.closed.wait(0.2)
+                continue
+            ready, _, _ = select.select(list(peers), [], [], 0.2)
+            for sock in ready:
+                data = sock.recv(65536)
+                if not data:
+                    return
+                peers[sock].sendall(data)
+
+    def close(self) -> None:
+        self.closed.set()
+        for sock in self._sockets:
+            sock.close()
+
+
+def test_sigterm_during_a_qos0_flood_with_a_hanging_database_exits_within_the_timeout(
+    mosquitto: MosquittoServer, influxdb1: InfluxDB1Server, ingest_factory: IngestFactory
+) -> None:
+    relay = StallingRelay(influxdb1.host, influxdb1.port)
+    try:
+        ingest = ingest_factory(
+            v1_env(
+                mosquitto,
+                relay.url,
+                INGEST_WRITE_TIMEOUT_MS="120000",  # a write hangs far longer than the test
+                INGEST_SHUTDOWN_TIMEOUT_S="2",
+            )
+        ).start()
+        ingest.wait_connected()
+        wait_until(lambda: ingest.health()[1]["sink"]["state"] == "ok", timeout=30)
+        relay.stalled.set()
+        flood = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="test-flood")
+        flood.connect(mosquitto.host, mosquitto.port)
+        flood.loop_start()
+        try:
+            last = None
+            for topic, payload, _ in readings(20_000):
+                last = flood.publish(topic, payload, qos=0)
+            assert last is not None
+            last.wait_for_publish(60)
+            # Three batches handed on: the store thread hangs on the first, the encode thread
+            # waits behind the other two, so the inbox fills up behind them.
+            wait_until(
+                lambda: ingest.metric('ingest_messages_received_total{channel="telemetry"}')
+                >= 1500,
+                timeout=60,
+            )
+            assert stored_count(influxdb1) == 0
+            # The bound is the test's own timeout, not a timing assertion: generous, yet far
+            # below the 120 s a hanging write would hold a stop that waits for it.
+            assert ingest.terminate(timeout=30) == 0
+        finally:
+            flood.disconnect()
+            flood.loop_stop()
+        assert log_mentions(ingest, "ingest stopped")
+    finally:
+        relay.close()
