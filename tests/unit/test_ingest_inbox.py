@@ -49,3 +49,21 @@ def test_a_full_inbox_holds_the_writer_until_the_reader_takes() -> None:
     assert done.wait(30)
     thread.join(30)
     assert inbox.take(10) == [2, 3]
+
+
+def test_closing_frees_a_writer_blocked_on_a_full_inbox() -> None:
+    inbox: Inbox[int] = Inbox(1)
+    assert inbox.put(1)
+    refused = threading.Event()
+
+    def writer() -> None:
+        if not inbox.put(2):  # no timeout: only closing can end this wait
+            refused.set()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    inbox.close()
+    assert refused.wait(30)
+    thread.join(30)
+    assert not inbox.put(3)
+    assert inbox.closed and inbox.take(10) == [1]  # what was inside can still be taken
