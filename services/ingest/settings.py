@@ -137,7 +137,8 @@ class IngestSettings(CommonSettings):
         default=8.0,
         gt=0,
         le=60,
-        description="On SIGTERM, how long to flush before spooling what is left and exiting.",
+        description="On SIGTERM, the bound of the whole stop: flush or spool what is in flight, "
+        "acknowledge, disconnect; a write still hanging then is left unacknowledged.",
     )
 
     @field_validator("ingest_retention")
