@@ -149,6 +149,7 @@ class Spool:
         self.damaged_bytes = 0
         """Bytes of damaged frames skipped since start (their batches are lost)."""
         self.last_quarantined: Path | None = None
+        self._kept: dict[str, Path] = {}  # segment name -> its copy in quarantine/, this run
         directory.mkdir(parents=True, exist_ok=True)
         self._recover()
 
@@ -196,15 +197,26 @@ class Spool:
             )
 
     def _quarantine(self, path: Path, scan: SegmentScan) -> None:
-        """Keep the segment as found, then go on with its intact frames only."""
-        self.quarantine_dir.mkdir(exist_ok=True)
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        kept = self.quarantine_dir / f"{path.name}.{stamp}.{os.getpid()}"
-        shutil.copyfile(path, kept)
-        _fsync_file(kept)
-        _fsync_dir(self.quarantine_dir)
+        """Keep the segment as found (once per segment), then go on with its intact frames only.
+        Keeping the copy is best effort: on a full disk the skip must still happen."""
         self.damaged_bytes += scan.damaged_bytes
-        self.last_quarantined = kept
+        kept = self._kept.get(path.name)
+        if kept is None:
+            stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+            kept = self.quarantine_dir / f"{path.name}.{stamp}.{os.getpid()}"
+            try:
+                self.quarantine_dir.mkdir(exist_ok=True)
+                shutil.copyfile(path, kept)
+                _fsync_file(kept)
+                _fsync_dir(self.quarantine_dir)
+            except OSError as exc:
+                log.error(
+                    "spool: could not keep a copy of a damaged segment",
+                    extra={"segment": path.name, "error": str(exc)},
+                )
+            else:
+                self._kept[path.name] = kept
+                self.last_quarantined = kept
         log.error(
             "spool: damaged segment quarantined; skipping its bad frames, keeping the rest",
             extra={

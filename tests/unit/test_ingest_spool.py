@@ -198,3 +198,16 @@ def test_disk_full_rolls_back_the_partial_frame_and_is_a_full_spool(
     spool.append(b"refused-batch\n")
     assert spool.disk_full is None
     assert drain(spool) == [b"kept\n", b"refused-batch\n"]
+
+
+def test_two_damaged_frames_of_one_segment_keep_one_copy(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_bytes=10**6)
+    batches = [f"b{i}\n".encode() for i in range(6)]
+    for batch in batches:
+        spool.append(batch)
+    (segment,) = tmp_path.glob("*.seg")
+    offsets = _frame_offsets(segment)
+    _flip(segment, offsets[1] + 9)
+    _flip(segment, offsets[4] + 9)
+    assert drain(spool) == [batches[0], batches[2], batches[3], batches[5]]
+    assert spool.quarantined == 1
