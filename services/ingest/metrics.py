@@ -57,6 +57,12 @@ class IngestMetrics:
             buckets=_LAG_BUCKETS,
             registry=r,
         )
+        self.inbox_messages = Gauge(
+            "ingest_inbox_messages",
+            "messages handed over by the MQTT thread, not yet taken by the encode thread "
+            "(bounded at Receive Maximum + 1000)",
+            registry=r,
+        )
         self.spool_bytes = Gauge("ingest_spool_bytes", "bytes in the spool", registry=r)
         self.spool_batches = Gauge("ingest_spool_batches", "batches in the spool", registry=r)
         self.spool_max_bytes = Gauge(

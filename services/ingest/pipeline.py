@@ -107,6 +107,7 @@ class Pipeline:
         self.reporter = reporter
         self.accepting = True
         self._inbox: Inbox[Inbound] = Inbox(inbox_size)  # closed and empty: end
+        metrics.inbox_messages.set_function(lambda: len(self._inbox))
         # Two batches may wait while one is written: enough to overlap encoding and writing.
         self._batches: queue.Queue[Batch | None] = queue.Queue(maxsize=2)  # None: end
         self._generation = 0

@@ -5,11 +5,8 @@ database that hangs."""
 from __future__ import annotations
 
 import os
-import select
-import socket
 import struct
 import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +15,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from tests.helpers import wait_until
+from tests.integration.fault_proxy import FaultProxy
 from tests.integration.ingest_support import (
     IngestFactory,
     Publisher,
@@ -144,74 +142,24 @@ def test_a_full_disk_under_the_spool_holds_acks_and_loses_nothing_once_space_ret
     assert log_mentions(ingest, "less free disk space than INGEST_SPOOL_MAX_BYTES")  # at start
 
 
-class StallingRelay:
-    """A TCP relay on loopback to a real server that, once stalled, keeps every connection open
-    and passes nothing more either way: a database that hangs without refusing."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.target = (host, port)
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.listener.settimeout(0.2)
-        self.port = self.listener.getsockname()[1]
-        self.stalled = threading.Event()
-        self.closed = threading.Event()
-        self._sockets: list[socket.socket] = [self.listener]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def _accept(self) -> None:
-        while not self.closed.is_set():
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                continue
-            self._sockets.append(client)
-            threading.Thread(target=self._relay, args=(client,), daemon=True).start()
-
-    def _relay(self, client: socket.socket) -> None:
-        if self.stalled.is_set():
-            self.closed.wait()  # accepted, never answered
-            return
-        upstream = socket.create_connection(self.target)
-        self._sockets.append(upstream)
-        peers = {client: upstream, upstream: client}
-        while not self.closed.is_set():
-            if self.stalled.is_set():
-                self.closed.wait(0.2)
-                continue
-            ready, _, _ = select.select(list(peers), [], [], 0.2)
-            for sock in ready:
-                data = sock.recv(65536)
-                if not data:
-                    return
-                peers[sock].sendall(data)
-
-    def close(self) -> None:
-        self.closed.set()
-        for sock in self._sockets:
-            sock.close()
-
-
 def test_sigterm_during_a_qos0_flood_with_a_hanging_database_exits_within_the_timeout(
     mosquitto: MosquittoServer, influxdb1: InfluxDB1Server, ingest_factory: IngestFactory
 ) -> None:
-    relay = StallingRelay(influxdb1.host, influxdb1.port)
+    proxy = FaultProxy(influxdb1.url)
     try:
         ingest = ingest_factory(
             v1_env(
                 mosquitto,
-                relay.url,
+                proxy.url,
                 INGEST_WRITE_TIMEOUT_MS="120000",  # a write hangs far longer than the test
                 INGEST_SHUTDOWN_TIMEOUT_S="2",
                 INGEST_FLUSH_INTERVAL_MS="60000",  # batches of exactly 500
+                INGEST_RECEIVE_MAXIMUM="1500",  # the inbox holds 1500 + 1000
             )
         ).start()
         ingest.wait_connected()
         wait_until(lambda: ingest.health()[1]["sink"]["state"] == "ok", timeout=30)
-        relay.stalled.set()
+        proxy.fail("blackhole")  # accepts and reads each request, never answers
         flood = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="test-flood")
         flood.connect(mosquitto.host, mosquitto.port)
         flood.loop_start()
@@ -221,15 +169,12 @@ def test_sigterm_during_a_qos0_flood_with_a_hanging_database_exits_within_the_ti
                 last = flood.publish(topic, payload, qos=0)
             assert last is not None
             last.wait_for_publish(60)
-            # Three batches handed on: the store thread hangs on the first, two wait in the
-            # batch queue and the encode thread blocks with a fourth, so the inbox fills up.
-            wait_until(
-                lambda: (
-                    ingest.metric('ingest_messages_received_total{channel="telemetry"}') >= 1500
-                ),
-                timeout=60,
-            )
+            # The store thread hangs on the first batch, two wait in the batch queue, the encode
+            # thread blocks with a fourth, and the inbox fills up: paho's thread waits for room.
+            wait_until(lambda: ingest.metric("ingest_inbox_messages") >= 2500, timeout=60)
             assert stored_count(influxdb1) == 0
+            # The store thread waits on a write that never gets an answer.
+            wait_until(lambda: proxy.count("blackhole", "/write") >= 1, timeout=30)
             # The bound is the test's own timeout, not a timing assertion: generous, yet far
             # below the 120 s a hanging write would hold a stop that waits for it.
             assert ingest.terminate(timeout=30) == 0
@@ -238,4 +183,4 @@ def test_sigterm_during_a_qos0_flood_with_a_hanging_database_exits_within_the_ti
             flood.loop_stop()
         assert log_mentions(ingest, "ingest stopped")
     finally:
-        relay.close()
+        proxy.close()
