@@ -192,11 +192,14 @@ def v1_env(broker: MosquittoServer, influx: InfluxDB1Server, **extra: str) -> di
 
 
 def publish_acknowledged(
-    broker: MosquittoServer, messages: list[tuple[str, bytes, int]], rate: float = 0
+    broker: MosquittoServer,
+    messages: list[tuple[str, bytes, int]],
+    rate: float = 0,
+    client_id: str = "test-publisher",
 ) -> None:
     """Publishes ``messages`` in order (``rate`` as ``Publisher.publish_all``) and returns once
     the broker has acknowledged every one."""
-    publisher = Publisher(broker.host, broker.port)
+    publisher = Publisher(broker.host, broker.port, client_id)
     publisher.publish_all(messages, rate)
     publisher.wait_acknowledged()
     publisher.close()

@@ -16,6 +16,7 @@ from tests.integration.ingest_support import (
     Publisher,
     assert_exactly_stored,
     ingest_processes,
+    publish_acknowledged,
     readings,
     stored_count,
     wait_exactly_stored,
@@ -96,17 +97,11 @@ def test_broker_restart_mid_run_loses_nothing(
     ingest.wait_connected()
     # Stop ingest so the broker holds a backlog for its persistent session across the restart.
     assert ingest.terminate() == 0
-    publisher = Publisher(mosquitto.host, mosquitto.port)
-    publisher.publish_all(first)
-    publisher.wait_acknowledged()
-    publisher.close()
+    publish_acknowledged(mosquitto, first)
     ingest.start()
     wait_until(lambda: stored_count(influxdb1) >= 500, timeout=60, interval=0.05)
     mosquitto.restart()  # mid-run: part of the backlog stored, part still queued or in flight
-    publisher = Publisher(mosquitto.host, mosquitto.port, client_id="test-publisher-2")
-    publisher.publish_all(second)
-    publisher.wait_acknowledged()
-    publisher.close()
+    publish_acknowledged(mosquitto, second, client_id="test-publisher-2")
     wait_exactly_stored(influxdb1, first + second, ingest)
 
 
@@ -134,10 +129,7 @@ def test_missing_database_is_unhealthy_and_nothing_lost_once_created(
         v1_env(mosquitto, influxdb1, INFLUX_BUCKET="facility", INGEST_CREATE_BUCKET="false")
     ).start()
     ingest.wait_connected()
-    publisher = Publisher(mosquitto.host, mosquitto.port)
-    publisher.publish_all(expected)
-    publisher.wait_acknowledged()
-    publisher.close()
+    publish_acknowledged(mosquitto, expected)
     wait_until(lambda: ingest.metric("ingest_points_spooled_total") >= len(expected), timeout=60)
     status, health = ingest.health()
     assert status == 503
@@ -162,10 +154,7 @@ def test_wrong_credentials_are_unhealthy_and_nothing_lost_once_fixed(
         v1_env(mosquitto, influx, INFLUX_TOKEN="admin:wrong", INGEST_CREATE_BUCKET="false")
     ).start()
     wrong.wait_connected()
-    publisher = Publisher(mosquitto.host, mosquitto.port)
-    publisher.publish_all(expected)
-    publisher.wait_acknowledged()
-    publisher.close()
+    publish_acknowledged(mosquitto, expected)
     wait_until(lambda: wrong.metric("ingest_points_spooled_total") >= len(expected), timeout=60)
     status, health = wrong.health()
     assert status == 503 and health["sink"]["state"] == "refused"

@@ -21,6 +21,7 @@ from tests.integration.ingest_support import (
     Publisher,
     ingest_processes,
     log_mentions,
+    publish_acknowledged,
     readings,
     stored_count,
     wait_exactly_stored,
@@ -63,10 +64,7 @@ def test_a_flipped_bit_mid_spool_loses_only_its_batch_and_ingest_stays_up(
     influxdb1.stop()  # everything goes to the spool
     ingest = ingest_factory(v1_env(mosquitto, influxdb1.url, INGEST_BATCH_SIZE="50")).start()
     ingest.wait_connected()
-    publisher = Publisher(mosquitto.host, mosquitto.port)
-    publisher.publish_all(expected)
-    publisher.wait_acknowledged()
-    publisher.close()
+    publish_acknowledged(mosquitto, expected)
     wait_until(lambda: ingest.metric("ingest_points_spooled_total") >= len(expected), timeout=60)
     assert ingest.terminate() == 0
     (segment,) = sorted((ingest.log_path.parent / "ingest-spool").glob("*.seg"))

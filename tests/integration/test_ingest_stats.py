@@ -16,8 +16,8 @@ import pytest
 from tests.helpers import wait_until
 from tests.integration.ingest_support import (
     IngestFactory,
-    Publisher,
     ingest_processes,
+    publish_acknowledged,
     readings,
     wait_stored,
 )
@@ -58,10 +58,7 @@ def test_own_figures_are_stored_with_counts_matching_what_was_published(
         (TELEMETRY, json.dumps({"ts": now_ms, "weight_kg": 1, "fill_pct": 150}).encode(), 0)
     ] * 2
     expected_reasons = {"invalid_json": 3, "out_of_range": 2}
-    publisher = Publisher(mosquitto.host, mosquitto.port)
-    publisher.publish_all(good[:200] + bad + good[200:])
-    publisher.wait_acknowledged()
-    publisher.close()
+    publish_acknowledged(mosquitto, good[:200] + bad + good[200:])
     wait_stored(influxdb1, len(good), ingest)
 
     latest_stats: list[dict[str, Any]] = []
