@@ -42,6 +42,8 @@ from common.timestamps import MissingOffsetError, iso_to_ms
 from common.topics import check_id
 
 MAX_FUTURE_MS: Final = 5 * 60 * 1000
+"""Default of how far ahead of the receiver's clock a reading's ``ts`` may be (``MAX_FUTURE_S``);
+a judge passes its own bound as ``max_future_ms`` in the validation context."""
 
 # Rejection codes raised from inside the telemetry models, as pydantic error types (the
 # judge, common.payloads, reads codes from error types, never from message wording).
@@ -102,9 +104,16 @@ class Telemetry(BaseModel):
             ts_ms = parse_ts(value)
         except ValueError as exc:
             raise PydanticCustomError(INVALID_TS, str(exc)) from None
-        now_ms = info.context["now_ms"] if info.context else time.time_ns() // 1_000_000
-        if ts_ms > now_ms + MAX_FUTURE_MS:
-            raise PydanticCustomError(TS_IN_FUTURE, "ts is more than 5 minutes in the future")
+        context = info.context or {}
+        now_ms = context.get("now_ms") or time.time_ns() // 1_000_000
+        max_future_ms = context.get("max_future_ms", MAX_FUTURE_MS)
+        if ts_ms > now_ms + max_future_ms:
+            # How far ahead tells a device's bad clock from the receiver's own skew.
+            raise PydanticCustomError(
+                TS_IN_FUTURE,
+                f"ts is {(ts_ms - now_ms) / 1000:.0f} s ahead of the receiver's clock "
+                f"(limit {max_future_ms / 1000:.0f} s, MAX_FUTURE_S)",
+            )
         return ts_ms
 
     def values(self) -> dict[str, float | int | bool]:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from pydantic import ValidationError
 
-from common.kinds import INVALID_TS, KINDS, NO_FIELDS, TS_IN_FUTURE
+from common.kinds import INVALID_TS, KINDS, MAX_FUTURE_MS, NO_FIELDS, TS_IN_FUTURE
 from common.topics import TopicError, Topics
 
 if TYPE_CHECKING:
@@ -154,14 +154,16 @@ def parse_message(
     *,
     now_ms: int | None = None,
     gate: DeviceGate | None = None,
+    max_future_ms: int = MAX_FUTURE_MS,
 ) -> ParseResult:
     """Judge one MQTT message. Never raises; a failure of its own is ``internal_error``.
 
     With a ``gate``, the topic's (site, kind, device_id) is judged against the device registry
-    first (``common.identity``), before any work on the payload.
+    first (``common.identity``), before any work on the payload. A ``ts`` more than
+    ``max_future_ms`` after ``now_ms`` is ``ts_in_future``.
     """
     try:
-        return _parse(topic, payload, topics, now_ms, gate)
+        return _parse(topic, payload, topics, now_ms, gate, max_future_ms)
     except Exception as exc:
         log.exception("internal error while judging a message", extra={"topic": topic[:200]})
         return Rejection(
@@ -170,7 +172,12 @@ def parse_message(
 
 
 def _parse(
-    topic: str, payload: bytes, topics: Topics, now_ms: int | None, gate: DeviceGate | None
+    topic: str,
+    payload: bytes,
+    topics: Topics,
+    now_ms: int | None,
+    gate: DeviceGate | None,
+    max_future_ms: int,
 ) -> ParseResult:
     try:
         where = topics.parse_device_topic(topic)
@@ -190,7 +197,8 @@ def _parse(
     except UnicodeDecodeError as exc:
         return Rejection(NOT_UTF8, f"payload is not UTF-8 (byte {exc.start})")
     try:
-        reading = kind.telemetry.model_validate_json(text, context={"now_ms": now_ms or _now_ms()})
+        context = {"now_ms": now_ms or _now_ms(), "max_future_ms": max_future_ms}
+        reading = kind.telemetry.model_validate_json(text, context=context)
     except ValidationError as exc:
         return _rejection_from(exc)
     if reading.device_id is not None and reading.device_id != where.device_id:

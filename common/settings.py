@@ -17,7 +17,9 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from common.config_errors import join, problems
+from common.durations import DurationS
 from common.identity import DEFAULT_MAX_UNKNOWN, UnknownDevices
+from common.kinds import MAX_FUTURE_MS
 from common.redact import redact_urls
 from common.topics import TopicError, check_prefix
 
@@ -76,6 +78,13 @@ class CommonSettings(BaseSettings):
         description="With `accept`: distinct unregistered (site, kind, device_id) let through; "
         "beyond, dead letter `unknown_device_limit` (bounds InfluxDB series and alerts' state).",
     )
+    max_future_s: DurationS = Field(
+        default=MAX_FUTURE_MS / 1000,
+        gt=0,
+        le=7 * 86_400,
+        description="A reading whose ts is further than this ahead of the receiver's clock is "
+        "rejected (`ts_in_future`); raise it while a host's clock runs behind.",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["json", "console"] = "json"
     # Services write their bound /healthz port here (with *_HTTP_PORT=0: no race for a port).
@@ -117,6 +126,10 @@ class CommonSettings(BaseSettings):
         return value.upper() if isinstance(value, str) else value
 
     # -- derived values ------------------------------------------------------------------
+    @property
+    def max_future_ms(self) -> int:
+        return int(self.max_future_s * 1000)
+
     @property
     def mqtt_host(self) -> str:
         return urlsplit(self.mqtt_url).hostname or "localhost"

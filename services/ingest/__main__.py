@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from common.runtime import HttpEndpoint, load_program_settings, run_service
+from services.ingest import deadletters_cli
 from services.ingest.service import IngestService
 from services.ingest.settings import IngestSettings
 
@@ -29,12 +30,17 @@ def main(argv: list[str] | None = None) -> int:
         prog=PROGRAM,
         description="Subscribe to every telemetry and status topic, validate, and write points "
         "to InfluxDB (or a line-protocol file). A message is acknowledged only once stored or "
-        "fsynced to the spool. Stops cleanly on SIGTERM/SIGINT.",
+        "fsynced to the spool. Stops cleanly on SIGTERM/SIGINT. Without a command it runs the "
+        "service; `deadletters list|redrive` looks at and re-drives what it rejected.",
         epilog=_settings_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.parse_args(argv)
+    commands = parser.add_subparsers(dest="command", metavar="{deadletters}")
+    deadletters_cli.add_parser(commands)
+    args = parser.parse_args(argv)
     settings = load_program_settings(IngestSettings, PROGRAM)
+    if args.command == "deadletters":
+        return deadletters_cli.run(args, settings)
     return run_service(
         PROGRAM,
         lambda: IngestService(settings),

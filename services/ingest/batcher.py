@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 Ack = tuple[int, int, int]
 """``(mid, qos, generation)``: what to acknowledge, and on which MQTT connection it arrived."""
 
-Origin = tuple[str, bytes]
-"""``(topic, payload)`` of the message a line came from, for dead letters after a 400."""
+Origin = tuple[str, bytes, int]
+"""``(topic, payload, received_ms)`` of the message a line came from, for its dead letter."""
 
 
 @dataclass(slots=True)

@@ -97,3 +97,19 @@ class IngestMetrics:
             registry=r,
         )
         self.mqtt_up = Gauge("ingest_mqtt_connected", "1 when connected to the broker", registry=r)
+        self.deadletter_store_bytes = Gauge(
+            "ingest_deadletter_store_bytes",
+            "bytes of dead letters kept under INGEST_DEADLETTER_DIR (for list / redrive)",
+            registry=r,
+        )
+        self.deadletters_dropped = Gauge(
+            "ingest_deadletters_dropped",
+            "dead letters deleted since start, oldest first, to stay within "
+            "INGEST_DEADLETTER_MAX_BYTES",
+            registry=r,
+        )
+        self.deadletter_store_error = Gauge(
+            "ingest_deadletter_store_error",
+            "1 while the dead-letter store's disk refuses writes (acknowledgements held)",
+            registry=r,
+        )

@@ -13,31 +13,35 @@ import queue
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from common.devices import Registry
 from common.identity import DeviceGate
-from common.lineproto import LineProtocolError, encode_point
+from common.kinds import MAX_FUTURE_MS
+from common.lineproto import encode_point
 from common.messages import DeadLetter
 from common.mqtt import Message
-from common.payloads import Reading, Rejection, StatusReading, parse_message
-from common.schema import reading_point, status_point
+from common.payloads import Reading, Rejection, StatusReading
 from common.timestamps import ms_to_iso
 from common.topics import DeviceTopic, Topics
 from services.ingest.batcher import Batch, Batcher, Origin
+from services.ingest.deadletter_store import DeadLetterStore, LetterOrigin, StoredLetter
 from services.ingest.inbox import Inbox
+from services.ingest.judge import UNENCODABLE, Judge
 from services.ingest.metrics import IngestMetrics
 from services.ingest.stats import StatsReporter
+from services.ingest.status_book import StatusBook
 from services.ingest.writer import SINK_REJECTED, Abandoned, SinkHealth, Writer
 
 log = logging.getLogger(__name__)
 
+__all__ = ["DEADLETTER_SOURCE", "UNENCODABLE", "Inbound", "MemoTopics", "Pipeline"]
+
 DEADLETTER_SOURCE = "ingest"
 """Who rejected a dead letter: its ``source`` field and its topic's last level."""
-UNENCODABLE = "unencodable"
-"""Dead-letter reason for a valid reading line protocol cannot carry (should never happen)."""
+_LETTERS_RETRY_S = 1.0
 
 Publish = Callable[[str, bytes], None]
 AckFn = Callable[[list[int]], None]
@@ -92,11 +96,18 @@ class Pipeline:
         inbox_size: int,
         reporter: StatsReporter | None = None,
         gate: DeviceGate | None = None,
+        letters: DeadLetterStore | None = None,
+        statuses: StatusBook | None = None,
+        max_future_ms: int = MAX_FUTURE_MS,
     ) -> None:
         self.topics = MemoTopics(topics.prefix)
         self.registry = registry
         self.gate = gate
         """Judges each topic's (site, kind, device_id); on the encode thread only."""
+        self.judge = Judge(self.topics, registry, gate, max_future_ms)
+        self.letters = letters
+        """Durable copies of dead letters, flushed before the acknowledgements that need them."""
+        self.statuses = statuses
         self.writer = writer
         self.metrics = metrics
         self.publish = publish
@@ -112,7 +123,6 @@ class Pipeline:
         self._batches: queue.Queue[Batch | None] = queue.Queue(maxsize=2)  # None: end
         self._generation = 0
         self._generation_lock = threading.Lock()
-        self._tags: dict[tuple[str, str], dict[str, str]] = {}
         self._encode_thread = threading.Thread(target=self._encode_loop, name="encode", daemon=True)
         self._store_thread = threading.Thread(target=self._store_loop, name="store", daemon=True)
         self.finished = threading.Event()
@@ -168,54 +178,58 @@ class Pipeline:
     def _judge(self, item: Inbound, batcher: Batcher, stats: _Stats) -> None:
         mid, qos, topic, payload, received_s, generation = item
         received_ms = int(received_s * 1000)
-        result = parse_message(topic, payload, self.topics, now_ms=received_ms, gate=self.gate)
+        result = self.judge.parse(topic, payload, received_ms)
         ack = (mid, qos, generation)
         now = time.monotonic()
         if isinstance(result, Reading):
             stats.telemetry += 1
-            point = reading_point(result, self._registry_tags(result.site, result.device_id))
         elif isinstance(result, StatusReading):
             stats.status += 1
-            point = status_point(result)
+            if self.statuses is not None:
+                result = self.statuses.stamp(result)
         else:
             stats.rejected_message(topic)
             self._dead_letter(topic, payload, result, received_ms, stats)
             batcher.add_ack(ack, now)
             return
-        try:
-            line = encode_point(*point)
-        except LineProtocolError as exc:
-            self._dead_letter(topic, payload, Rejection(UNENCODABLE, str(exc)), received_ms, stats)
+        encoded = self.judge.line(result)
+        if isinstance(encoded, Rejection):
+            self._dead_letter(topic, payload, encoded, received_ms, stats)
             batcher.add_ack(ack, now)
             return
-        batcher.add_point(line, (topic, payload), point[3], ack, now)
-
-    def _registry_tags(self, site: str, device_id: str) -> Mapping[str, str] | None:
-        if self.registry is None:
-            return None
-        key = (site, device_id)
-        tags = self._tags.get(key)
-        if tags is None:
-            if len(self._tags) > 100_000:  # bound memory against a flood of unknown ids
-                self._tags.clear()
-            tags = self._tags[key] = self.registry.tags_for(site, device_id)
-        return tags
+        line, event_ms = encoded
+        batcher.add_point(line, (topic, payload, received_ms), event_ms, ack, now)
 
     def _dead_letter(
         self, topic: str, payload: bytes, why: Rejection, received_ms: int, stats: _Stats
     ) -> None:
         stats.rejected[why.code] += 1
-        letter = DeadLetter.build(
-            DEADLETTER_SOURCE, topic, payload, why.code, why.reason, ms_to_iso(received_ms)
-        )
-        self.publish(self.deadletter_topic, letter.model_dump_json().encode())
+        self._keep(topic, payload, why, received_ms, "live")
         if stats.rejected[why.code] <= 3 or log.isEnabledFor(logging.DEBUG):
             log.info(
                 "message rejected",
                 extra={"topic": topic[:200], "code": why.code, "reason": why.reason[:300]},
             )
 
+    def _keep(
+        self, topic: str, payload: bytes, why: Rejection, received_ms: int, origin: LetterOrigin
+    ) -> None:
+        """Publish the dead letter, and keep the whole message in the store for a re-drive."""
+        if self.letters is not None:
+            self.letters.add(
+                StoredLetter.build(topic, payload, why.code, why.reason, received_ms, origin)
+            )
+        letter = DeadLetter.build(
+            DEADLETTER_SOURCE, topic, payload, why.code, why.reason, ms_to_iso(received_ms)
+        )
+        self.publish(self.deadletter_topic, letter.model_dump_json().encode())
+
     def _hand_over(self, batch: Batch, stats: _Stats) -> None:
+        if self.statuses is not None:
+            try:
+                self.statuses.save()  # before its points can be stored: see status_book
+            except OSError as exc:
+                log.error("could not save the device status book", extra={"error": str(exc)})
         stats.flush(self.metrics)
         if self.gate is not None:
             self.metrics.unknown_devices.set(self.gate.unknown_seen)
@@ -243,11 +257,15 @@ class Pipeline:
                     except Abandoned:
                         log.warning("stopping with a batch stored nowhere; left unacknowledged")
                         return
+                    if not self._flush_letters(hold=True):
+                        log.warning("stopping with dead letters kept nowhere; left unacknowledged")
+                        return
                     self._acknowledge(batch)
                 if self.reporter is not None and self.reporter.due(time.monotonic()):
                     self._report(self.reporter)
                 if writer.replay_due():
                     writer.replay()
+                    self._flush_letters(hold=False)
                 elif (
                     idle
                     and writer.status.state in (SinkHealth.UNREACHABLE, SinkHealth.UNKNOWN)
@@ -275,6 +293,27 @@ class Pipeline:
             # Our own figures must never stop the data; the next interval carries the counters.
             log.exception("could not write ingest_stats")
 
+    def _flush_letters(self, hold: bool) -> bool:
+        """Dead letters on disk before the acknowledgements of their messages go out. A disk
+        that refuses them holds the acknowledgements (the broker keeps the messages), as a
+        full spool does; False when stopping while still refused."""
+        letters = self.letters
+        if letters is None:
+            return True
+        while True:
+            try:
+                letters.flush()
+            except OSError as exc:
+                if hold:
+                    log.error(
+                        "dead-letter store refuses writes: holding acknowledgements",
+                        extra={"error": str(exc), "dir": str(letters.directory)},
+                    )
+                if not hold or self.writer.stopping.wait(_LETTERS_RETRY_S):
+                    return False
+                continue
+            return True
+
     def _acknowledge(self, batch: Batch) -> None:
         with self._generation_lock:
             generation = self._generation
@@ -288,19 +327,18 @@ class Pipeline:
         for event_ms in batch.event_ms:
             lag.observe(now - event_ms / 1000)
 
-    def on_bad_line(self, origin: Origin | None, line: bytes, reason: str) -> None:
-        """The database refused a line on its own (400): dead-letter what it came from."""
-        topic, payload = origin if origin is not None else ("", line)
-        letter = DeadLetter.build(
-            DEADLETTER_SOURCE,
-            topic,
-            payload,
-            SINK_REJECTED,
-            reason,
-            ms_to_iso(int(time.time() * 1000)),
-        )
+    def on_bad_line(
+        self, origin: Origin | None, line: bytes, reason: str, replayed: bool = False
+    ) -> None:
+        """The database refused a line on its own (400): dead-letter what it came from, with
+        the time it was received (a line without an origin, e.g. self-report, is itself)."""
+        if origin is not None:
+            topic, payload, received_ms = origin
+        else:
+            topic, payload, received_ms = "", line, int(time.time() * 1000)
+        where: LetterOrigin = "spool_replay" if replayed else "live"
         self.metrics.rejected.labels(SINK_REJECTED).inc()
-        self.publish(self.deadletter_topic, letter.model_dump_json().encode())
+        self._keep(topic, payload, Rejection(SINK_REJECTED, reason), received_ms, where)
         log.warning(
             "database refused a line; dead-lettered",
             extra={

@@ -15,13 +15,18 @@ from common.mqtt import MqttLink
 from common.payloads import IDENTITY_CODES, INTERNAL_ERROR, REASON_CODES
 from common.runtime import StartupError
 from common.topics import Topics
+from services.ingest.batcher import Origin
+from services.ingest.deadletter_store import DeadLetterStore
+from services.ingest.judge import UNENCODABLE
 from services.ingest.metrics import IngestMetrics
-from services.ingest.pipeline import UNENCODABLE, Pipeline
+from services.ingest.pipeline import Pipeline
 from services.ingest.retry import CircuitBreaker, RetryPolicy
 from services.ingest.settings import IngestSettings
 from services.ingest.sinks import Sink, build_sink
 from services.ingest.spool import Spool, free_bytes
 from services.ingest.stats import StatsReporter
+from services.ingest.status_book import FILE_NAME as STATUS_BOOK
+from services.ingest.status_book import StatusBook
 from services.ingest.writer import SINK_REJECTED, SinkHealth, Writer
 
 log = logging.getLogger(__name__)
@@ -38,7 +43,7 @@ def subscriptions(settings: IngestSettings, topics: Topics) -> list[str]:
     return filters
 
 
-def _load_registry(settings: IngestSettings) -> Registry | None:
+def load_registry_for(settings: IngestSettings) -> Registry | None:
     if not settings.devices_file.exists():
         log.warning(
             "no device registry; bins get no zone tags",
@@ -51,7 +56,7 @@ def _load_registry(settings: IngestSettings) -> Registry | None:
         raise StartupError(f"DEVICES_FILE: {exc}") from exc
 
 
-def _device_gate(settings: IngestSettings, registry: Registry | None) -> DeviceGate:
+def device_gate(settings: IngestSettings, registry: Registry | None) -> DeviceGate:
     if settings.unknown_devices == "reject" and registry is None:
         raise StartupError(
             f"UNKNOWN_DEVICES=reject needs the device registry, and DEVICES_FILE "
@@ -83,8 +88,8 @@ class IngestService:
     def __init__(self, settings: IngestSettings, sink: Sink | None = None) -> None:
         self.settings = settings
         self.topics = Topics(settings.mqtt_topic_prefix)
-        self.registry = _load_registry(settings)
-        self.gate = _device_gate(settings, self.registry)
+        self.registry = load_registry_for(settings)
+        self.gate = device_gate(settings, self.registry)
         self.metrics = IngestMetrics()
         self.metrics.unknown_devices_max.set(settings.unknown_devices_max)
         self.sink = sink or build_sink(settings)
@@ -97,6 +102,17 @@ class IngestService:
         self.metrics.spool_quarantined.set_function(lambda: self.spool.quarantined)
         self.metrics.spool_damaged_bytes.set_function(lambda: self.spool.damaged_bytes)
         self.metrics.spool_disk_full.set_function(lambda: int(self.spool.disk_full is not None))
+        self.letters = DeadLetterStore(
+            settings.deadletter_dir,
+            settings.ingest_deadletter_max_bytes,
+            settings.ingest_deadletter_segment_bytes,
+        )
+        self.metrics.deadletter_store_bytes.set_function(self.letters.size_bytes)
+        self.metrics.deadletters_dropped.set_function(lambda: self.letters.dropped)
+        self.metrics.deadletter_store_error.set_function(
+            lambda: int(self.letters.error is not None)
+        )
+        self.statuses = StatusBook(settings.ingest_spool_dir / STATUS_BOOK)
         self.link = MqttLink(
             settings,
             CLIENT_ID,
@@ -145,6 +161,9 @@ class IngestService:
             inbox_size=settings.receive_maximum + 1000,
             reporter=reporter,
             gate=self.gate,
+            letters=self.letters,
+            statuses=self.statuses,
+            max_future_ms=settings.max_future_ms,
         )
         self.link.set_message_handler(self.pipeline.on_message)
         self.link.add_on_connect(self._on_connect)
@@ -177,8 +196,8 @@ class IngestService:
     def _publish(self, topic: str, payload: bytes) -> None:
         self.link.client.publish(topic, payload, qos=1)
 
-    def _on_bad_line(self, origin: tuple[str, bytes] | None, line: bytes, reason: str) -> None:
-        self.pipeline.on_bad_line(origin, line, reason)
+    def _on_bad_line(self, origin: Origin | None, line: bytes, reason: str, replayed: bool) -> None:
+        self.pipeline.on_bad_line(origin, line, reason, replayed)
 
     # -- health ----------------------------------------------------------------------------
     def health(self) -> dict[str, Any]:
@@ -190,6 +209,7 @@ class IngestService:
             and sink.state in (SinkHealth.OK, SinkHealth.UNKNOWN)
             and not sink.spool_full
             and self.spool.disk_full is None
+            and self.letters.error is None
         )
         return {
             "healthy": healthy,
@@ -212,6 +232,13 @@ class IngestService:
                 "quarantined_segments": self.spool.quarantined,
                 "quarantine_dir": str(self.spool.quarantine_dir),
                 "damaged_bytes": self.spool.damaged_bytes,
+            },
+            "deadletters": {
+                "dir": str(self.letters.directory),
+                "bytes": self.letters.size_bytes(),
+                "max_bytes": self.letters.max_bytes,
+                "dropped": self.letters.dropped,
+                "error": self.letters.error,
             },
             "devices": {
                 "unknown": self.gate.unknown,

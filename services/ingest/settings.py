@@ -71,6 +71,22 @@ class IngestSettings(CommonSettings):
         ge=4096,
         description="Spool segment size; a fully replayed segment file is deleted.",
     )
+    ingest_deadletter_dir: Path | None = Field(
+        default=None,
+        description="Durable dead-letter store (whole rejected messages, for `facility-ingest "
+        "deadletters list|redrive`); unset = `deadletters` beside INGEST_SPOOL_DIR.",
+    )
+    ingest_deadletter_max_bytes: int = Field(
+        default=256 * 1024**2,
+        ge=64 * 1024,
+        description="Dead-letter store cap; beyond it the oldest segment is deleted (counted in "
+        "ingest_deadletters_dropped).",
+    )
+    ingest_deadletter_segment_bytes: int = Field(
+        default=8 * 1024**2,
+        ge=4096,
+        description="Dead-letter store segment size (the unit the cap deletes).",
+    )
     ingest_write_attempts: int = Field(
         default=3,
         ge=1,
@@ -157,6 +173,10 @@ class IngestSettings(CommonSettings):
     @property
     def retention_s(self) -> int:
         return parse_retention_s(self.ingest_retention)
+
+    @property
+    def deadletter_dir(self) -> Path:
+        return self.ingest_deadletter_dir or self.ingest_spool_dir.parent / "deadletters"
 
     @property
     def receive_maximum(self) -> int:

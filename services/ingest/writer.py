@@ -21,6 +21,7 @@ from enum import StrEnum
 
 from services.ingest.batcher import Origin
 from services.ingest.metrics import IngestMetrics
+from services.ingest.origins import OriginsDamaged, pack, unpack
 from services.ingest.retry import CircuitBreaker, RetryPolicy
 from services.ingest.salvage import BISECT_MAX_WRITES, Salvage, write_salvaging
 from services.ingest.sinks.base import Outcome, Sink, WriteResult
@@ -32,7 +33,9 @@ log = logging.getLogger(__name__)
 SINK_REJECTED = "sink_rejected"
 """Dead-letter reason for a line the database itself refused, e.g. a field type clash."""
 
-OnBadLine = Callable[[Origin | None, bytes, str], None]
+OnBadLine = Callable[[Origin | None, bytes, str, bool], None]
+"""``(origin, line, reason, replayed)``: the database refused ``line`` for its own content;
+``replayed`` when the line came from the spool."""
 
 
 class Abandoned(Exception):
@@ -98,37 +101,40 @@ class Writer:
             return True
         if self.spool.empty and not self.breaker.open:
             attempts = 1 if self.stopping.is_set() else self.policy.attempts
-            stored, body = self._write_with_retries(body, origins, attempts)
+            stored, body, origins = self._write_with_retries(body, origins, attempts)
             if stored:
                 return True
         # Once anything is spooled, new batches queue behind it so replay keeps their order;
         # while the breaker is open they go there without a write.
-        self._append_to_spool(body)
+        self._append_to_spool(body, origins)
         return False
 
     def _write_with_retries(
         self, body: bytes, origins: list[Origin] | None, attempts: int
-    ) -> tuple[bool, bytes]:
-        """(stored, what is left to spool). Each attempt's bad-line indices refer to the body
-        that attempt wrote, so the body shrinks attempt by attempt, never from the original."""
+    ) -> tuple[bool, bytes, list[Origin] | None]:
+        """(stored, what is left to spool, its origins). Each attempt's bad-line indices refer
+        to the body that attempt wrote, so the body shrinks attempt by attempt, never from the
+        original."""
         failures = 0
         while True:
             salvage = self._write_once(body, origins)
             if salvage.result.stored:
-                return True, b""
+                return True, b"", None
             body = salvage.remaining(body)
+            origins = _without(origins, salvage)
             if salvage.result.outcome is Outcome.REFUSED or self.breaker.open:
-                return False, body
+                return False, body, origins
             failures += 1
             if failures >= attempts:
-                return False, body
+                return False, body, origins
             self.metrics.retries.inc()
-            origins = _without(origins, salvage)
             delay = self.policy.delay(failures, salvage.result.retry_after_s)
             if self.stopping.wait(delay):
-                return False, body
+                return False, body, origins
 
-    def _write_once(self, body: bytes, origins: list[Origin] | None) -> Salvage:
+    def _write_once(
+        self, body: bytes, origins: list[Origin] | None, replayed: bool = False
+    ) -> Salvage:
         started = time.perf_counter()
         salvage = write_salvaging(self.sink, body, self.bisect_max_writes)
         elapsed = time.perf_counter() - started
@@ -137,7 +143,7 @@ class Writer:
         for index, line, reason in salvage.bad:
             origin = origins[index] if origins is not None else None
             try:
-                self.on_bad_line(origin, line, reason)
+                self.on_bad_line(origin, line, reason, replayed)
             except Exception:
                 # A failed dead letter must not stop the pipeline; the line is logged here.
                 log.exception("could not dead-letter a refused line", extra={"line": line[:200]})
@@ -181,13 +187,16 @@ class Writer:
         self.status.last_status = result.status
         self.metrics.sink_up.set(0)
 
-    def _append_to_spool(self, body: bytes) -> None:
+    def _append_to_spool(self, body: bytes, origins: list[Origin] | None = None) -> None:
         if not body:
             return
         points = body.count(b"\n")
+        # Spooled with their origins, so a line refused at replay is dead-lettered as the
+        # message it came from (topic, payload, receive time) and can be re-driven.
+        record = pack(body, origins)
         while True:
             try:
-                self.spool.append(body)
+                self.spool.append(record)
             except SpoolFull as exc:
                 if not self.status.spool_full:
                     log.error(
@@ -252,7 +261,14 @@ class Writer:
             record = self.spool.peek()
             if record is None:
                 break
-            salvage = self._write_once(record.data, None)
+            try:
+                body, origins = unpack(record.data)
+            except OriginsDamaged as exc:
+                # Past the frame's CRC this means a bug, not the disk: keep going without it.
+                log.error("spool: unreadable batch skipped", extra={"error": str(exc)})
+                self.spool.pop(record)
+                continue
+            salvage = self._write_once(body, origins, replayed=True)
             if not salvage.result.stored:
                 self._replay_failures += 1
                 delay = self.policy.delay(self._replay_failures, salvage.result.retry_after_s)
@@ -260,8 +276,8 @@ class Writer:
                 break
             self._replay_failures = 0
             self.spool.pop(record)
-            if not is_self_report(record.data):
-                self.metrics.replayed.inc(record.data.count(b"\n") - len(salvage.bad))
+            if not is_self_report(body):
+                self.metrics.replayed.inc(body.count(b"\n") - len(salvage.bad))
             progressed = True
             if self.spool.empty:
                 log.info("spool replayed completely")

@@ -165,7 +165,7 @@ def test_writer_keeps_its_own_points_out_of_the_message_counters(tmp_path: Path)
         Spool(tmp_path / "spool", max_bytes=10**6, segment_bytes=4096),
         RetryPolicy(base_s=0.001, max_s=0.002, attempts=2, rng=random.Random(0)),
         metrics,
-        on_bad_line=lambda origin, line, reason: None,
+        on_bad_line=lambda origin, line, reason, replayed: None,
         replay_budget_s=5.0,
     )
     own = b"ingest_stats,client_id=a received=1i 1\ningest_rejections,client_id=a,reason=x count=1i 1\n"

@@ -39,7 +39,7 @@ def make(
         Spool(tmp_path / "spool", max_bytes=max_bytes, segment_bytes=4096),
         policy,
         IngestMetrics(),
-        on_bad_line=lambda origin, line, reason: bad.append((origin, line, reason)),
+        on_bad_line=lambda origin, line, reason, _replayed: bad.append((origin, line, reason)),
         replay_budget_s=5.0,
         breaker=breaker,
     )
@@ -92,10 +92,10 @@ def test_refused_write_is_spooled_without_retries_and_marked(tmp_path: Path) -> 
 def test_bad_lines_are_dead_lettered_with_their_origin(tmp_path: Path) -> None:
     writer, sink, bad = make(tmp_path)
     body = b"m v=1 1\nm bad=1 2\nm v=3 3\n"
-    origins = [("t/1", b"p1"), ("t/2", b"p2"), ("t/3", b"p3")]
+    origins = [("t/1", b"p1", 1), ("t/2", b"p2", 2), ("t/3", b"p3", 3)]
     assert writer.store(body, origins) is True
     assert sink.lines == [b"m v=1 1\n", b"m v=3 3\n"]
-    assert [(o, line) for o, line, _ in bad] == [(("t/2", b"p2"), b"m bad=1 2\n")]
+    assert [(o, line) for o, line, _ in bad] == [(("t/2", b"p2", 2), b"m bad=1 2\n")]
 
 
 def test_full_spool_blocks_instead_of_dropping(tmp_path: Path) -> None:
