@@ -147,7 +147,14 @@ class StoreBusy(Exception):
 class DeadLetterStore:
     """Bounded, rotated JSON-lines store. ``add`` from any thread; ``flush`` from one."""
 
-    def __init__(self, directory: Path, max_bytes: int, segment_bytes: int = 8 * 1024**2) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        max_bytes: int,
+        segment_bytes: int = 8 * 1024**2,
+        *,
+        create: bool = True,
+    ) -> None:
         self.directory = directory
         self.max_bytes = max_bytes
         self.segment_bytes = segment_bytes
@@ -157,7 +164,8 @@ class DeadLetterStore:
         """Why the last flush failed; None once one succeeds."""
         self._pending: list[bytes] = []
         self._lock = threading.Lock()
-        directory.mkdir(parents=True, exist_ok=True)
+        if create:  # a reader (``list``) leaves a missing store missing
+            directory.mkdir(parents=True, exist_ok=True)
 
     # -- writing -----------------------------------------------------------------------------
     def add(self, letter: StoredLetter) -> None:

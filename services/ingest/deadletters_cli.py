@@ -49,6 +49,7 @@ def run(args: argparse.Namespace, settings: IngestSettings) -> int:
         settings.deadletter_dir,
         settings.ingest_deadletter_max_bytes,
         settings.ingest_deadletter_segment_bytes,
+        create=args.action != "list",
     )
     if args.action == "list":
         return _list(store, args.code, args.json)

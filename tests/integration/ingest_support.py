@@ -129,6 +129,25 @@ class IngestProcess:
             self.proc.kill()
             self.proc.wait(30)
 
+    def command(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        """``facility-ingest <args>`` (e.g. ``deadletters list``) with this ingest's settings,
+        ``env`` overriding some; runs to its end."""
+        return subprocess.run(
+            [sys.executable, "-m", "services.ingest", *args],
+            cwd=ROOT,
+            env={**self.env, **env},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    def stored_dead_letters(self, **env: str) -> list[dict[str, Any]]:
+        """What ``facility-ingest deadletters list --json`` shows, one dict per letter."""
+        done = self.command("deadletters", "list", "--json", **env)
+        assert done.returncode == 0, done.stderr
+        return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+
     def log_tail(self, lines: int = 60) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
