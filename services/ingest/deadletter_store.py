@@ -222,7 +222,7 @@ class DeadLetterStore:
             number = int(path.stem) + 1 if path is not None else 1
             path = self.directory / _segment_name(number)
         created = not path.exists()
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             size = _whole_lines(fd)
             try:

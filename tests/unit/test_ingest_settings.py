@@ -71,3 +71,21 @@ def test_cli_exits_2_with_one_line_error_and_has_help() -> None:
         timeout=60,
     )
     assert helped.returncode == 0 and "INGEST_SPOOL_DIR" in helped.stdout
+
+
+def test_dead_letters_live_beside_the_spool_and_the_future_bound_is_a_setting(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("INGEST_SPOOL_DIR", str(tmp_path / "state" / "spool"))
+    monkeypatch.setenv("MAX_FUTURE_S", "20m")
+    settings = load_settings(IngestSettings)
+    assert settings.deadletter_dir == tmp_path / "state" / "deadletters"
+    assert settings.max_future_ms == 20 * 60_000
+    monkeypatch.setenv("INGEST_DEADLETTER_DIR", str(tmp_path / "elsewhere"))
+    monkeypatch.delenv("MAX_FUTURE_S")
+    settings = load_settings(IngestSettings)
+    assert settings.deadletter_dir == tmp_path / "elsewhere"
+    assert settings.max_future_ms == 300_000  # the contract's default
+    monkeypatch.setenv("MAX_FUTURE_S", "0")
+    with pytest.raises(ConfigError, match="MAX_FUTURE_S"):
+        load_settings(IngestSettings)

@@ -199,6 +199,17 @@ def test_codes_come_from_pydantic_error_types_not_from_their_wording(code: str) 
     assert p._rejection_from(info.value).code == code
 
 
+def test_the_future_bound_is_the_judges_to_set() -> None:
+    ahead = bin_payload(ts=NOW_MS + 600_000)
+    assert isinstance(judge(BIN, ahead), Rejection)  # the default: 5 minutes
+    wider = parse_message(BIN, ahead, TOPICS, now_ms=NOW_MS, max_future_ms=20 * 60_000)
+    assert isinstance(wider, p.Reading) and wider.ts_ms == NOW_MS + 600_000
+    narrower = parse_message(
+        BIN, bin_payload(ts=NOW_MS + 2000), TOPICS, now_ms=NOW_MS, max_future_ms=1000
+    )
+    assert isinstance(narrower, Rejection) and narrower.code == p.TS_IN_FUTURE
+
+
 def test_model_raised_reasons_read_as_sentences() -> None:
     future = judge(BIN, bin_payload(ts=NOW_MS + 600_000))
     assert isinstance(future, Rejection)
