@@ -14,6 +14,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from services.ingest.origins import unpack
 from tests.helpers import wait_until
 from tests.integration.fault_proxy import FaultProxy
 from tests.integration.ingest_support import (
@@ -74,7 +75,8 @@ def test_a_flipped_bit_mid_spool_loses_only_its_batch_and_ingest_stays_up(
     raw = bytearray(segment.read_bytes())
     raw[offset + 8 + len(batch) // 2] ^= 0x04  # one bit, inside a batch in the middle
     segment.write_bytes(bytes(raw))
-    damaged = {int(line.rsplit(b" ", 1)[1]) for line in batch.splitlines()}
+    lines, _origins = unpack(batch)  # a spooled batch is framed with its lines' origins
+    damaged = {int(line.rsplit(b" ", 1)[1]) for line in lines.splitlines()}
     assert damaged
 
     influxdb1.start()
