@@ -20,7 +20,8 @@ def _settings_help() -> str:
             default = field.default
             lines.append(f"  {name.upper():<28} {field.description} [default: {default}]")
     lines.append(
-        "  plus the shared MQTT_*, INFLUX_*, DEVICES_FILE, LOG_* variables of the contract"
+        "  plus the shared MQTT_*, INFLUX_*, DEVICES_FILE, UNKNOWN_DEVICES*, MAX_FUTURE_S, LOG_* "
+        "variables of the contract"
     )
     return "\n".join(lines)
 

@@ -278,6 +278,12 @@ class Pipeline:
             log.exception("store thread crashed; exiting so the service restarts")
             raise
         finally:
+            # Letters of lines refused at replay have no acknowledgement to wait for: last try.
+            if not self._flush_letters(hold=False) and self.letters is not None:
+                log.error(
+                    "dead letters not kept on disk at stop (still published on MQTT)",
+                    extra={"letters": self.letters.pending},
+                )
             self.finished.set()
 
     def _report(self, reporter: StatsReporter) -> None:
