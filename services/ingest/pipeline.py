@@ -108,6 +108,7 @@ class Pipeline:
         self.letters = letters
         """Durable copies of dead letters, flushed before the acknowledgements that need them."""
         self.statuses = statuses
+        self._letters_refused = False
         self.writer = writer
         self.metrics = metrics
         self.publish = publish
@@ -310,7 +311,8 @@ class Pipeline:
             try:
                 letters.flush()
             except OSError as exc:
-                if hold:
+                if hold and not self._letters_refused:  # once per episode, not per retry
+                    self._letters_refused = True
                     log.error(
                         "dead-letter store refuses writes: holding acknowledgements",
                         extra={"error": str(exc), "dir": str(letters.directory)},
@@ -318,6 +320,9 @@ class Pipeline:
                 if not hold or self.writer.stopping.wait(_LETTERS_RETRY_S):
                     return False
                 continue
+            if self._letters_refused:
+                self._letters_refused = False
+                log.info("dead-letter store writes again", extra={"dir": str(letters.directory)})
             return True
 
     def _acknowledge(self, batch: Batch) -> None:

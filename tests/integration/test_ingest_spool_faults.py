@@ -1,6 +1,6 @@
 """facility-ingest's spool and shutdown under faults, against real Mosquitto and InfluxDB 1.x: a
-flipped bit inside the spool, a full disk under it, and SIGTERM while a QoS 0 flood meets a
-database that hangs."""
+flipped bit inside the spool, a full disk under it (and under the dead-letter store), and
+SIGTERM while a QoS 0 flood meets a database that hangs."""
 
 from __future__ import annotations
 
@@ -140,6 +140,42 @@ def test_a_full_disk_under_the_spool_holds_acks_and_loses_nothing_once_space_ret
     wait_until(lambda: ingest.health()[0] == 200, timeout=30)
     assert ingest.metric("ingest_spool_disk_full") == 0
     assert log_mentions(ingest, "less free disk space than INGEST_SPOOL_MAX_BYTES")  # at start
+
+
+def test_a_full_disk_under_the_dead_letter_store_holds_acks_and_keeps_every_letter(
+    mosquitto: MosquittoServer,
+    influxdb1: InfluxDB1Server,
+    ingest_factory: IngestFactory,
+    small_disk: Path,
+) -> None:
+    filler = small_disk / "filler"
+    stats = os.statvfs(small_disk)
+    filler.write_bytes(b"\0" * (stats.f_bavail * stats.f_frsize - 16 * 1024))  # 16 KiB left
+    bad = [(topic, b"not json " + payload, ts) for topic, payload, ts in readings(200)]
+    good = readings(50, start=200)
+    ingest = ingest_factory(
+        v1_env(mosquitto, influxdb1.url, INGEST_DEADLETTER_DIR=str(small_disk / "letters"))
+    ).start()
+    ingest.wait_connected()
+    publisher = Publisher(mosquitto.host, mosquitto.port).publish_in_background([*bad, *good], 0)
+
+    def store_refusal_reported() -> bool:
+        status, health = ingest.health()
+        return status == 503 and bool(health["deadletters"]["error"])
+
+    wait_until(store_refusal_reported, timeout=60, interval=0.25)
+    assert ingest.metric("ingest_deadletter_store_error") == 1
+    assert ingest.metric("ingest_messages_acked_total") < len(bad)  # acks held
+    assert ingest.proc is not None and ingest.proc.poll() is None, ingest.log_tail()
+
+    filler.unlink()  # the operator frees space
+    publisher.wait_acknowledged()
+    publisher.close()
+    wait_exactly_stored(influxdb1, good, ingest)
+    wait_until(lambda: ingest.health()[0] == 200, timeout=30)
+    letters = ingest.stored_dead_letters()
+    assert sorted(x["payload_bytes"] for x in letters) == sorted(len(p) for _, p, _ in bad)
+    assert {x["code"] for x in letters} == {"invalid_json"}
 
 
 def test_sigterm_during_a_qos0_flood_with_a_hanging_database_exits_within_the_timeout(
