@@ -9,8 +9,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import time
-from datetime import datetime
 from pathlib import Path
 
 from common.devices import RegistryError
@@ -20,23 +18,19 @@ from common.redact import redact_urls
 from common.runtime import stop_on_signals
 from common.settings import load_or_exit
 from devices.simulator.load import run_load
-from devices.simulator.run import finish, resolve_window, run_scenario
+from devices.simulator.run import (
+    anchor_ms,
+    finish,
+    resolve_window,
+    rfc3339_arg,
+    run_scenario,
+)
 from devices.simulator.scenario import ScenarioError, load_scenario
 from devices.simulator.settings import SimulatorSettings
 from devices.simulator.verify import main as verify_main
 
 PROG = "facility-simulator"
 log = logging.getLogger("devices.simulator")
-
-
-def _datetime(value: str) -> datetime:
-    try:
-        stamp = datetime.fromisoformat(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not an RFC 3339 time") from None
-    if stamp.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"{value!r} needs a UTC offset (e.g. +09:00 or Z)")
-    return stamp
 
 
 def _duration(value: str) -> float:
@@ -65,7 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
     run = parser.add_argument_group("scenario run")
     run.add_argument("--scenario", help="name in config/scenarios/ or a path (SIMULATOR_SCENARIO)")
     run.add_argument("--speed", type=_positive, help="simulated seconds per wall second")
-    run.add_argument("--start", type=_datetime, help="window start, RFC 3339 with offset")
+    run.add_argument("--start", type=rfc3339_arg, help="window start, RFC 3339 with offset")
+    run.add_argument(
+        "--anchor-at",
+        type=rfc3339_arg,
+        help="place a re-anchored scenario (anchor: latest_week) as if now were this RFC 3339 "
+        "time (SIMULATOR_ANCHOR_AT); give verify the same value",
+    )
     run.add_argument("--duration", type=_duration, help="window length: seconds or 2h30m, 1d")
     run.add_argument(
         "--backfill", action="store_true", help="publish the window as fast as the broker takes it"
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         scenario = load_scenario(name, settings.simulator_scenario_dir)
         window = resolve_window(
             scenario,
-            now_ms=time.time_ns() // 1_000_000,
+            now_ms=anchor_ms(args.anchor_at or settings.simulator_anchor_at),
             start=args.start,
             duration_s=args.duration,
             speed=args.speed or settings.simulator_speed,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
@@ -13,6 +14,10 @@ from common.settings import CommonSettings
 class SimulatorSettings(CommonSettings):
     simulator_scenario: str = "demo"
     simulator_scenario_dir: Path = Path("config/scenarios")
+    # The instant a re-anchored scenario (anchor: latest_week) is placed against, instead of
+    # now: give a run and its verify the same value and they pick the same window even when a
+    # week boundary passes between them.
+    simulator_anchor_at: datetime | None = None
     simulator_seed: int | None = None
     simulator_speed: float | None = Field(default=None, gt=0)
     simulator_summary_file: Path | None = None
