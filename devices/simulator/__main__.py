@@ -17,6 +17,7 @@ from common.observability import setup_logging
 from common.redact import redact_urls
 from common.runtime import stop_on_signals
 from common.settings import load_or_exit
+from devices.simulator.health import healthcheck_main
 from devices.simulator.load import run_load
 from devices.simulator.run import (
     anchor_ms,
@@ -53,8 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Simulated facility devices (energy meter, visitor counters, e-waste bins) "
         "and collection trucks publishing the contract's MQTT topics. Settings come from the "
         "environment (MQTT_URL, DEVICES_FILE, SIMULATOR_*); flags override them.",
-        epilog="Subcommand: '%(prog)s verify --scenario NAME' checks a scenario's expected "
-        "outcomes.",
+        epilog="Subcommands: '%(prog)s verify --scenario NAME' checks a scenario's expected "
+        "outcomes; '%(prog)s healthcheck' judges a running scenario's SIMULATOR_HEALTH_FILE.",
     )
     run = parser.add_argument_group("scenario run")
     run.add_argument("--scenario", help="name in config/scenarios/ or a path (SIMULATOR_SCENARIO)")
@@ -92,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     args_in = list(sys.argv[1:] if argv is None else argv)
     if args_in[:1] == ["verify"]:
         return verify_main(args_in[1:])
+    if args_in[:1] == ["healthcheck"]:
+        return healthcheck_main(load_or_exit(SimulatorSettings, PROG).simulator_health_file)
     args = build_parser().parse_args(args_in)
     overrides: dict[str, object] = {}
     if args.no_fleet:

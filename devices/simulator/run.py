@@ -19,6 +19,7 @@ from common.messages import DispatchRequest
 from common.topics import Topics
 from devices.simulator.clock import NoWait, Pacer, ScaledClock, SkewBound
 from devices.simulator.engine import Engine, Outgoing
+from devices.simulator.health import Heartbeat
 from devices.simulator.mqtt_out import MqttPublisher
 from devices.simulator.progress import SimProgress
 from devices.simulator.scenario import Scenario
@@ -152,8 +153,13 @@ def run_scenario(
         target=_forward_stop, args=(stop, mqtt.stop_event, engine), daemon=True
     )
     stop_watch.start()
+    heartbeat = None
+    if settings.simulator_health_file is not None:
+        heartbeat = Heartbeat(settings.simulator_health_file, lambda: mqtt.links)
     try:
         mqtt.start(settings.simulator_connect_timeout_s)
+        if heartbeat is not None:
+            heartbeat.start()
         pacer: Pacer = ScaledClock(window.start_ms, window.speed)
         if window.speed > 1 and not mqtt.shared and settings.simulator_sync_every_s > 0:
             timeout = settings.simulator_flush_timeout_s
@@ -174,6 +180,8 @@ def run_scenario(
             log.warning("broker did not acknowledge every message before the flush timeout")
     finally:
         stop.set()
+        if heartbeat is not None:
+            heartbeat.stop()
         mqtt.stop()
     return build_summary(engine, time.monotonic() - began)
 

@@ -21,6 +21,9 @@ class SimulatorSettings(CommonSettings):
     simulator_seed: int | None = None
     simulator_speed: float | None = Field(default=None, gt=0)
     simulator_summary_file: Path | None = None
+    # Kept fresh while the run's broker connections are up; `facility-simulator healthcheck`
+    # judges it (the container healthcheck). Unset: no file.
+    simulator_health_file: Path | None = None
     # Unacknowledged QoS 1 messages per connection (paho's max_inflight).
     simulator_max_inflight: int = Field(default=100, ge=1, le=65_535)
     simulator_connect_timeout_s: float = Field(default=30.0, gt=0)
