@@ -16,6 +16,8 @@ help:
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	# The pinned build backend in the venv too: tests build the wheel offline with it.
+	$(BIN)/python -m pip install --quiet -c constraints.txt setuptools
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
@@ -38,8 +40,9 @@ lint: venv
 bench: venv servers-deps
 	$(BIN)/python -m scripts.bench
 
+# DEMO=1: also the demo profile's simulator user; OPERATOR=1: also the read-only svc.operator.
 env:
-	./scripts/make-env.sh
+	./scripts/make-env.sh $(if $(DEMO),--demo) $(if $(OPERATOR),--operator)
 
 # The broker ACL from config/devices.yaml (run after adding, moving or removing a device).
 acl: venv

@@ -14,6 +14,13 @@ from grafana import influxql
 from grafana.boards import BOARDS
 
 DASHBOARDS_DIR = Path(__file__).resolve().parent / "dashboards"
+# The Grafana the stack pins (docker-compose.yml) and the newest dashboard schema it knows.
+# The SDK (grafana-foundation-sdk v0.0.x, built from Grafana's main branch) stamps 42, a
+# Grafana 12 schema; 11.3 would load such a board as one "from the future" and skip its own
+# migrations for it. The JSON the SDK writes uses nothing newer than 11.3 reads, so the boards
+# are stamped with 11.3's version instead of moving the stack to an unverified Grafana 12.
+GRAFANA_VERSION = "11.3.1"
+GRAFANA_SCHEMA_VERSION = 40
 
 
 def _number_panels(board: model.Dashboard) -> None:
@@ -33,6 +40,7 @@ def build_one(name: str, registry: Registry) -> dict[str, Any]:
     board = BOARDS[name].build(registry).build()
     _number_panels(board)
     data: dict[str, Any] = json.loads(json.dumps(board, cls=JSONEncoder))
+    data["schemaVersion"] = GRAFANA_SCHEMA_VERSION
     return data
 
 

@@ -74,6 +74,23 @@ def _comparable(dashboard: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in dashboard.items() if k not in _SERVER_KEYS}
 
 
+def _provisioned(current: dict[str, Any]) -> str | None:
+    """The file a dashboard was provisioned from, when Grafana loaded it from files (the
+    compose stack does): Grafana refuses API saves of such a dashboard."""
+    meta = current.get("meta") or {}
+    if not meta.get("provisioned"):
+        return None
+    return str(meta.get("provisionedExternalId") or "a provisioning file")
+
+
+def _provisioned_advice(source: str) -> str:
+    return (
+        f"it is provisioned from files on this server ({source}), so push cannot change it: "
+        "update the dashboard files Grafana loads (`facility-grafana build`; the compose stack "
+        "mounts grafana/dashboards and Grafana rereads it within 30 s)"
+    )
+
+
 class Remote:
     """The few Grafana HTTP API calls ``push`` and ``verify`` need."""
 
@@ -147,7 +164,18 @@ class Remote:
         folder_uid = self.settings.grafana_folder_uid
         if current is not None:
             same_folder = (current.get("meta") or {}).get("folderUid") == folder_uid
-            if same_folder and _comparable(current["dashboard"]) == _comparable(board):
+            same = _comparable(current["dashboard"]) == _comparable(board)
+            source = _provisioned(current)
+            if source is not None:
+                # The folder of a provisioned board is the provisioning directory's; only
+                # its content can differ from the code.
+                report.versions[uid] = int(current["dashboard"].get("version") or 0)
+                if not same:
+                    report.problems.append(
+                        f"dashboard {uid} differs from the code; " + _provisioned_advice(source)
+                    )
+                return
+            if same_folder and same:
                 report.versions[uid] = int(current["dashboard"].get("version") or 0)
                 return
         body = {
@@ -182,7 +210,9 @@ class Remote:
                 continue
             report.versions[uid] = int(current["dashboard"].get("version") or 0)
             if _comparable(current["dashboard"]) != _comparable(board):
-                report.problems.append(f"dashboard {uid} differs from the code (run push)")
+                source = _provisioned(current)
+                advice = "run push" if source is None else _provisioned_advice(source)
+                report.problems.append(f"dashboard {uid} differs from the code ({advice})")
             # File provisioning names the folder after the directory but picks its own uid.
             meta = current.get("meta") or {}
             if self.settings.grafana_folder_uid != meta.get("folderUid") and (

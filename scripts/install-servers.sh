@@ -22,6 +22,8 @@ if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
   fi
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   if [ "$own_policy" -eq 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
+  # Not started (policy-rc.d), and not enabled either: nothing listens on 1883/8086 at boot.
+  "$(dirname "$0")/disable-server-units.sh" "${missing[@]}"
 else
   echo "missing servers: ${missing[*]} (install with: sudo apt-get install ${missing[*]})" >&2
 fi

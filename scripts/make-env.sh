@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Writes .env from .env.example with a fresh random secret in every empty *_PASSWORD/*_TOKEN/
-# *_SECRET.
+# *_SECRET - except the demo-only and optional users' passwords, which stay empty (so the broker
+# has no such user) unless asked for:
+#   --demo      MQTT_SIMULATOR_PASSWORD (svc.simulator, the demo profile's simulated city)
+#   --operator  MQTT_OPERATOR_PASSWORD (svc.operator, read-only troubleshooting)
 # Refuses to overwrite an existing .env (it holds the secrets the data volumes were set up with).
 # Also makes the broker's TLS certificates (a private CA and a server certificate it signs) in
 # secrets/mqtt-tls beside the .env, unless a server.crt and server.key are already there.
@@ -8,6 +11,17 @@
 #                 IP:127.0.0.1), e.g. MQTT_TLS_SAN=DNS:broker.example.org,IP:10.0.0.5 make env
 set -euo pipefail
 cd "$(dirname "$0")/.."
+demo=0
+operator=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --demo) demo=1 ;;
+    --operator) operator=1 ;;
+    -*) echo "make-env: unknown option $1 (want --demo, --operator, then the target file)" >&2; exit 2 ;;
+    *) break ;;
+  esac
+  shift
+done
 target="${1:-.env}"
 if [ -e "$target" ]; then
   echo "make-env: $target already exists; not overwriting it (delete it first to start over)" >&2
@@ -28,6 +42,8 @@ trap 'rm -f "$tmp"' EXIT
 filled=0
 while IFS= read -r line || [ -n "$line" ]; do
   case "$line" in
+    MQTT_SIMULATOR_PASSWORD=) [ "$demo" -eq 1 ] && { line="$line$(secret)"; filled=$((filled + 1)); } ;;
+    MQTT_OPERATOR_PASSWORD=) [ "$operator" -eq 1 ] && { line="$line$(secret)"; filled=$((filled + 1)); } ;;
     [A-Z]*_PASSWORD= | [A-Z]*_TOKEN= | [A-Z]*_SECRET=)
       line="$line$(secret)"
       filled=$((filled + 1))
@@ -59,6 +75,15 @@ mqtt_tls() {  # mqtt_tls DIR: CA + server certificate for the broker's 8883 list
   echo "make-env: wrote the MQTT TLS CA and server certificate ($san) to $dir; give devices ca.crt"
 }
 mqtt_tls "$(dirname "$target")/secrets/mqtt-tls"
+
+# The containers read the bind-mounted files as their own users (grafana 472, mosquitto 1883,
+# facility 10001): a checkout made under umask 077 hides them ("permission denied" at start).
+unreadable="$(find grafana/provisioning grafana/dashboards config deploy \( -type f ! -perm -o=r \) -o \( -type d ! -perm -o=rx \) 2>/dev/null | head -n 5)"
+if [ -n "$unreadable" ]; then
+  echo "make-env: warning: the containers cannot read these bind-mounted files (umask 077 checkout?):" >&2
+  printf '  %s\n' $unreadable >&2
+  echo "make-env: fix with: chmod -R a+rX grafana/provisioning grafana/dashboards config deploy" >&2
+fi
 
 mv "$tmp" "$target"
 trap - EXIT

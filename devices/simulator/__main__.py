@@ -9,8 +9,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import time
-from datetime import datetime
 from pathlib import Path
 
 from common.devices import RegistryError
@@ -19,24 +17,21 @@ from common.observability import setup_logging
 from common.redact import redact_urls
 from common.runtime import stop_on_signals
 from common.settings import load_or_exit
+from devices.simulator.health import healthcheck_main
 from devices.simulator.load import run_load
-from devices.simulator.run import finish, resolve_window, run_scenario
+from devices.simulator.run import (
+    anchor_ms,
+    finish,
+    resolve_window,
+    rfc3339_arg,
+    run_scenario,
+)
 from devices.simulator.scenario import ScenarioError, load_scenario
 from devices.simulator.settings import SimulatorSettings
 from devices.simulator.verify import main as verify_main
 
 PROG = "facility-simulator"
 log = logging.getLogger("devices.simulator")
-
-
-def _datetime(value: str) -> datetime:
-    try:
-        stamp = datetime.fromisoformat(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not an RFC 3339 time") from None
-    if stamp.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"{value!r} needs a UTC offset (e.g. +09:00 or Z)")
-    return stamp
 
 
 def _duration(value: str) -> float:
@@ -59,13 +54,19 @@ def build_parser() -> argparse.ArgumentParser:
         description="Simulated facility devices (energy meter, visitor counters, e-waste bins) "
         "and collection trucks publishing the contract's MQTT topics. Settings come from the "
         "environment (MQTT_URL, DEVICES_FILE, SIMULATOR_*); flags override them.",
-        epilog="Subcommand: '%(prog)s verify --scenario NAME' checks a scenario's expected "
-        "outcomes.",
+        epilog="Subcommands: '%(prog)s verify --scenario NAME' checks a scenario's expected "
+        "outcomes; '%(prog)s healthcheck' judges a running scenario's SIMULATOR_HEALTH_FILE.",
     )
     run = parser.add_argument_group("scenario run")
     run.add_argument("--scenario", help="name in config/scenarios/ or a path (SIMULATOR_SCENARIO)")
     run.add_argument("--speed", type=_positive, help="simulated seconds per wall second")
-    run.add_argument("--start", type=_datetime, help="window start, RFC 3339 with offset")
+    run.add_argument("--start", type=rfc3339_arg, help="window start, RFC 3339 with offset")
+    run.add_argument(
+        "--anchor-at",
+        type=rfc3339_arg,
+        help="place a re-anchored scenario (anchor: latest_week) as if now were this RFC 3339 "
+        "time (SIMULATOR_ANCHOR_AT); give verify the same value",
+    )
     run.add_argument("--duration", type=_duration, help="window length: seconds or 2h30m, 1d")
     run.add_argument(
         "--backfill", action="store_true", help="publish the window as fast as the broker takes it"
@@ -92,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     args_in = list(sys.argv[1:] if argv is None else argv)
     if args_in[:1] == ["verify"]:
         return verify_main(args_in[1:])
+    if args_in[:1] == ["healthcheck"]:
+        return healthcheck_main(load_or_exit(SimulatorSettings, PROG).simulator_health_file)
     args = build_parser().parse_args(args_in)
     overrides: dict[str, object] = {}
     if args.no_fleet:
@@ -116,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         scenario = load_scenario(name, settings.simulator_scenario_dir)
         window = resolve_window(
             scenario,
-            now_ms=time.time_ns() // 1_000_000,
+            now_ms=anchor_ms(args.anchor_at or settings.simulator_anchor_at),
             start=args.start,
             duration_s=args.duration,
             speed=args.speed or settings.simulator_speed,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import math
@@ -18,6 +19,7 @@ from common.messages import DispatchRequest
 from common.topics import Topics
 from devices.simulator.clock import NoWait, Pacer, ScaledClock, SkewBound
 from devices.simulator.engine import Engine, Outgoing
+from devices.simulator.health import Heartbeat
 from devices.simulator.mqtt_out import MqttPublisher
 from devices.simulator.progress import SimProgress
 from devices.simulator.scenario import Scenario
@@ -34,6 +36,24 @@ class Window:
     speed: float  # math.inf for a backfill
 
 
+def rfc3339_arg(value: str) -> datetime:
+    """An argparse type: an RFC 3339 time with its UTC offset."""
+    try:
+        stamp = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an RFC 3339 time") from None
+    if stamp.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{value!r} needs a UTC offset (e.g. +09:00 or Z)")
+    return stamp
+
+
+def anchor_ms(anchor_at: datetime | None) -> int:
+    """The instant a scenario's window is placed against: ``anchor_at``, else now."""
+    if anchor_at is not None:
+        return int(anchor_at.timestamp() * 1000)
+    return time.time_ns() // 1_000_000
+
+
 def resolve_window(
     scenario: Scenario,
     *,
@@ -44,13 +64,16 @@ def resolve_window(
     backfill: bool | None = None,
 ) -> Window:
     """CLI values over the scenario's. Without a start, a faster-than-real-time run replays the
-    window that ends now (its timestamps must not run ahead of the receivers' clocks)."""
+    window that ends now (its timestamps must not run ahead of the receivers' clocks). A
+    scenario's own start is placed by its ``anchor`` relative to ``now_ms``; ``--start`` is
+    taken as given."""
     duration = scenario.duration_s if duration_s is None else duration_s
     is_backfill = scenario.backfill if backfill is None else backfill
     pace = math.inf if is_backfill else (speed or scenario.speed)
-    begin = start or scenario.start
-    if begin is not None:
-        start_ms = int(begin.timestamp() * 1000)
+    if start is not None:
+        start_ms = int(start.timestamp() * 1000)
+    elif scenario.start is not None:
+        start_ms = scenario.anchored_start_ms(int(scenario.start.timestamp() * 1000), now_ms)
     elif pace > 1:
         start_ms = (now_ms - int(duration * 1000)) // 1000 * 1000
     else:
@@ -130,8 +153,13 @@ def run_scenario(
         target=_forward_stop, args=(stop, mqtt.stop_event, engine), daemon=True
     )
     stop_watch.start()
+    heartbeat = None
+    if settings.simulator_health_file is not None:
+        heartbeat = Heartbeat(settings.simulator_health_file, lambda: mqtt.links)
     try:
         mqtt.start(settings.simulator_connect_timeout_s)
+        if heartbeat is not None:
+            heartbeat.start()
         pacer: Pacer = ScaledClock(window.start_ms, window.speed)
         if window.speed > 1 and not mqtt.shared and settings.simulator_sync_every_s > 0:
             timeout = settings.simulator_flush_timeout_s
@@ -152,6 +180,8 @@ def run_scenario(
             log.warning("broker did not acknowledge every message before the flush timeout")
     finally:
         stop.set()
+        if heartbeat is not None:
+            heartbeat.stop()
         mqtt.stop()
     return build_summary(engine, time.monotonic() - began)
 

@@ -14,6 +14,7 @@ from pydantic import (
     RootModel,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from common.config_errors import Loc, format_errors, load_yaml
@@ -36,6 +37,7 @@ FaultType = Literal[
     "burst",
 ]
 FAULT_TYPES: Final[tuple[str, ...]] = get_args(FaultType)
+WEEK_MS: Final = 7 * 86_400_000
 
 
 class ScenarioError(ValueError):
@@ -111,6 +113,10 @@ class Scenario(_Strict):
     name: str
     description: str = ""
     start: datetime | None = None  # None: now - duration when faster than real time, else now
+    # "latest_week": play ``start`` moved by whole weeks to the latest window that has ended
+    # (same weekday and local time, so the same expectations hold) - a fixed date would sooner
+    # or later fall out of every bucket's retention. "fixed": exactly at ``start``.
+    anchor: Literal["fixed", "latest_week"] = "fixed"
     duration_s: DurationS = 86_400.0
     speed: float = Field(default=60.0, gt=0)
     backfill: bool = False
@@ -132,6 +138,28 @@ class Scenario(_Strict):
         if value is not None and value.tzinfo is None:
             raise ValueError("start needs a UTC offset, e.g. 2025-06-13T12:00:00+09:00")
         return value
+
+    @model_validator(mode="after")
+    def _anchorable(self) -> Scenario:
+        if self.anchor != "fixed":
+            if self.start is None:
+                raise ValueError(f"anchor {self.anchor} needs a start to move")
+            fixed = [e.at for e in self.events if isinstance(e.at, str) and "T" in e.at]
+            if fixed:
+                # An absolute time would stay behind when the window moves.
+                raise ValueError(
+                    f"anchor {self.anchor}: give event times as offsets from the start, "
+                    f"not {fixed[0]!r}"
+                )
+        return self
+
+    def anchored_start_ms(self, start_ms: int, now_ms: int) -> int:
+        """``start_ms`` as this scenario's anchor places it, given the instant ``now_ms``."""
+        if self.anchor == "fixed":
+            return start_ms
+        # The latest whole-week shift (possibly backwards) whose window ends by now.
+        weeks = (now_ms - int(self.duration_s * 1000) - start_ms) // WEEK_MS
+        return start_ms + weeks * WEEK_MS
 
     def offset_ms(self, at: str | float, start_ms: int) -> int:
         """An event time: an offset from the start, or an absolute RFC 3339 time."""

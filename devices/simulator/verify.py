@@ -13,13 +13,20 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from common.influx import InfluxClient, InfluxError
 from common.settings import load_or_exit
 from common.timestamps import iso_to_ms
-from devices.simulator.run import Window, resolve_window, run_scenario
+from devices.simulator.run import (
+    Window,
+    anchor_ms,
+    resolve_window,
+    rfc3339_arg,
+    run_scenario,
+)
 from devices.simulator.scenario import ScenarioError, load_scenario
 from devices.simulator.settings import SimulatorSettings
 from devices.simulator.verify_checks import (
@@ -51,6 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="the run's JSON summary: its window and seed are used, its counts cross-checked",
     )
     parser.add_argument(
+        "--anchor-at",
+        type=rfc3339_arg,
+        help="the --anchor-at (SIMULATOR_ANCHOR_AT) the run was given, if any",
+    )
+    parser.add_argument(
         "--timeout", type=float, default=120.0, help="seconds to wait for the checks to pass"
     )
     parser.add_argument("--poll", type=float, default=2.0, help="seconds between attempts")
@@ -61,7 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _window(scenario: Any, summary: dict[str, Any] | None) -> tuple[Window, int | None]:
+def _window(
+    scenario: Any, summary: dict[str, Any] | None, anchor_at: datetime | None
+) -> tuple[Window, int | None]:
     if summary is not None:
         start = iso_to_ms(summary["start"])
         return Window(start, iso_to_ms(summary["end"]), float("inf")), summary.get("seed")
@@ -69,7 +83,7 @@ def _window(scenario: Any, summary: dict[str, Any] | None) -> tuple[Window, int 
         raise ScenarioError(
             f"scenario {scenario.name} has no fixed start: pass the run's --summary-file"
         )
-    return resolve_window(scenario, now_ms=time.time_ns() // 1_000_000), None
+    return resolve_window(scenario, now_ms=anchor_ms(anchor_at)), None
 
 
 def main(argv: list[str]) -> int:
@@ -83,7 +97,7 @@ def main(argv: list[str]) -> int:
         scenario = load_scenario(args.scenario, settings.simulator_scenario_dir)
         if args.summary_file is not None:
             summary = json.loads(args.summary_file.read_text(encoding="utf-8"))
-        window, seed = _window(scenario, summary)
+        window, seed = _window(scenario, summary, args.anchor_at or settings.simulator_anchor_at)
         with tempfile.TemporaryDirectory(prefix="facility-verify-") as tmp:
             replay_file = Path(tmp) / "replay.jsonl"
             replay = run_scenario(

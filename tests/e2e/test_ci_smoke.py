@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
@@ -36,7 +37,13 @@ VERIFY_TIMEOUT_S = 240
 def test_ci_smoke_scenario_verifies_against_real_servers(
     tmp_path: Path, mosquitto: Any, influxdb1: Any
 ) -> None:
-    servers = {"MQTT_URL": mosquitto.url, "INFLUX_URL": influxdb1.url, "INFLUX_API_VERSION": "1"}
+    servers = {
+        "MQTT_URL": mosquitto.url,
+        "INFLUX_URL": influxdb1.url,
+        "INFLUX_API_VERSION": "1",
+        # Run and verify place the re-anchored window against the same instant.
+        "SIMULATOR_ANCHOR_AT": datetime.now(UTC).isoformat(),
+    }
     with make_run(tmp_path, "--scenario", "ci-smoke", servers=servers) as run:
         run.wait_until("services up", services_ready, START_TIMEOUT_S)
         status = run.wait_until(
@@ -127,6 +134,35 @@ def running(services: list[Service]) -> Iterator[None]:
 def test_ci_smoke_with_ingest_and_alerts_passes_verify(
     tmp_path: Path, mosquitto: Any, influxdb1: Any
 ) -> None:
+    play_and_verify(tmp_path, mosquitto, influxdb1)
+
+
+def test_ci_smoke_dated_two_years_ago_passes_against_a_52_week_database(
+    tmp_path: Path, mosquitto: Any, influxdb1: Any
+) -> None:
+    """Issue 13 point 1: a scenario date older than the retention made InfluxDB refuse every
+    reading (ingest dead-lettered them all, verify failed); re-anchored, it plays last week."""
+    text = (REPO / "config" / "scenarios" / "ci-smoke.yaml").read_text()
+    dated = 'start: "2025-06-13T12:00:00+09:00"'
+    assert dated in text
+    # 52 weeks before ci-smoke's own date (same weekday and local time): over two years ago.
+    old = tmp_path / "scenarios" / "ci-smoke.yaml"
+    old.parent.mkdir()
+    old.write_text(text.replace(dated, 'start: "2024-06-14T12:00:00+09:00"'))
+    assert datetime.now(UTC) - datetime(2024, 6, 14, 3, tzinfo=UTC) > timedelta(days=730)
+    play_and_verify(
+        tmp_path,
+        mosquitto,
+        influxdb1,
+        # The database ingest creates keeps 52 weeks, like the compose stack's bucket.
+        {"INGEST_RETENTION": "52w", "SIMULATOR_SCENARIO_DIR": str(old.parent)},
+    )
+
+
+def play_and_verify(
+    tmp_path: Path, mosquitto: Any, influxdb1: Any, extra: dict[str, str] | None = None
+) -> None:
+    """ingest + alerts started directly, ci-smoke played, then verify must pass."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(("MQTT_", "INFLUX_"))}
     env = {
         **base,
@@ -140,6 +176,7 @@ def test_ci_smoke_with_ingest_and_alerts_passes_verify(
         "ALERTS_HTTP_PORT": "0",
         "LOG_FORMAT": "console",
         "SECRETS_DIR": str(tmp_path / "no-secrets"),
+        **(extra or {}),
     }
     port_files = {name: tmp_path / f"{name}.port" for name in ("ingest", "alerts")}
     ingest = Service(

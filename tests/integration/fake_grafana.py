@@ -126,6 +126,9 @@ class FakeGrafana(ThreadingHTTPServer):
         if (method, path) == ("POST", "/api/dashboards/db"):
             board = dict(body["dashboard"])
             old = s.dashboards.get(board["uid"])
+            if old and old["meta"].get("provisioned"):
+                # What Grafana answers for a dashboard loaded from provisioning files.
+                return 400, {"message": "Cannot save provisioned dashboard"}
             version = old["dashboard"]["version"] + 1 if old else 1
             board.update(id=7, version=version)
             folder = s.folders.get(body.get("folderUid", ""), {})
@@ -135,6 +138,18 @@ class FakeGrafana(ThreadingHTTPServer):
             }
             return 200, {"status": "success", "uid": board["uid"], "version": version}
         return 404, {"message": f"fake grafana has no {method} {path}"}
+
+    def provision(self, board: dict[str, Any], file_name: str, folder_title: str) -> None:
+        """A dashboard as file provisioning loads it (Grafana's own folder uid, read-only)."""
+        self.state.dashboards[board["uid"]] = {
+            "dashboard": {**board, "id": 3, "version": 1},
+            "meta": {
+                "folderUid": "provisioned-folder",
+                "folderTitle": folder_title,
+                "provisioned": True,
+                "provisionedExternalId": file_name,
+            },
+        }
 
     def _save_datasource(self, body: dict[str, Any]) -> None:
         stored = {k: v for k, v in body.items() if k != "secureJsonData"}

@@ -104,3 +104,42 @@ def test_wrong_token_is_a_one_line_error(
     assert len(err.splitlines()) == 1
     assert "401" in err or "Unauthorized" in err
     assert not grafana.state.writes()
+
+
+# -- issue 13 point 5: dashboards loaded from provisioning files (the compose stack) ---------
+
+
+def _provision_all(grafana: FakeGrafana) -> None:
+    import json
+
+    for path in sorted((ROOT / "grafana" / "dashboards").glob("*.json")):
+        grafana.provision(json.loads(path.read_text()), path.name, "Facility Monitor")
+
+
+def test_verify_of_file_provisioned_dashboards_passes_without_grafana_dashboards_dir(
+    grafana: FakeGrafana, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """From any directory (as in the image), the dashboards come from the package."""
+    monkeypatch.delenv("GRAFANA_DASHBOARDS_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert main(["push"]) == 0  # folder + data source; then Grafana holds the boards from files
+    _provision_all(grafana)
+    assert main(["verify"]) == 0
+
+
+def test_push_and_verify_advise_editing_the_files_of_a_provisioned_dashboard(
+    grafana: FakeGrafana, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _provision_all(grafana)
+    grafana.state.dashboards["facility-nzc-energy"]["dashboard"]["title"] = "old file"
+    capsys.readouterr()
+    assert main(["push"]) == 1
+    pushed = capsys.readouterr().err
+    assert "facility-nzc-energy differs from the code" in pushed
+    assert "provisioned from files on this server (nzc-energy.json)" in pushed
+    assert "run push" not in pushed
+    # No save was attempted: Grafana refuses them for provisioned dashboards.
+    assert not [r for r in grafana.state.writes() if r.path == "/api/dashboards/db"]
+    assert main(["verify"]) == 1
+    verified = capsys.readouterr().err
+    assert "push cannot change it" in verified and "run push" not in verified

@@ -17,7 +17,11 @@ from devices.simulator.verify_checks import Expected, Observed, expected_from_re
 def _expected(tmp_path: Path) -> Expected:
     settings = load_settings(SimulatorSettings)
     scenario = load_scenario("ci-smoke")
-    window = resolve_window(scenario, now_ms=0)
+    assert scenario.start is not None
+    # "now" at the end of the scenario's own window: the anchor leaves the dated window as is.
+    window = resolve_window(
+        scenario, now_ms=int((scenario.start.timestamp() + scenario.duration_s) * 1000)
+    )
     replay_file = tmp_path / "replay.jsonl"
     replay = run_scenario(settings, scenario, window, seed=None, stop=threading.Event(),
                           output=replay_file)  # fmt: skip
