@@ -33,10 +33,10 @@ from common.payloads import (
     UNKNOWN_DEVICE,
     Reading,
     Rejection,
-    parse_message,
+    judge_telemetry,
 )
 from common.timestamps import iso_to_ms
-from common.topics import TopicError, Topics, check_id
+from common.topics import DeviceTopic, TopicError, Topics, check_id
 from services.bridge.config import DeviceSpec, FieldSpec, Path_, Source, TimestampSpec, compile_path
 from services.bridge.presets import MALFORMED_ENVELOPE, Preset, Skip, Uplink, preset
 from services.bridge.units import factor
@@ -208,6 +208,7 @@ class Converter:
             for name, spec in source.fields.items()
         )
         self._state: dict[str, _DeviceState] = {}
+        self._topics: dict[str, tuple[DeviceTopic, str]] = {}  # per registered device
 
     # -- the judge ---------------------------------------------------------------------------
     def convert(self, topic: str, payload: bytes, received_ms: int) -> Outcome:
@@ -332,14 +333,23 @@ class Converter:
             numeric = isinstance(seq, int | float) and not isinstance(seq, bool)
             if numeric and seq >= 0 and float(seq).is_integer():
                 body["seq"] = int(seq)
-        topic = self.topics.telemetry(device.site, device.kind, device.id)
+        where, topic = self._topic(device)
         payload = json.dumps(body, separators=(",", ":")).encode()
-        judged = parse_message(topic, payload, self.topics, now_ms=received_ms)
+        judged = judge_telemetry(where, payload, now_ms=received_ms)
         if not isinstance(judged, Reading):
             if isinstance(judged, Rejection):
                 return judged
             return Rejection(UNMAPPABLE, "not telemetry")
         return Outgoing(topic, payload, device.id)
+
+    def _topic(self, device: Device) -> tuple[DeviceTopic, str]:
+        known = self._topics.get(device.id)
+        if known is None:
+            where = DeviceTopic(
+                self.topics.prefix, device.site, device.kind, device.id, "telemetry"
+            )
+            known = self._topics[device.id] = (where, str(where))
+        return known
 
     def _value(
         self,

@@ -70,6 +70,7 @@ class Ledger:
         self._pending: dict[int, _Entry] = {}
         self._early: set[int] = set()
         self._idle = threading.Condition(self._lock)
+        metrics.inflight.set_function(lambda: len(self._pending))
 
     def publish_all(self, messages: list[tuple[str, bytes]], on_done: AckSource) -> None:
         entry = _Entry(remaining=len(messages) + 1, on_done=on_done)  # +1: until all are sent
@@ -85,7 +86,6 @@ class Ledger:
                 else:
                     self._pending[info.mid] = entry
         self._settle(entry)
-        self.metrics.inflight.set(len(self._pending))
 
     def on_published(self, mid: int) -> None:
         with self._lock:
@@ -175,6 +175,10 @@ class SourceRunner:
             manual_ack=True,
         )
         self.accepting = True
+        # Label children bound once: a labels() look-up per message is a lock and a dict.
+        self._received = metrics.received.labels(source.name)
+        self._acked = metrics.acked.labels(source.name)
+        self._readings = metrics.readings.labels(source.name)
         self._generation = 0
         self._generation_lock = threading.Lock()
         self._rejected_logged = 0
@@ -206,12 +210,11 @@ class SourceRunner:
 
     def _acker(self, msg: Message) -> Callable[[], None]:
         mid, qos = msg.mid, msg.qos
-        with self._generation_lock:
-            generation = self._generation
-        name = self.source.name
+        generation = self._generation  # an int read needs no lock; the compare below does
+        acked = self._acked
 
         def ack() -> None:
-            self.metrics.acked.labels(name).inc()
+            acked.inc()
             if not qos:
                 return
             with self._generation_lock:
@@ -225,7 +228,7 @@ class SourceRunner:
         if not self.accepting:
             return  # stopping: left unacknowledged, delivered again to the next run
         name = self.source.name
-        self.metrics.received.labels(name).inc()
+        self._received.inc()
         received_ms = time.time_ns() // 1_000_000
         payload = bytes(msg.payload)
         outcome = self.converter.convert(msg.topic, payload, received_ms)
@@ -253,9 +256,10 @@ class SourceRunner:
         if outcome.problems:
             self.metrics.field_problems.labels(name).inc(len(outcome.problems))
         count = len(outcome.readings)
+        readings = self._readings
 
         def done() -> None:
-            self.metrics.readings.labels(name).inc(count)
+            readings.inc(count)
             ack()
 
         self.ledger.publish_all([(r.topic, r.payload) for r in outcome.readings], done)
