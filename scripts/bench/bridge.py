@@ -28,9 +28,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 import paho.mqtt.client as mqtt
+import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -194,9 +193,10 @@ def run(repeats: int = 3, n: int = 30_000) -> dict[str, Any]:
     results["convert_us_per_envelope"] = round(statistics.median(p[0] for p in pairs), 1)
     results["ingest_us_per_message"] = round(statistics.median(p[1] for p in pairs), 1)
     results["convert_readings_per_s"] = round(1e6 / results["convert_us_per_envelope"])
-    with tempfile.TemporaryDirectory(prefix="bench-bridge-") as tmp, MosquittoServer(
-        Path(tmp) / "mqtt"
-    ) as broker:
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-bridge-") as tmp,
+        MosquittoServer(Path(tmp) / "mqtt") as broker,
+    ):
         rates, ceilings = [], []
         for i in range(repeats):  # interleaved: the machine's load hits both alike
             ceilings.append(run_relay(broker, n, i))
