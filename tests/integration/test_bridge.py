@@ -9,7 +9,10 @@ goes on.
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -34,6 +37,7 @@ from tests.integration.bridge_support import (
     write_sources,
 )
 from tests.integration.ingest_support import (
+    ROOT,
     IngestFactory,
     IngestProcess,
     ingest_processes,
@@ -282,3 +286,23 @@ def test_bad_input_becomes_dead_letters_and_the_bridge_goes_on(
     skipped = labelled("bridge_messages_skipped_total", reason="join", source="ttn-bins")
     assert bridge.metric(skipped) == 1
     assert bridge.metric(labelled("bridge_messages_acked_total", source="ttn-bins")) == len(bad) + 2
+
+
+def test_invalid_sources_file_stops_the_bridge_with_exit_2_naming_the_line(tmp_path: Path) -> None:
+    devices = write_registry(tmp_path)
+    sources = write_sources(tmp_path, ttn_source(None).replace("unit: mm", "unit: furlong"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MQTT_", "BRIDGE_"))}
+    env.update(bridge_env("mqtt://127.0.0.1:1", devices, sources), SECRETS_DIR=str(tmp_path))
+    done = subprocess.run(
+        [sys.executable, "-m", "services.bridge"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.decode().startswith(
+        f"facility-bridge: BRIDGE_SOURCES_FILE: {sources}: line 7: "
+        "sources[0].fields.fill_pct.unit: unknown unit 'furlong'"
+    )
