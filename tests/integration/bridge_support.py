@@ -57,6 +57,29 @@ SHELLY_SOURCE = (
 )
 
 
+CHIRPSTACK_GATES_SOURCE = (
+    "  - name: chirpstack-gates\n"
+    "    subscribe: application/+/device/+/event/+\n"
+    "    preset: chirpstack_v4\n"
+    "    kind: visitor_counter\n"
+    "    fields:\n"
+    "      entries_total: {path: [line_1_total_in, line_1.total_in]}\n"
+    "      exits_total: {path: [line_1_total_out, line_1.total_out]}\n"
+)
+
+
+def chirpstack_people_count(ts_ms: int, entries: int, exits: int) -> tuple[str, bytes, int]:
+    """A ChirpStack v4 uplink (fixture envelope, device uac-gate-lora) of a Milesight VS133
+    (fixture decoded totals, as ChirpStack renders them: floats)."""
+    data = fixture("chirpstack_v4_up_no_object.json")
+    message: dict[str, Any] = copy.deepcopy(data["message"])
+    totals = dict(fixture("milesight_vs133_decoded.json")["totals"])
+    totals.update(line_1_total_in=entries, line_1_total_out=exits)
+    message["object"] = {key: float(value) for key, value in totals.items()}
+    message["time"] = datetime.fromtimestamp(ts_ms / 1000, UTC).isoformat()
+    return data["topic"], json.dumps(message).encode(), ts_ms
+
+
 def write_sources(tmp_path: Path, *sources: str) -> Path:
     path = tmp_path / "sources.yaml"
     path.write_text("sources:\n" + "".join(sources))

@@ -25,10 +25,12 @@ from common.messages import AlertEvent, DeadLetter, DispatchRequest
 from tests.helpers import MessageCollector, bound_port, publish, wait_until
 from tests.integration.alerts.support import alerts_run
 from tests.integration.bridge_support import (
+    CHIRPSTACK_GATES_SOURCE,
     LORA_BIN,
     SHELLY_SOURCE,
     BridgeProcess,
     bridge_env,
+    chirpstack_people_count,
     shelly_status,
     ttn_join,
     ttn_source,
@@ -193,6 +195,40 @@ def test_shelly_meter_readings_land_in_energy(
     assert [r["load_energy_wh"] for r in rows] == [13371.121 + i for i in range(5)]
     # params.ts is float seconds: stored at its millisecond
     assert [int(r["time"]) for r in rows] == [ts for _, _, ts in frames]
+
+
+def test_people_counter_through_chirpstack_lands_in_visitors_across_a_reset(
+    tmp_path: Path,
+    mosquitto: MosquittoServer,
+    influxdb1: InfluxDB1Server,
+    ingest_factory: IngestFactory,
+    bridges: Callable[..., BridgeProcess],
+) -> None:
+    ingest, bridge = start_pipeline(
+        tmp_path, mosquitto, influxdb1, ingest_factory, bridges, CHIRPSTACK_GATES_SOURCE
+    )
+    t0 = int(time.time() * 1000) - 600_000
+    counts = [(72, 200), (80, 203), (3, 1), (9, 4)]  # the counter restarted after the second
+    uplinks = [chirpstack_people_count(t0 + i * 60_000, e, x) for i, (e, x) in enumerate(counts)]
+    publish_acknowledged(mosquitto, uplinks, client_id="chirpstack")
+
+    def stored() -> list[dict[str, Any]]:
+        try:
+            return influxdb1.query(
+                "SELECT entries_total, exits_total FROM visitors WHERE device_id = 'uac-gate-lora'",
+                db="facility",
+            )
+        except (InfluxQueryError, httpx.HTTPError):
+            return []
+
+    try:
+        wait_until(lambda: len(stored()) == len(counts), timeout=60, interval=0.25)
+    except TimeoutError:
+        raise AssertionError(f"{stored()}\n{bridge.log_tail()}\n{ingest.log_tail()}") from None
+    rows = stored()
+    # ChirpStack's floats (72.0) stored as the integers visitor counts are, the reset kept
+    assert [(r["entries_total"], r["exits_total"]) for r in rows] == counts
+    assert all(isinstance(r["entries_total"], int) for r in rows)
 
 
 def test_bridge_sigkill_mid_stream_loses_nothing(
