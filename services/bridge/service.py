@@ -227,6 +227,14 @@ class SourceRunner:
         """On the source link's network thread: convert, publish, acknowledge when done."""
         if not self.accepting:
             return  # stopping: left unacknowledged, delivered again to the next run
+        try:
+            self._handle(msg)
+        except Exception:
+            # Our own bug, not the source's: the message stays unacknowledged (its broker
+            # delivers it again after a reconnect) and paho's thread goes on with the next.
+            log.exception("failed to handle a source message", extra={"source": self.source.name})
+
+    def _handle(self, msg: Message) -> None:
         name = self.source.name
         self._received.inc()
         received_ms = time.time_ns() // 1_000_000

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from common.payloads import Reading
 from services.alerts.dispatch.desk import DEFAULT_BULK_DENSITY_KG_L, DispatchDesk
-from tests.unit.alerts.helpers import HOUR, MIN, T0, bin_reading, registry
+from tests.unit.alerts.helpers import HOUR, MIN, T0, bin_reading, engine, registry
 
 
 def fill_only(device: str, ts_ms: int, fill: float) -> Reading:
@@ -43,3 +43,26 @@ def test_fall_of_the_fill_completes_a_fill_only_bins_dispatch() -> None:
     fields = done.points[-1][2]
     assert fields["state"] == "completed"
     assert fields["collected_kg"] == round((85 - 3) / 100 * 1100 * DEFAULT_BULK_DENSITY_KG_L, 1)
+
+
+TILTED = """
+rules:
+  - name: bin_tilted
+    type: threshold
+    select: {kind: ewaste_bin}
+    field: tilted
+    when: ">= 1"
+"""
+
+
+def test_a_sensors_tilt_flag_is_alertable_by_a_threshold_rule() -> None:
+    eng = engine(TILTED)
+    upright = Reading(
+        "ewaste", "ewaste_bin", "bin-001", T0, None, {"fill_pct": 40, "tilted": False}
+    )
+    tipped = Reading(
+        "ewaste", "ewaste_bin", "bin-001", T0 + MIN, None, {"fill_pct": 40, "tilted": True}
+    )
+    assert eng.handle(upright) == []
+    (fired,) = eng.handle(tipped)
+    assert (fired.event.state, fired.event.rule, fired.event.value) == ("firing", "bin_tilted", 1.0)
