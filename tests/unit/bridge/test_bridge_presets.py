@@ -507,3 +507,45 @@ fields:
     outcome = run(conv, data["topic"], data["message"])
     assert isinstance(outcome, Rejection) and outcome.code == "unknown_device"
     assert "ewaste_bin" in outcome.reason
+
+
+def test_history_records_carry_their_own_times() -> None:
+    # Shaped after the EM500-UDL "Historical Data" channel of Milesight's README
+    # (timestamp(4B) + distance(2B)): a late uplink with the readings the sensor kept.
+    topic, message = ttn_bin_uplink()
+    message["uplink_message"]["decoded_payload"] = {
+        "history": [
+            {"timestamp": 1_779_700_000, "distance": 2500},
+            {"timestamp": 1_779_703_600, "distance": 1400},
+        ]
+    }
+    conv = converter("""
+name: ttn-history
+subscribe: v3/+/devices/+/up
+preset: ttn_v3
+kind: ewaste_bin
+records: history
+timestamp: {path: timestamp, format: unix_s}
+fields:
+  fill_pct: {path: distance, unit: mm, derive: fill_from_distance}
+""")
+    outcome = run(conv, topic, message)
+    assert isinstance(outcome, Converted)
+    bodies = [json.loads(r.payload) for r in outcome.readings]
+    assert bodies == [
+        {"ts": 1_779_700_000_000, "fill_pct": 0.0},
+        {"ts": 1_779_703_600_000, "fill_pct": 50.0},
+    ]
+
+
+def test_shelly_null_in_notify_status_removes_the_key_from_the_known_state() -> None:
+    conv = converter(SHELLY)
+    status = fixture("shelly_status_switch.json")
+    run(conv, "shellypro4pm-f008d1d8b8b8/status/switch:0", status["message"])
+    gone = {
+        "src": "shellypro4pm-f008d1d8b8b8",
+        "method": "NotifyStatus",
+        "params": {"ts": 1694723200.5, "switch:0": {"apower": None}},
+    }
+    _, body = reading(run(conv, "shellypro4pm-f008d1d8b8b8/events/rpc", gone))
+    assert body == {"ts": 1694723200500, "load_energy_wh": 13371.121}
