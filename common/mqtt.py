@@ -48,10 +48,11 @@ OnConnect = Callable[[mqtt.Client, bool], object]
 OnDisconnect = Callable[[], object]
 OnSubscribed = Callable[[int], object]
 """Called with the packet id of a SUBSCRIBE once the broker has answered it (SUBACK)."""
-OnPublished = Callable[[int], object]
-"""Called with the packet id of a QoS 1 PUBLISH once the broker has acknowledged it (PUBACK).
-It runs on paho's network thread while paho holds its outgoing-message lock: a hook must not
-wait for a lock that a thread calling ``publish`` may hold."""
+OnPublished = Callable[[int, bool], object]
+"""Called with the packet id of a QoS 1 PUBLISH once the broker has answered it (PUBACK), and
+whether the broker refused it (an MQTT v5 reason code >= 0x80, e.g. not authorised). It runs
+on paho's network thread while paho holds its outgoing-message lock: a hook must not wait for
+a lock that a thread calling ``publish`` may hold."""
 
 
 class Message(Protocol):
@@ -165,7 +166,8 @@ class MqttLink:
         self._subscribed_hooks.append(hook)
 
     def add_on_published(self, hook: OnPublished) -> None:
-        """``hook(mid)`` runs on paho's network thread when a QoS 1 PUBLISH's PUBACK arrives."""
+        """``hook(mid, refused)`` runs on paho's network thread when a QoS 1 PUBLISH's PUBACK
+        arrives."""
         self._published_hooks.append(hook)
 
     def set_message_handler(self, handler: MessageHandler) -> None:
@@ -271,9 +273,17 @@ class MqttLink:
         for hook in self._subscribed_hooks:
             hook(mid)
 
-    def _on_publish(self, _client: mqtt.Client, _userdata: object, mid: int, *_: object) -> None:
+    def _on_publish(
+        self,
+        _client: mqtt.Client,
+        _userdata: object,
+        mid: int,
+        reason: ReasonCode,
+        _props: Properties | None,
+    ) -> None:
+        refused = bool(reason.is_failure)
         for hook in self._published_hooks:
-            hook(mid)
+            hook(mid, refused)
 
     def _on_disconnect(
         self,

@@ -42,6 +42,12 @@ class BridgeMetrics:
             ["source"],
             registry=r,
         )
+        self.refused = Counter(
+            "bridge_readings_refused",
+            "readings our broker answered with an error reason code (ACL, quota): their source "
+            "messages are held unacknowledged",
+            registry=r,
+        )
         self.inflight = Gauge(
             "bridge_readings_inflight",
             "readings and dead letters published, not yet acknowledged by our broker",

@@ -68,7 +68,8 @@ class Ledger:
         self.metrics = metrics
         self._lock = threading.Lock()
         self._pending: dict[int, _Entry] = {}
-        self._early: set[int] = set()
+        self._early: dict[int, bool] = {}  # PUBACKs that beat their entry: mid -> refused
+        self.refused = 0
         self._idle = threading.Condition(self._lock)
         metrics.inflight.set_function(lambda: len(self._pending))
 
@@ -79,21 +80,35 @@ class Ledger:
             with self._lock:
                 if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
                     entry.failed = True  # never acknowledged: its broker delivers it again
-                    log.error("our broker's queue refused a reading", extra={"topic": topic})
+                    log.error(
+                        "paho refused to queue a reading (packet id in use)", extra={"topic": topic}
+                    )
                 elif info.mid in self._early:
-                    self._early.discard(info.mid)
+                    if self._early.pop(info.mid):
+                        entry.failed = True  # refused before we filed it (counted then)
                     entry.remaining -= 1
                 else:
                     self._pending[info.mid] = entry
         self._settle(entry)
 
-    def on_published(self, mid: int) -> None:
+    def on_published(self, mid: int, refused: bool) -> None:
         with self._lock:
             entry = self._pending.pop(mid, None)
             if entry is None:
                 if len(self._early) < 100_000:
-                    self._early.add(mid)
+                    self._early[mid] = refused
+                if refused:
+                    self.refused += 1
+                    self.metrics.refused.inc()
                 return
+            if refused:
+                # Our broker took the packet but not the reading (its ACL, a quota): the source
+                # message is held unacknowledged rather than lost, and /healthz says so.
+                entry.failed = True
+                self.refused += 1
+        if refused:
+            self.metrics.refused.inc()
+            log.error("our broker refused a reading; its source message is held")
         self._settle(entry)
 
     def _settle(self, entry: _Entry) -> None:
@@ -339,11 +354,13 @@ class BridgeService:
             r.source.name: {"connected": r.link.connected.is_set(), "error": r.link.last_error}
             for r in self.runners
         }
+        refused = self.ledger.refused
         return {
-            "healthy": ours and all(s["connected"] for s in sources.values()),
+            "healthy": ours and all(s["connected"] for s in sources.values()) and not refused,
             "mqtt": {"connected": ours, "error": self.link.last_error},
             "sources": sources,
             "inflight": self.ledger.inflight,
+            "refused_readings": refused,
         }
 
     def start(self) -> None:

@@ -342,3 +342,23 @@ def test_invalid_sources_file_stops_the_bridge_with_exit_2_naming_the_line(tmp_p
         f"facility-bridge: BRIDGE_SOURCES_FILE: {sources}: line 7: "
         "sources[0].fields.fill_pct.unit: unknown unit 'furlong'"
     )
+
+
+def test_a_reading_our_broker_refuses_holds_its_source_message_and_turns_health_red(
+    tmp_path: Path,
+    server_factory: Callable[..., MosquittoServer],
+    bridges: Callable[..., BridgeProcess],
+) -> None:
+    acl = tmp_path / "acl"
+    acl.write_text("topic read #\ntopic write v3/#\n")  # the bridge may not write telemetry
+    broker = server_factory(MosquittoServer, extra_config=[f"acl_file {acl}"])
+    devices = write_registry(tmp_path)
+    sources = write_sources(tmp_path, ttn_source(None))
+    bridge = bridges(bridge_env(broker.url, devices, sources)).start()
+    bridge.wait_connected()
+    topic, payload, _ = ttn_uplink(int(time.time() * 1000) - 1000, 50.0)
+    publish(broker.url, topic, payload)
+    wait_until(lambda: bridge.metric("bridge_readings_refused_total") == 1, timeout=30)
+    status, health = bridge.health()
+    assert status == 503 and health["refused_readings"] == 1
+    assert bridge.metric(labelled("bridge_messages_acked_total", source="ttn-bins")) == 0
