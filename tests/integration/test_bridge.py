@@ -195,6 +195,7 @@ def test_shelly_meter_readings_land_in_energy(
     assert [r["load_energy_wh"] for r in rows] == [13371.121 + i for i in range(5)]
     # params.ts is float seconds: stored at its millisecond
     assert [int(r["time"]) for r in rows] == [ts for _, _, ts in frames]
+    assert bridge.terminate() == 0  # SIGTERM: a clean stop
 
 
 def test_people_counter_through_chirpstack_lands_in_visitors_across_a_reset(
