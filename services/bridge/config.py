@@ -133,9 +133,9 @@ class FieldSpec(BaseModel):
 
 
 class DeviceSpec(BaseModel):
-    """How to find the device a message is from: a JSON path or a topic level (first that
-    gives a value), then ``lookup``: ``id`` (the value is our device id) or an external id
-    scheme of the registry (``dev_eui``, ``ttn``, ``shelly``, ...)."""
+    """How to find the device a message is from: a JSON path from the message root (``$.``
+    optional) or a topic level (first that gives a value), then ``lookup``: ``id`` (the value
+    is our device id) or an external id scheme of the registry (``dev_eui``, ``ttn``, ...)."""
 
     model_config = _MODEL
 

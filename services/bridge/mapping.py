@@ -250,7 +250,7 @@ class Converter:
             found = _get(data if not self.records[0] else doc, self.records[1])
             if not isinstance(found, list) or not found:
                 return Rejection(UNMAPPABLE, f"no list of records at {self.source.records!r}")
-            records = found[:1000]
+            records = found[:1000]  # a bound: one message never floods our broker
         else:
             records = [data]
         state = self._state.setdefault(device.id, _DeviceState())
@@ -259,13 +259,14 @@ class Converter:
         for item in records:
             if not isinstance(item, dict):
                 return Rejection(UNMAPPABLE, "a record is not a JSON object")
-            record = item
-            if self.merge:
-                state.merged = _deep_merge(state.merged, item)
-                record = state.merged
+            record = _deep_merge(state.merged, item) if self.merge else item
             made = self._reading(device, doc, record, state, received_ms, problems)
             if isinstance(made, Rejection):
+                # A dead-lettered message leaves the known state as it was: one bad value
+                # must not spoil every later partial message of the device.
                 return made
+            if self.merge:
+                state.merged = record
             out.append(made)
         return Converted(tuple(out), tuple(problems))
 

@@ -549,3 +549,19 @@ def test_shelly_null_in_notify_status_removes_the_key_from_the_known_state() -> 
     }
     _, body = reading(run(conv, "shellypro4pm-f008d1d8b8b8/events/rpc", gone))
     assert body == {"ts": 1694723200500, "load_energy_wh": 13371.121}
+
+
+def test_a_dead_lettered_partial_message_leaves_the_known_state_as_it_was() -> None:
+    conv = converter(SHELLY)
+    status = fixture("shelly_status_switch.json")
+    run(conv, "shellypro4pm-f008d1d8b8b8/status/switch:0", status["message"])
+    bad = {
+        "src": "shellypro4pm-f008d1d8b8b8",
+        "method": "NotifyStatus",
+        "params": {"ts": 1694723200.5, "switch:0": {"apower": -5.0}},  # load power < 0
+    }
+    outcome = run(conv, "shellypro4pm-f008d1d8b8b8/events/rpc", bad)
+    assert isinstance(outcome, Rejection) and outcome.code == "out_of_range"
+    notify = fixture("shelly_notifystatus_switch.json")
+    _, body = reading(run(conv, notify["topic"], notify["message"]))
+    assert body["load_power_w"] == 0.0  # the last good value, not the refused one
