@@ -331,6 +331,8 @@ class DispatchDesk:
             "route_km": float(req.route_km),
             "state": phase.value,
         }
+        if any(stop.weight_estimated for stop in req.stops):
+            fields["weight_estimated"] = True  # est_load_kg (and collected_kg) from fill
         if collected_kg is not None:
             fields["collected_kg"] = round(float(collected_kg), 1)
         return DISPATCH_MEASUREMENT, {"zone": req.zone, "truck_id": req.truck_id}, fields, ts_ms

@@ -30,6 +30,8 @@ def test_bin_without_weight_is_planned_with_an_estimated_load() -> None:
     assert not stops["bin-002"].weight_estimated
     assert stops["bin-002"].est_weight_kg == 240
     assert request.est_load_kg == round(estimated + 240, 1)
+    planned = d.plan(T0 + MIN).points  # nothing new to plan
+    assert planned == []
 
 
 def test_fall_of_the_fill_completes_a_fill_only_bins_dispatch() -> None:
@@ -42,6 +44,7 @@ def test_fall_of_the_fill_completes_a_fill_only_bins_dispatch() -> None:
     assert done.closed == [request.dispatch_id]
     fields = done.points[-1][2]
     assert fields["state"] == "completed"
+    assert fields["weight_estimated"] is True
     assert fields["collected_kg"] == round((85 - 3) / 100 * 1100 * DEFAULT_BULK_DENSITY_KG_L, 1)
 
 
