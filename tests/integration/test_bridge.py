@@ -363,3 +363,24 @@ def test_a_reading_our_broker_refuses_holds_its_source_message_and_turns_health_
     status, health = bridge.health()
     assert status == 503 and health["refused_readings"] == 1
     assert bridge.metric(labelled("bridge_messages_acked_total", source="ttn-bins")) == 0
+
+
+def test_a_missing_broker_secret_stops_the_bridge_with_exit_2_naming_it(tmp_path: Path) -> None:
+    devices = write_registry(tmp_path)
+    source = ttn_source("mqtts://eu1.cloud.thethings.network:8883").replace(
+        "'}\n", "', username: app@ttn, password_secret: ttn_api_key}\n", 1
+    )
+    sources = write_sources(tmp_path, source)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MQTT_", "BRIDGE_"))}
+    env.update(bridge_env("mqtt://127.0.0.1:1", devices, sources), SECRETS_DIR=str(tmp_path))
+    done = subprocess.run(
+        [sys.executable, "-m", "services.bridge"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "password_secret 'ttn_api_key'" in done.stderr.decode()
+    assert "BRIDGE_SECRET_TTN_API_KEY" in done.stderr.decode()
