@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 CLIENT_ID = "facility-bridge"
 DEADLETTER_PROGRAM = "bridge"
+ACK_BATCH = 64
 
 AckSource = Callable[[], None]
 
@@ -196,6 +197,11 @@ class SourceRunner:
         self._readings = metrics.readings.labels(source.name)
         self._generation = 0
         self._generation_lock = threading.Lock()
+        # PUBACKs due to the source broker go out in batches (one packet, one wake-up of
+        # paho's thread): when this source has nothing in flight at our broker, when a batch
+        # is full, or before the next source message is handled.
+        self._due: list[tuple[int, int]] = []  # (connection generation, packet id)
+        self._in_flight = 0
         self._rejected_logged = 0
         self.link.set_message_handler(self.on_message)
         self.link.add_on_connect(self._on_connect)
@@ -224,19 +230,35 @@ class SourceRunner:
             self.metrics.source_up.labels(self.source.name).set(0)
 
     def _acker(self, msg: Message) -> Callable[[], None]:
+        """The message's acknowledgement, to call once our broker has all it became."""
         mid, qos = msg.mid, msg.qos
-        generation = self._generation  # an int read needs no lock; the compare below does
+        generation = self._generation  # an int read needs no lock; the flush compares
         acked = self._acked
+        with self._generation_lock:
+            self._in_flight += 1
 
         def ack() -> None:
             acked.inc()
-            if not qos:
-                return
             with self._generation_lock:
-                if generation == self._generation:
-                    self.link.ack_many([mid])
+                self._in_flight -= 1
+                if qos:
+                    self._due.append((generation, mid))
+                flush = self._in_flight == 0 or len(self._due) >= ACK_BATCH
+            if flush:
+                self.flush_acks()
 
         return ack
+
+    def flush_acks(self) -> None:
+        """Send the PUBACKs that are due, those of an older connection left out (its broker
+        delivers those messages again)."""
+        with self._generation_lock:
+            if not self._due:
+                return
+            mids = [mid for generation, mid in self._due if generation == self._generation]
+            self._due.clear()
+            if mids:
+                self.link.ack_many(mids)
 
     def on_message(self, msg: Message) -> None:
         """On the source link's network thread: convert, publish, acknowledge when done."""
@@ -250,6 +272,7 @@ class SourceRunner:
             log.exception("failed to handle a source message", extra={"source": self.source.name})
 
     def _handle(self, msg: Message) -> None:
+        self.flush_acks()
         name = self.source.name
         self._received.inc()
         received_ms = time.time_ns() // 1_000_000
@@ -381,6 +404,7 @@ class BridgeService:
             runner.accepting = False
         done = self.ledger.wait_idle(timeout_s)
         for runner in self.runners:
+            runner.flush_acks()
             runner.link.stop()  # DISCONNECT queues behind the acknowledgements just sent
         self.link.stop()
         log.info("bridge stopped", extra={"clean": done})
