@@ -43,7 +43,9 @@ CLIENT_ID = "facility-bridge"
 DEADLETTER_PROGRAM = "bridge"
 ACK_BATCH = 64
 
-AckSource = Callable[[], None]
+AckSource = Callable[[bool], None]
+"""Called once our broker answered everything made from a source message: True when it took
+all of it (acknowledge the source message), False when it refused some (hold it)."""
 
 
 @dataclass(slots=True)
@@ -115,11 +117,11 @@ class Ledger:
     def _settle(self, entry: _Entry) -> None:
         with self._lock:
             entry.remaining -= 1
-            done = entry.remaining == 0 and not entry.failed
+            done = entry.remaining == 0
             if not self._pending:
                 self._idle.notify_all()
         if done:
-            entry.on_done()
+            entry.on_done(not entry.failed)
 
     def wait_idle(self, timeout_s: float) -> bool:
         """True once nothing published waits for our broker (within ``timeout_s``)."""
@@ -229,19 +231,20 @@ class SourceRunner:
         if not self.link.connected.is_set():
             self.metrics.source_up.labels(self.source.name).set(0)
 
-    def _acker(self, msg: Message) -> Callable[[], None]:
-        """The message's acknowledgement, to call once our broker has all it became."""
+    def _acker(self, msg: Message) -> AckSource:
+        """The message's acknowledgement, to call once our broker answered all it became."""
         mid, qos = msg.mid, msg.qos
         generation = self._generation  # an int read needs no lock; the flush compares
         acked = self._acked
         with self._generation_lock:
             self._in_flight += 1
 
-        def ack() -> None:
-            acked.inc()
+        def ack(ok: bool) -> None:
+            if ok:
+                acked.inc()
             with self._generation_lock:
                 self._in_flight -= 1
-                if qos:
+                if qos and ok:
                     self._due.append((generation, mid))
                 flush = self._in_flight == 0 or len(self._due) >= ACK_BATCH
             if flush:
@@ -281,7 +284,7 @@ class SourceRunner:
         ack = self._acker(msg)
         if isinstance(outcome, Skip):
             self.metrics.skipped.labels(name, outcome.reason).inc()
-            ack()
+            ack(True)
             return
         if isinstance(outcome, Rejection):
             self.metrics.rejected.labels(name, outcome.code).inc()
@@ -304,9 +307,10 @@ class SourceRunner:
         count = len(outcome.readings)
         readings = self._readings
 
-        def done() -> None:
-            readings.inc(count)
-            ack()
+        def done(ok: bool) -> None:
+            if ok:
+                readings.inc(count)
+            ack(ok)
 
         self.ledger.publish_all([(r.topic, r.payload) for r in outcome.readings], done)
 
