@@ -55,6 +55,7 @@ __all__ = [
     "Weekday",
     "haversine_km",
     "load_registry",
+    "normalize_external_id",
 ]
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -72,6 +73,21 @@ P = TypeVar("P", bound=KindParams)
 
 class RegistryError(ValueError):
     """The device registry file is missing, unreadable or invalid."""
+
+
+EXTERNAL_SCHEME_PATTERN: Final = r"^[a-z][a-z0-9_]{0,31}$"
+"""Names of external id schemes: ``dev_eui``, ``ttn``, ``chirpstack``, ``shelly``, ..."""
+_EUI_SCHEMES: Final = frozenset({"dev_eui"})
+
+
+def normalize_external_id(scheme: str, value: str) -> str:
+    """The form external ids are compared in: a DevEUI is 16 upper-case hex digits whatever
+    its separators or case (ChirpStack writes it lower-case, TTN upper-case); any other id
+    is compared as written, without surrounding blanks."""
+    text = value.strip()
+    if scheme in _EUI_SCHEMES:
+        return text.replace("-", "").replace(":", "").replace(" ", "").upper()
+    return text
 
 
 def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
@@ -187,7 +203,24 @@ class Device(BaseModel):
     name: Text | None = None
     latitude: Latitude | None = None
     longitude: Longitude | None = None
+    # Ids other systems know the device by (a LoRaWAN DevEUI, a network server's device id,
+    # a Shelly id): facility-bridge finds the device of a foreign message through them.
+    external_ids: dict[
+        Annotated[str, Field(strict=True, pattern=EXTERNAL_SCHEME_PATTERN)],
+        Annotated[str, Field(strict=True, min_length=1, max_length=128)],
+    ] = Field(default_factory=dict)
     params: KindParams = KindParams()
+
+    @field_validator("external_ids")
+    @classmethod
+    def _euis(cls, value: dict[str, str]) -> dict[str, str]:
+        for scheme, external in value.items():
+            normal = normalize_external_id(scheme, external)
+            if scheme in _EUI_SCHEMES and (
+                len(normal) != 16 or any(c not in "0123456789ABCDEF" for c in normal)
+            ):
+                raise _custom_error(f"external_ids.{scheme}: {external!r} is not a 64-bit EUI")
+        return value
 
     @model_validator(mode="before")
     @classmethod
@@ -288,6 +321,7 @@ class Registry(BaseModel):
     _by_zone: dict[str, tuple[Device, ...]] = PrivateAttr(default_factory=dict)
     _zone_of: dict[str, str] = PrivateAttr(default_factory=dict)
     _tags: dict[tuple[str, str], dict[str, str]] = PrivateAttr(default_factory=dict)
+    _by_external: dict[tuple[str, str], Device] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Registry:
@@ -317,6 +351,16 @@ class Registry(BaseModel):
                     f"devices[{i}].site: device {device.id!r} names unknown site {device.site!r}"
                     f" (known: {', '.join(sorted(site_ids))})"
                 )
+        owners: dict[tuple[str, str], str] = {}
+        for i, device in enumerate(self.devices):
+            for scheme, external in device.external_ids.items():
+                key = (scheme, normalize_external_id(scheme, external))
+                if key in owners:
+                    raise _custom_error(
+                        f"devices[{i}].external_ids.{scheme}: {external!r} is also device "
+                        f"{owners[key]!r}'s"
+                    )
+                owners[key] = device.id
         return self
 
     def model_post_init(self, context: Any, /) -> None:
@@ -334,6 +378,8 @@ class Registry(BaseModel):
                 by_zone.setdefault(d.params.zone, []).append(d)
             if own_tags := d.params.tags():
                 tags[(d.site, d.id)] = own_tags
+            for scheme, external in d.external_ids.items():
+                self._by_external[(scheme, normalize_external_id(scheme, external))] = d
         self._by_kind = {k: tuple(v) for k, v in by_kind.items()}
         self._by_zone = {z: tuple(by_zone[z]) for z in sorted(by_zone)}
         self._zone_of = zone_of
@@ -344,6 +390,10 @@ class Registry(BaseModel):
 
     def site(self, site_id: str) -> Site | None:
         return self._sites_by_id.get(site_id)
+
+    def device_by_external_id(self, scheme: str, value: str) -> Device | None:
+        """The device whose ``external_ids[scheme]`` is ``value`` (normalised), if any."""
+        return self._by_external.get((scheme, normalize_external_id(scheme, value)))
 
     def truck(self, truck_id: str) -> Truck | None:
         return self._trucks_by_id.get(truck_id)

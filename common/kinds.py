@@ -186,12 +186,18 @@ class VisitorCounterParams(KindParams):
 
 # -- ewaste_bin ------------------------------------------------------------------------------
 class EwasteBinTelemetry(Telemetry):
-    weight_kg: NonNegative
+    # Most bin sensors measure a distance from the lid, not a weight: fill_pct is what every
+    # bin sends, weight_kg only a weighed bin (docs/contract.md, "weight_kg optional").
+    weight_kg: NonNegative | None = None
     fill_pct: Percent
     capacity_kg: Positive | None = None
     battery_pct: Percent | None = None
     temperature_c: Finite | None = None
     lid_open: Flag | None = None
+    # Alarm flags off-the-shelf sensors send (tilt/position, fire/heat, low battery).
+    tilted: Flag | None = None
+    fire_alarm: Flag | None = None
+    battery_low: Flag | None = None
 
 
 class EwasteBinParams(KindParams):
@@ -199,9 +205,38 @@ class EwasteBinParams(KindParams):
     residential_type: ResidentialType
     capacity_kg: PositiveFloat
     volume_l: PositiveFloat | None = None
+    # A distance sensor under the lid: what it reads over an empty bin and over a full one.
+    sensor_empty_mm: PositiveFloat | None = None
+    sensor_full_mm: NonNegativeFloat | None = None
+    # kg per litre of loose e-waste, for bins that report fill only (dispatch estimates).
+    bulk_density_kg_l: PositiveFloat | None = None
+
+    @model_validator(mode="after")
+    def _geometry(self) -> EwasteBinParams:
+        empty, full = self.sensor_empty_mm, self.sensor_full_mm
+        if (empty is None) != (full is None):
+            raise registry_error("sensor_empty_mm and sensor_full_mm must be given together")
+        if empty is not None and full is not None and full >= empty:
+            raise registry_error("sensor_full_mm must be less than sensor_empty_mm")
+        return self
 
     def tags(self) -> dict[str, str]:
         return {"zone": self.zone, "residential_type": self.residential_type}
+
+    def fill_pct_from_distance(self, distance_mm: float) -> float | None:
+        """The fill a lid sensor's distance means, clamped to 0..100; None without geometry."""
+        empty, full = self.sensor_empty_mm, self.sensor_full_mm
+        if empty is None or full is None:
+            return None
+        return _clamp_pct(100 * (empty - distance_mm) / (empty - full))
+
+    def fill_pct_from_weight(self, weight_kg: float) -> float:
+        """The fill a weight means, for a weight-only sensor (the bin's capacity is full)."""
+        return _clamp_pct(100 * weight_kg / self.capacity_kg)
+
+
+def _clamp_pct(value: float) -> float:
+    return round(min(100.0, max(0.0, value)), 2)
 
 
 # -- the registry of kinds -------------------------------------------------------------------

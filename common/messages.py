@@ -61,6 +61,9 @@ class DispatchStop(_Message):
     longitude: float
     fill_pct: float | None = None
     est_weight_kg: float = 0.0
+    weight_estimated: bool = False
+    """True when the bin reports no weight: ``est_weight_kg`` is its fill x volume x bulk
+    density (or x capacity), an estimate to show as such."""
 
 
 class DispatchRequest(_Message):

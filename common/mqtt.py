@@ -48,6 +48,11 @@ OnConnect = Callable[[mqtt.Client, bool], object]
 OnDisconnect = Callable[[], object]
 OnSubscribed = Callable[[int], object]
 """Called with the packet id of a SUBSCRIBE once the broker has answered it (SUBACK)."""
+OnPublished = Callable[[int, bool], object]
+"""Called with the packet id of a QoS 1 PUBLISH once the broker has answered it (PUBACK), and
+whether the broker refused it (an MQTT v5 reason code >= 0x80, e.g. not authorised). It runs
+on paho's network thread while paho holds its outgoing-message lock: a hook must not wait for
+a lock that a thread calling ``publish`` may hold."""
 
 
 class Message(Protocol):
@@ -119,6 +124,7 @@ class MqttLink:
         self._hooks: list[OnConnect] = []
         self._disconnect_hooks: list[OnDisconnect] = []
         self._subscribed_hooks: list[OnSubscribed] = []
+        self._published_hooks: list[OnPublished] = []
         protocol = MQTTProtocolVersion.MQTTv5 if self.v5 else MQTTProtocolVersion.MQTTv311
         self.client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
@@ -144,6 +150,7 @@ class MqttLink:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_subscribe = self._on_subscribe
+        self.client.on_publish = self._on_publish
         self.client.on_connect_fail = self._on_connect_fail
         self._queue_packet = _packet_queue_of(self.client)
 
@@ -157,6 +164,11 @@ class MqttLink:
     def add_on_subscribed(self, hook: OnSubscribed) -> None:
         """``hook(mid)`` runs on paho's network thread when a SUBSCRIBE's SUBACK arrives."""
         self._subscribed_hooks.append(hook)
+
+    def add_on_published(self, hook: OnPublished) -> None:
+        """``hook(mid, refused)`` runs on paho's network thread when a QoS 1 PUBLISH's PUBACK
+        arrives."""
+        self._published_hooks.append(hook)
 
     def set_message_handler(self, handler: MessageHandler) -> None:
         """Every inbound message goes to ``handler(message)`` (one handler per link)."""
@@ -260,6 +272,18 @@ class MqttLink:
     def _on_subscribe(self, _client: mqtt.Client, _userdata: object, mid: int, *_: object) -> None:
         for hook in self._subscribed_hooks:
             hook(mid)
+
+    def _on_publish(
+        self,
+        _client: mqtt.Client,
+        _userdata: object,
+        mid: int,
+        reason: ReasonCode,
+        _props: Properties | None,
+    ) -> None:
+        refused = bool(reason.is_failure)
+        for hook in self._published_hooks:
+            hook(mid, refused)
 
     def _on_disconnect(
         self,

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final
 from pydantic import ValidationError
 
 from common.kinds import INVALID_TS, KINDS, MAX_FUTURE_MS, NO_FIELDS, TS_IN_FUTURE
-from common.topics import TopicError, Topics
+from common.topics import DeviceTopic, TopicError, Topics
 
 if TYPE_CHECKING:
     from common.identity import DeviceGate
@@ -48,6 +48,7 @@ __all__ = [
     "Reading",
     "Rejection",
     "StatusReading",
+    "judge_telemetry",
     "parse_message",
 ]
 
@@ -187,6 +188,30 @@ def _parse(
         return refused
     if where.channel == "status":
         return _parse_status(where.site, where.kind, where.device_id, payload, now_ms)
+    return _parse_telemetry(where, payload, now_ms, max_future_ms)
+
+
+def judge_telemetry(
+    where: DeviceTopic,
+    payload: bytes,
+    now_ms: int | None = None,
+    max_future_ms: int = MAX_FUTURE_MS,
+) -> ParseResult:
+    """``parse_message`` for a telemetry topic its caller has parsed already (the bridge, which
+    builds the topic itself): the same judge of the payload, without parsing the topic again.
+    Never raises."""
+    try:
+        return _parse_telemetry(where, payload, now_ms, max_future_ms)
+    except Exception as exc:
+        log.exception("internal error while judging a message", extra={"topic": str(where)})
+        return Rejection(
+            INTERNAL_ERROR, f"the receiver failed to judge this message: {type(exc).__name__}"
+        )
+
+
+def _parse_telemetry(
+    where: DeviceTopic, payload: bytes, now_ms: int | None, max_future_ms: int
+) -> ParseResult:
     kind = KINDS.get(where.kind)
     if kind is None:
         return Rejection(UNKNOWN_KIND, f"unknown device kind {where.kind!r} (known: {_kinds()})")

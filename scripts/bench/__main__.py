@@ -15,7 +15,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-BENCHMARKS = ("lineproto", "simulator_load", "ingest", "alerts")
+BENCHMARKS = ("lineproto", "simulator_load", "ingest", "alerts", "bridge")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Self
 
 import httpx
 import paho.mqtt.client as mqtt
@@ -44,7 +44,12 @@ def readings(count: int, start: int = 0) -> list[tuple[str, bytes, int]]:
 class IngestProcess:
     """``python -m services.ingest`` with the given environment; SIGKILL is real.
 
-    It binds any free port for /healthz and reports it (``http_port``, new at every start)."""
+    It binds any free port for /healthz and reports it (``http_port``, new at every start).
+    Another service run the same way (facility-bridge) subclasses it with its own ``module``
+    and port variable."""
+
+    module: ClassVar[str] = "services.ingest"
+    http_port_variable: ClassVar[str] = "INGEST_HTTP_PORT"
 
     def __init__(self, tmp_path: Path, env: Mapping[str, str], name: str = "ingest") -> None:
         self.http_port = 0
@@ -61,16 +66,16 @@ class IngestProcess:
             "LOG_FORMAT": "console",
             "SECRETS_DIR": str(tmp_path / "no-secrets"),
             **env,
-            "INGEST_HTTP_PORT": "0",
+            self.http_port_variable: "0",
             "HTTP_PORT_FILE": str(self.port_file),
         }
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> IngestProcess:
+    def start(self) -> Self:
         self.port_file.unlink(missing_ok=True)
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "services.ingest"],
+            [sys.executable, "-m", self.module],
             cwd=ROOT,
             env=self.env,
             stdout=log,
@@ -87,7 +92,7 @@ class IngestProcess:
     def _answers(self) -> bool:
         assert self.proc is not None
         if self.proc.poll() is not None:
-            raise AssertionError(f"ingest exited {self.proc.returncode}:\n{self.log_tail()}")
+            raise AssertionError(f"{self.module} exited {self.proc.returncode}:\n{self.log_tail()}")
         try:
             httpx.get(f"http://127.0.0.1:{self.http_port}/healthz", timeout=2)
         except httpx.HTTPError:

@@ -20,6 +20,11 @@ from services.alerts.dispatch.planner import Candidate, TruckSlot, plan_zone
 
 MIN_DROP_KG = 5.0
 DROP_SHARE = 0.3  # a bin that lost 30 % of its weight in one reading was emptied
+# A bin that reports fill only (a lid distance sensor) was emptied when its fill fell this far.
+MIN_DROP_PCT = 20.0
+DEFAULT_BULK_DENSITY_KG_L = 0.2
+"""kg per litre of loose small e-waste, for a bin without weight or its own
+``bulk_density_kg_l``: its load is estimated from fill x volume x density."""
 # A truck's clock may be wrong: its ``completed`` time never silences a bin's readings for
 # longer than this past the stream's own time.
 MAX_STATUS_LEAD_MS = 3_600_000
@@ -78,6 +83,7 @@ class DeskOutput:
 class _Bin:
     fill_pct: float | None = None
     weight_kg: float | None = None
+    weighed: bool = False  # it has sent a weight (else its kg are estimated from fill)
 
 
 class DispatchDesk:
@@ -87,8 +93,10 @@ class DispatchDesk:
         opportunistic_pct: float = 40.0,
         timeout_ms: int = 8 * 3_600_000,
         collected: CollectedBins | None = None,
+        bulk_density_kg_l: float = DEFAULT_BULK_DENSITY_KG_L,
     ) -> None:
         self.registry = registry
+        self.bulk_density_kg_l = bulk_density_kg_l
         self.opportunistic_pct = opportunistic_pct
         self.timeout_ms = timeout_ms
         self.depot = (registry.depot.latitude, registry.depot.longitude)
@@ -96,6 +104,7 @@ class DispatchDesk:
         self.wanted: set[str] = set()  # bins whose own alert asks for a collection
         self.open: dict[str, OpenDispatch] = {}
         self.collected = collected if collected is not None else CollectedBins()
+        self._estimated: set[str] = set()  # bins whose last planned kg came from their fill
 
     # -- inputs --------------------------------------------------------------------------
     def busy_bins(self) -> set[str]:
@@ -123,13 +132,24 @@ class DispatchDesk:
         weight = reading.fields.get("weight_kg")
         fill = reading.fields.get("fill_pct")
         before = state.weight_kg
+        fill_before = state.fill_pct
         state.weight_kg = float(weight) if weight is not None else state.weight_kg
+        state.weighed = state.weighed or weight is not None
         state.fill_pct = float(fill) if fill is not None else state.fill_pct
-        if before is None or state.weight_kg is None:
-            return out
-        drop = before - state.weight_kg
-        if drop < max(MIN_DROP_KG, DROP_SHARE * before):
-            return out
+        if state.weighed:
+            if before is None or state.weight_kg is None:
+                return out
+            drop = before - state.weight_kg
+            if drop < max(MIN_DROP_KG, DROP_SHARE * before):
+                return out
+        else:
+            # No scale in this bin: a big fall of its fill is the emptying; kg estimated.
+            if fill_before is None or state.fill_pct is None:
+                return out
+            fall = fill_before - state.fill_pct
+            if fall < max(MIN_DROP_PCT, DROP_SHARE * fill_before):
+                return out
+            drop = self._estimated_kg(reading.device_id, fall)
         for dispatch in list(self.open.values()):
             if reading.device_id in dispatch.bins and reading.device_id not in dispatch.collected:
                 dispatch.collected[reading.device_id] = drop
@@ -208,10 +228,13 @@ class DispatchDesk:
             ):
                 continue
             weight = state.weight_kg
+            estimated = weight is None
             if weight is None:
-                weight = (
-                    (state.fill_pct or 100.0) / 100 * device.params_of(EwasteBinParams).capacity_kg
-                )
+                weight = self._estimated_kg(device.id, state.fill_pct or 100.0)
+            if estimated:
+                self._estimated.add(device.id)
+            else:
+                self._estimated.discard(device.id)
             candidates.append(
                 Candidate(
                     device.id,
@@ -243,6 +266,7 @@ class DispatchDesk:
                         longitude=s.longitude,
                         fill_pct=s.fill_pct,
                         est_weight_kg=round(s.weight_kg, 1),
+                        weight_estimated=s.device_id in self._estimated,
                     )
                     for s in plan.stops
                 ],
@@ -261,6 +285,18 @@ class DispatchDesk:
         return out
 
     # -- helpers -------------------------------------------------------------------------
+    def _estimated_kg(self, device_id: str, fill_pct: float) -> float:
+        """The kg of a bin ``fill_pct`` full, for a bin without a weight: its volume x bulk
+        density when the registry has a volume, else its capacity."""
+        device = self.registry.device(device_id)
+        if device is None or not isinstance(device.params, EwasteBinParams):
+            return 0.0
+        params = device.params
+        if params.volume_l is not None:
+            density = params.bulk_density_kg_l or self.bulk_density_kg_l
+            return fill_pct / 100 * params.volume_l * density
+        return fill_pct / 100 * params.capacity_kg
+
     def _close(
         self,
         dispatch: OpenDispatch,
@@ -295,6 +331,8 @@ class DispatchDesk:
             "route_km": float(req.route_km),
             "state": phase.value,
         }
+        if any(stop.weight_estimated for stop in req.stops):
+            fields["weight_estimated"] = True  # est_load_kg (and collected_kg) from fill
         if collected_kg is not None:
             fields["collected_kg"] = round(float(collected_kg), 1)
         return DISPATCH_MEASUREMENT, {"zone": req.zone, "truck_id": req.truck_id}, fields, ts_ms
