@@ -12,6 +12,7 @@ from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models.dashboard import DynamicConfigValue
 
 from common.devices import Registry
+from common.queries import collected_kg
 from grafana.panels import (
     BLUE,
     GREEN,
@@ -42,13 +43,6 @@ ANNUAL_REFERENCE_T = 541
 WHERE = '$timeFilter AND "zone" =~ /^$zone$/ AND "residential_type" =~ /^$residential_type$/'
 FILL_STEPS = ((None, GREEN), (60, YELLOW), (80, ORANGE), (95, RED))
 
-# Weight removed from bins = the drops of each bin's weight (a truck emptying it). Drops under
-# 2 kg are sensor noise or someone taking an item back, not a collection.
-COLLECTED = (
-    'SELECT -SUM("change") AS "{alias}" FROM (SELECT DIFFERENCE("weight_kg") AS "change" '
-    'FROM "ewaste_bin" WHERE {where} GROUP BY "device_id", "residential_type") '
-    'WHERE $timeFilter AND "change" < -2 {group_by}'
-)
 LATEST_PER_BIN = (
     'SELECT LAST("fill_pct") AS "fill" FROM "ewaste_bin" WHERE {where} GROUP BY "device_id"'
 )
@@ -183,7 +177,7 @@ def _recycled_this_year() -> gauge.Panel:
         .with_target(
             target(
                 'SELECT "collected" / 1000 AS "Recycled" FROM ('
-                + COLLECTED.format(alias="collected", where="$timeFilter", group_by="").rstrip()
+                + collected_kg("collected", "$timeFilter")
                 + ")"
             )
         )
@@ -202,7 +196,7 @@ def _collected_in_range() -> stat.Panel:
         .no_value("0")
         .thresholds(single_color(GREEN))
         .reduce_options(last_value())
-        .with_target(target(COLLECTED.format(alias="Collected", where=WHERE, group_by="").rstrip()))
+        .with_target(target(collected_kg("Collected", WHERE)))
         .span(6)
         .height(5)
     )
@@ -304,7 +298,7 @@ def _weight_collected_per_day_by_housing_type() -> timeseries.Panel:
         kg_per_day(
             "Weight collected per day by housing type",
             "E-waste emptied from bins per day (Korean days), by the housing the bins serve.",
-            COLLECTED.format(
+            collected_kg(
                 alias="collected",
                 where=WHERE,
                 group_by=f'GROUP BY time(1d), "residential_type" fill(0) {TZ_CLAUSE}',
@@ -329,7 +323,7 @@ def _collected_by_housing_type() -> bargauge.Panel:
         .reduce_options(last_value())
         .with_target(
             target(
-                COLLECTED.format(
+                collected_kg(
                     alias="collected", where=WHERE, group_by='GROUP BY "residential_type"'
                 ),
                 "$tag_residential_type",
