@@ -234,3 +234,24 @@ def test_unreachable_influxdb_fails_with_a_message_and_writes_nothing(tmp_path: 
     assert done.returncode == 1
     assert "unreachable" in done.stderr
     assert not (tmp_path / "reports").exists()
+
+
+def test_a_period_without_data_reports_zeros(
+    loaded: tuple[InfluxDB1Server, Truth], tmp_path: Path
+) -> None:
+    server, _ = loaded
+    out = tmp_path / "reports"
+    done = report(server, out, "--from", "2025-01-06", "--to", "2025-01-12")
+    assert done.returncode == 0, done.stderr
+    html = (out / "facility-report-2025-01-06-2025-01-12.html").read_text()
+    for line in (
+        "Net balance: +0.0 kWh",
+        "Self-sufficiency: no load measured",
+        "Visitors: 0 in 7 days",
+        "E-waste collected: 0 kg",
+        "This year (2025): 0.0 t of 541 t (0 %)",
+        "Alerts fired: 0",
+        "Collection trips: 0",
+    ):
+        assert line in html, line
+    assert (out / "facility-report-2025-01-06-2025-01-12.pdf").stat().st_size > 10_000
