@@ -5,6 +5,7 @@ messages for the services)."""
 from __future__ import annotations
 
 import copy
+import os
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -16,7 +17,8 @@ from common.settings import CommonSettings
 from common.topics import Topics
 from supervisor.scene import Scene
 
-CLIENT_ID = "facility-run-view"
+# Per process: two `make run`s on one broker must not take each other's connection.
+CLIENT_ID = f"facility-run-view-{os.getpid()}"
 
 
 def settings_from(environ: Mapping[str, str]) -> CommonSettings:

@@ -8,7 +8,7 @@ arguments.
 from __future__ import annotations
 
 import argparse
-import logging
+import signal
 import sys
 from dataclasses import asdict
 from datetime import date, datetime
@@ -25,7 +25,6 @@ from services.report.send import SendError, by_apprise, by_webhook
 from services.report.settings import ReportSettings
 
 PROGRAM = "facility-report"
-log = logging.getLogger("services.report")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -144,5 +143,15 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if failures else 0
 
 
+def run() -> int:
+    """The console script: Ctrl-C or SIGTERM stop it with a line, not a traceback."""
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        return main()
+    except KeyboardInterrupt:
+        print(f"{PROGRAM}: interrupted", file=sys.stderr)
+        return 130
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())
