@@ -21,7 +21,7 @@ from common.topics import TopicError, Topics
 # A bin from this fill level is "near full" on the console (the bin_full rule fires at 90 %).
 NEAR_FULL_PCT = 80.0
 # Rows per table: the console is one screen; the counts in the titles say how many there are.
-MAX_ROWS = 8
+MAX_ROWS = 6
 # Dispatches are remembered for the table after they close, the most recent first.
 MAX_DISPATCHES = 32
 
@@ -79,6 +79,14 @@ class GateNow:
     device_id: str
     occupancy: int | None
     entries_total: int
+    # Entries since the console first saw the gate, across counter resets (a device restart
+    # starts again from 0: what it counted since then is new).
+    entries_seen: int = 0
+
+    def count(self, entries_total: int, occupancy: int | None) -> None:
+        step = entries_total - self.entries_total
+        self.entries_seen += step if step >= 0 else entries_total
+        self.entries_total, self.occupancy = entries_total, occupancy
 
 
 @dataclass
@@ -197,13 +205,13 @@ class Scene:
                         meter.load_energy_wh,
                     )
         elif kind == "visitor_counter":
-            occupancy = data.get("occupancy")
-            self.gates[(site, device_id)] = GateNow(
-                site,
-                device_id,
-                int(_number(data, "occupancy")) if occupancy is not None else None,
-                int(_number(data, "entries_total")),
-            )
+            occupancy = int(_number(data, "occupancy")) if "occupancy" in data else None
+            entries = int(_number(data, "entries_total"))
+            gate = self.gates.get((site, device_id))
+            if gate is None:
+                self.gates[(site, device_id)] = GateNow(site, device_id, occupancy, entries)
+            else:
+                gate.count(entries, occupancy)
 
     # -- what the console shows ------------------------------------------------------------
     def near_full(self) -> list[BinNow]:

@@ -210,11 +210,11 @@ def render_scene(scene: Scene) -> list[RenderableType]:
     for site in sites:
         gates = [g for g in scene.gates.values() if g.site == site]
         inside = sum(g.occupancy or 0 for g in gates)
-        entries = sum(g.entries_total for g in gates)
+        entries = sum(g.entries_seen for g in gates)
         facilities.add_row(
             f"art center ({site})",
             f"{len(gates)} gate(s)",
-            f"{inside} people inside  {entries} entries counted",
+            f"{inside} people inside  {entries} entries since start",
         )
     return [
         Panel(

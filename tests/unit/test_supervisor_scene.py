@@ -70,18 +70,12 @@ def busy_scene() -> Scene:
             load_energy_wh=800.0, **energy)  # fmt: skip
     reading(scene, "nzc", "energy_meter", "nzc-meter-1", battery_soc_pct=65.0, pv_energy_wh=4000.0,
             load_energy_wh=2300.0, **energy)  # fmt: skip
-    reading(
-        scene,
-        "uac",
-        "visitor_counter",
-        "uac-gate-1",
-        entries_total=120,
-        exits_total=80,
-        occupancy=40,
-    )
-    reading(
-        scene, "uac", "visitor_counter", "uac-gate-2", entries_total=30, exits_total=28, occupancy=2
-    )
+    gate = ("uac", "visitor_counter")
+    reading(scene, *gate, "uac-gate-1", entries_total=120, exits_total=85, occupancy=35)
+    reading(scene, *gate, "uac-gate-1", entries_total=127, exits_total=87, occupancy=40)
+    reading(scene, *gate, "uac-gate-2", entries_total=30, exits_total=25, occupancy=5)
+    # The east gate restarts: its counter begins again at 0, and the 3 since then are new.
+    reading(scene, *gate, "uac-gate-2", entries_total=3, exits_total=1, occupancy=2)
     return scene
 
 
@@ -108,7 +102,7 @@ def test_view_shows_bins_near_full_alerts_dispatch_states_and_facility_figures()
         "d-1" in line and "planned" in line and "410 kg" in line for line in text.splitlines()
     )
     assert "PV 4.2 kW  load 2.6 kW  grid -1.6 kW  battery 65 %  net +1.5 kWh since start" in text
-    assert "42 people inside  150 entries counted" in text
+    assert "42 people inside  10 entries since start" in text
 
 
 def test_resolved_or_cleared_alerts_leave_the_view() -> None:
