@@ -31,7 +31,9 @@ class ReportSettings(CommonSettings):
         default=None,
         description="Signs webhook deliveries (webhook-id/-timestamp/-signature headers).",
     )
-    report_timeout_s: float = Field(default=60.0, gt=0, description="Per InfluxDB query.")
+    # Generous: the year-to-date tonnes read a year of raw bin weights (as the dashboards'
+    # gauge does) until derived collection events exist; the report runs once a week.
+    report_timeout_s: float = Field(default=300.0, gt=0, description="Per InfluxDB query.")
 
     @field_validator("report_webhook_url")
     @classmethod
