@@ -39,7 +39,7 @@ RUN mkdir -p /app/grafana \
 # dashboards `facility-grafana push/verify` use must be in the package.
 USER facility:facility
 WORKDIR /
-RUN for program in facility-ingest facility-alerts facility-simulator facility-grafana facility-run facility-acl facility-bridge; do \
+RUN for program in facility-ingest facility-alerts facility-simulator facility-grafana facility-run facility-acl facility-bridge facility-report; do \
       "$program" --help > /dev/null || { echo "smoke test: $program --help failed" >&2; exit 1; }; \
     done \
  && python -c "from grafana.settings import GrafanaSettings as S; d = S.model_fields['grafana_dashboards_dir'].default; n = len(list(d.glob('*.json'))); assert n >= 5, f'{n} dashboards in {d}'" \

@@ -376,7 +376,12 @@ class Registry(BaseModel):
             if isinstance(d.params, EwasteBinParams):
                 zone_of[d.id] = d.params.zone
                 by_zone.setdefault(d.params.zone, []).append(d)
-            if own_tags := d.params.tags():
+            own_tags = d.params.tags()
+            if KINDS[d.kind].located and d.latitude is not None and d.longitude is not None:
+                # Where a truck drives to: the map places the bin by these (docs/architecture.md
+                # "Coordinates on the map"). repr() is the shortest exact text of the float.
+                own_tags |= {"latitude": repr(d.latitude), "longitude": repr(d.longitude)}
+            if own_tags:
                 tags[(d.site, d.id)] = own_tags
             for scheme, external in d.external_ids.items():
                 self._by_external[(scheme, normalize_external_id(scheme, external))] = d

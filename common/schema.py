@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
+from common.messages import DispatchRequest
 from common.payloads import STATUS_MEASUREMENT, Reading, StatusReading
 
 Point = tuple[str, dict[str, str], dict[str, float | int | bool | str], int]
@@ -25,3 +26,33 @@ def reading_point(reading: Reading, extra_tags: Mapping[str, str] | None = None)
 def status_point(status: StatusReading) -> Point:
     tags = {"site": status.site, "kind": status.kind, "device_id": status.device_id}
     return STATUS_MEASUREMENT, tags, {"online": status.online}, status.ts_ms
+
+
+ROUTE_MEASUREMENT: Final = "dispatch_stop"
+DEPOT_STOP: Final = "depot"
+
+
+def route_points(request: DispatchRequest, ts_ms: int) -> list[Point]:
+    """A planned dispatch's route, one point per stop in driving order, for the map: the depot
+    first and last (when the request names it), the bins between. Stop ``n`` is stamped
+    ``ts_ms + n`` so the points of one route stay distinct and sort in driving order."""
+    places = [(s.device_id, s.latitude, s.longitude) for s in request.stops]
+    if request.depot_latitude is not None and request.depot_longitude is not None:
+        depot = (DEPOT_STOP, request.depot_latitude, request.depot_longitude)
+        places = [depot, *places, depot]
+    tags = {"zone": request.zone, "truck_id": request.truck_id}
+    return [
+        (
+            ROUTE_MEASUREMENT,
+            dict(tags),
+            {
+                "dispatch_id": request.dispatch_id,
+                "stop": n,
+                "device_id": device_id,
+                "latitude": float(latitude),
+                "longitude": float(longitude),
+            },
+            ts_ms + n,
+        )
+        for n, (device_id, latitude, longitude) in enumerate(places)
+    ]

@@ -9,6 +9,8 @@ command -v influxd >/dev/null 2>&1 || missing+=(influxdb)
 command -v victoria-metrics >/dev/null 2>&1 || missing+=(victoria-metrics)
 # Debian's docker-compose 1.x carries the compose-spec JSON schema the compose test validates with.
 command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+# pdftotext/pdftoppm: the report tests read and render the PDF pages as a person would see them.
+command -v pdftoppm >/dev/null 2>&1 || missing+=(poppler-utils)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "installing Debian packages: ${missing[*]}"

@@ -17,7 +17,8 @@ from rich.live import Live
 
 from supervisor.child import Child, ChildState
 from supervisor.plan import LOOPBACK, Plan
-from supervisor.view import Figures, render, scrape
+from supervisor.view import Figures, as_text, render, scrape
+from supervisor.watch import Watcher, settings_from
 
 CONFIG_ERROR_EXIT = 2
 BROKER_START_TIMEOUT_S = 20.0
@@ -57,6 +58,7 @@ class Supervisor:
         self.notes: list[str] = []
         self.fatal: str | None = None
         self.started = time.monotonic()
+        self.watcher: Watcher | None = None
 
     def note(self, text: str) -> None:
         self.notes.append(f"{time.strftime('%H:%M:%S')} {text}")
@@ -86,7 +88,18 @@ class Supervisor:
                 if not wait_listening(LOOPBACK, port, deadline, child.alive):
                     self.fatal = "embedded broker did not start: " + " | ".join(child.tail(3))
                     return False
+            if child.name == "ingest":
+                self.start_watcher(child.env)
         return True
+
+    def start_watcher(self, environ: dict[str, str]) -> None:
+        """The view's own subscriber, on the broker the services use (after it is up)."""
+        try:
+            self.watcher = Watcher(settings_from(environ))
+            self.watcher.start()
+        except (ValueError, OSError) as exc:
+            self.watcher = None
+            self.note(f"live view of the city off: {exc}")
 
     def wait_healthy(self, children: list[Child]) -> None:
         deadline = time.monotonic() + SERVICE_START_TIMEOUT_S
@@ -139,12 +152,19 @@ class Supervisor:
                 for c in self.plan.children
             },
             "figures": self.figures.as_dict(),
+            "scene": self.watcher.snapshot().as_dict() if self.watcher else None,
             "elapsed_s": round(time.monotonic() - self.started, 1),
         }
         path = self.plan.data_dir / "status.json"
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(status, indent=2))
         tmp.replace(path)
+        # The screen as text: what the live view shows, for a terminal that is not this one
+        # (`watch cat data/run/view.txt` over ssh) and for the end-to-end tests.
+        view = self.plan.data_dir / "view.txt"
+        tmp = view.with_suffix(".tmp")
+        tmp.write_text(as_text(self.view()))
+        tmp.replace(view)
 
     def refresh(self) -> None:
         ingest, alerts = self.child("ingest"), self.child("alerts")
@@ -156,7 +176,11 @@ class Supervisor:
 
     def view(self) -> Group:
         return render(
-            self.plan.header, [c.row() for c in self.plan.children], self.figures, self.notes
+            self.plan.header,
+            [c.row() for c in self.plan.children],
+            self.figures,
+            self.notes,
+            self.watcher.snapshot() if self.watcher else None,
         )
 
     def run(self, duration_s: float | None) -> int:
@@ -183,6 +207,8 @@ class Supervisor:
                     elif time.monotonic() - last_line >= 5.0:
                         last_line = time.monotonic()
                         self.console.print(self.figures.line(), highlight=False)
+                        if self.watcher is not None:
+                            self.console.print(self.watcher.snapshot().line(), highlight=False)
                     if deadline is not None and time.monotonic() >= deadline:
                         self.note("duration reached: stopping")
                         break
@@ -196,6 +222,8 @@ class Supervisor:
     def stop_all(self, live: Live | None) -> int:
         """Reverse start order: devices stop first, the broker last, so nothing is cut off."""
         failures = []
+        if self.watcher is not None:
+            self.watcher.stop()
         for child in reversed(self.plan.children):
             if child.proc is None:
                 child.state = ChildState.STOPPED

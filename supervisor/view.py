@@ -1,7 +1,9 @@
-"""`make run`'s live figures: scrape the services' /metrics and render them (rich or plain)."""
+"""`make run`'s live view: the services' /metrics figures and what is happening in the city
+(bins near full, alerts firing, dispatches, the cafe and the art center), rendered with rich."""
 
 from __future__ import annotations
 
+import io
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -9,12 +11,13 @@ from dataclasses import dataclass, field
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
-from rich.console import Group
+from rich.console import Console, Group, RenderableType
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
 from supervisor.child import ChildRow, ChildState
+from supervisor.scene import MAX_ROWS, NEAR_FULL_PCT, Scene
 
 RATE_WINDOW_S = 5.0
 
@@ -96,7 +99,11 @@ STATE_STYLE = {
 
 
 def render(
-    header: Sequence[str], rows: Sequence[ChildRow], figures: Figures, notes: Sequence[str]
+    header: Sequence[str],
+    rows: Sequence[ChildRow],
+    figures: Figures,
+    notes: Sequence[str],
+    scene: Scene | None = None,
 ) -> Group:
     """The terminal view: where things go, the processes, the figures, recent notes."""
     processes = Table(expand=True, box=None, pad_edge=False)
@@ -122,13 +129,107 @@ def render(
         f"{figures.alerts_firing:.0f}",
         f"{figures.dispatches:.0f}",
     )
-    parts: list[Panel | Text] = [
+    parts: list[RenderableType] = [
         Panel(
             Text("\n".join(header)), title="facility-monitor (make run)", subtitle="Ctrl-C stops"
         ),
         Panel(processes, title="processes"),
         Panel(numbers, title="figures (from /metrics)"),
     ]
+    if scene is not None:
+        parts.extend(render_scene(scene))
     if notes:
         parts.append(Panel(Text("\n".join(notes[-6:])), title="notes"))
     return Group(*parts)
+
+
+def _kw(watts: float | None) -> str:
+    return "-" if watts is None else f"{watts / 1000:.1f} kW"
+
+
+def _more(shown: int, total: int) -> str:
+    return f" (+{total - shown} more)" if total > shown else ""
+
+
+def render_scene(scene: Scene) -> list[RenderableType]:
+    """The city now: one panel each for bins, alerts, dispatches and the two facilities."""
+    full = scene.near_full()
+    bins = Table(expand=True, box=None, pad_edge=False)
+    for column in ("bin", "fill", "weight", "reading at"):
+        bins.add_column(column, justify="left" if column == "bin" else "right")
+    for reading in full[:MAX_ROWS]:
+        style = "red" if reading.fill_pct >= 95 else "yellow"
+        bins.add_row(
+            reading.device_id,
+            Text(f"{reading.fill_pct:.0f} %", style=style),
+            f"{reading.weight_kg:.1f} kg",
+            reading.ts,
+        )
+    firing = scene.firing()
+    alerts = Table(expand=True, box=None, pad_edge=False)
+    for column in ("rule", "severity", "site", "device", "value", "threshold"):
+        alerts.add_column(column)
+    for event in firing[:MAX_ROWS]:
+        alerts.add_row(
+            event.rule,
+            Text(event.severity, style="red" if event.severity == "critical" else "yellow"),
+            event.site,
+            event.device_id,
+            "-" if event.value is None else f"{event.value:g}",
+            "-" if event.threshold is None else f"{event.threshold:g}",
+        )
+    recent = scene.recent_dispatches()
+    dispatches = Table(expand=True, box=None, pad_edge=False)
+    for column in ("dispatch", "truck", "zone", "state", "stops", "planned", "collected"):
+        dispatches.add_column(column)
+    for dispatch in recent[:MAX_ROWS]:
+        dispatches.add_row(
+            dispatch.dispatch_id,
+            dispatch.truck_id,
+            dispatch.zone,
+            dispatch.state,
+            f"{dispatch.stops_done}/{dispatch.stops}" if dispatch.stops else "-",
+            f"{dispatch.est_load_kg:.0f} kg" if dispatch.est_load_kg else "-",
+            "-" if dispatch.collected_kg is None else f"{dispatch.collected_kg:.1f} kg",
+        )
+    counts = " -> ".join(f"{state} {n}" for state, n in scene.dispatch_counts().items())
+    facilities = Table(expand=True, box=None, pad_edge=False)
+    for column in ("facility", "device", "now"):
+        facilities.add_column(column)
+    for meter in sorted(scene.energy.values(), key=lambda m: (m.site, m.device_id)):
+        net = meter.net_wh_since_start()
+        soc = "-" if meter.battery_soc_pct is None else f"{meter.battery_soc_pct:.0f} %"
+        facilities.add_row(
+            f"cafe ({meter.site})",
+            meter.device_id,
+            f"PV {_kw(meter.pv_power_w)}  load {_kw(meter.load_power_w)}  "
+            f"grid {_kw(meter.grid_power_w)}  battery {soc}"
+            + ("" if net is None else f"  net {net / 1000:+.1f} kWh since start"),
+        )
+    sites = sorted({g.site for g in scene.gates.values()})
+    for site in sites:
+        gates = [g for g in scene.gates.values() if g.site == site]
+        inside = sum(g.occupancy or 0 for g in gates)
+        entries = sum(g.entries_seen for g in gates)
+        facilities.add_row(
+            f"art center ({site})",
+            f"{len(gates)} gate(s)",
+            f"{inside} people inside  {entries} entries since start",
+        )
+    return [
+        Panel(
+            bins,
+            title=f"bins near full (>= {NEAR_FULL_PCT:.0f} %): {len(full)}"
+            + _more(MAX_ROWS, len(full)),
+        ),
+        Panel(alerts, title=f"alerts firing: {len(firing)}" + _more(MAX_ROWS, len(firing))),
+        Panel(dispatches, title=f"dispatches: {counts}"),
+        Panel(facilities, title="facilities now"),
+    ]
+
+
+def as_text(renderable: RenderableType, width: int = 120) -> str:
+    """The view as plain text (no colours), as written to data/run/view.txt."""
+    console = Console(width=width, record=True, color_system=None, file=io.StringIO())
+    console.print(renderable)
+    return console.export_text()

@@ -18,6 +18,7 @@ from grafana_foundation_sdk.models import common
 
 from common.devices import Device, Registry, Site
 from common.kinds import VisitorCounterParams
+from common.queries import visitor_entries
 from grafana.influxql import InfluxQL
 from grafana.panels import (
     BLUE,
@@ -44,10 +45,7 @@ WHERE = f'$timeFilter AND "site" = \'{SITE}\' AND "device_id" =~ /^$gate$/'
 
 # Entries per reading of each gate's counter; a counter that restarts at 0 loses one step
 # instead of producing a negative count.
-ENTRIES = (
-    'SELECT NON_NEGATIVE_DIFFERENCE("entries_total") AS "entries" FROM "visitors" '
-    f'WHERE {WHERE} GROUP BY "device_id"'
-)
+ENTRIES = visitor_entries(WHERE)
 
 
 def _capacity_steps(capacity: float) -> dash.ThresholdsConfig:

@@ -12,6 +12,7 @@ from grafana_foundation_sdk.models import common
 
 from common.devices import Registry
 from common.kinds import EnergyMeterParams
+from common.queries import energy_deltas
 from grafana.influxql import InfluxQL
 from grafana.panels import (
     BLUE,
@@ -34,26 +35,11 @@ UID = "facility-nzc-energy"
 SITE = "nzc"
 WHERE = f'$timeFilter AND "site" = \'{SITE}\' AND "device_id" =~ /^$meter$/'
 
-# Counter name in the subquery -> meter counter. Differences are taken per meter (GROUP BY
-# device_id) so that two meters never subtract from each other, and NON_NEGATIVE_DIFFERENCE
-# drops the one negative step of a meter reset instead of showing it as a huge spike.
-COUNTERS = {
-    "pv": "pv_energy_wh",
-    "load": "load_energy_wh",
-    "import": "grid_import_wh",
-    "export": "grid_export_wh",
-}
-
-
-def _deltas(*names: str) -> str:
-    """Inner query: Wh between consecutive readings of each counter named."""
-    columns = ", ".join(f'NON_NEGATIVE_DIFFERENCE("{COUNTERS[n]}") AS "{n}"' for n in names)
-    return f'SELECT {columns} FROM "energy" WHERE {WHERE} GROUP BY "device_id"'
-
 
 def _energy_kwh(select: str, *names: str, group_by: str = "") -> str:
     """Outer query over the counter deltas; ``select`` uses SUM("<name>") in Wh."""
-    return f"SELECT {select} FROM ({_deltas(*names)}) WHERE $timeFilter {group_by}".rstrip()
+    inner = energy_deltas(WHERE, *names)
+    return f"SELECT {select} FROM ({inner}) WHERE $timeFilter {group_by}".rstrip()
 
 
 def _power_now(

@@ -5,13 +5,17 @@
 
 from __future__ import annotations
 
-from grafana_foundation_sdk.builders import bargauge, gauge, stat, table, timeseries
+from grafana_foundation_sdk.builders import bargauge, gauge, geomap, stat, table, timeseries
+from grafana_foundation_sdk.builders import common as common_builders
 from grafana_foundation_sdk.builders import dashboard as dash
 from grafana_foundation_sdk.builders.common import TableSortByFieldState
 from grafana_foundation_sdk.models import common
+from grafana_foundation_sdk.models import geomap as geomap_model
 from grafana_foundation_sdk.models.dashboard import DynamicConfigValue
 
 from common.devices import Registry
+from common.queries import collected_kg
+from grafana import geomap as layers
 from grafana.panels import (
     BLUE,
     GREEN,
@@ -33,6 +37,7 @@ from grafana.panels import (
     tag_variable,
     target,
     thresholds,
+    transformation,
 )
 
 UID = "facility-ewaste-collection"
@@ -42,13 +47,16 @@ ANNUAL_REFERENCE_T = 541
 WHERE = '$timeFilter AND "zone" =~ /^$zone$/ AND "residential_type" =~ /^$residential_type$/'
 FILL_STEPS = ((None, GREEN), (60, YELLOW), (80, ORANGE), (95, RED))
 
-# Weight removed from bins = the drops of each bin's weight (a truck emptying it). Drops under
-# 2 kg are sensor noise or someone taking an item back, not a collection.
-COLLECTED = (
-    'SELECT -SUM("change") AS "{alias}" FROM (SELECT DIFFERENCE("weight_kg") AS "change" '
-    'FROM "ewaste_bin" WHERE {where} GROUP BY "device_id", "residential_type") '
-    'WHERE $timeFilter AND "change" < -2 {group_by}'
+# The map shows the bins now, whatever range the dashboard shows: their latest reading of the
+# last week (a bin silent longer than that is off the map and in "Pipeline health").
+MAP_WHERE = (
+    'time > now() - 7d AND "zone" =~ /^$zone$/ AND "residential_type" =~ /^$residential_type$/'
 )
+# Bins report every 5 minutes: no reading in the last three 5-minute buckets (10 to 15 min,
+# the newest bucket being partial) means stale, or offline: an offline bin sends nothing, so
+# it turns stale too, as the alerts' device_offline rule (15 min) sees it.
+STALE_BUCKET, STALE_BUCKETS = "5m", 3
+STALE_AFTER = "15m"
 LATEST_PER_BIN = (
     'SELECT LAST("fill_pct") AS "fill" FROM "ewaste_bin" WHERE {where} GROUP BY "device_id"'
 )
@@ -94,6 +102,7 @@ def build(registry: Registry) -> dash.Dashboard:
         _e_waste_waiting_in_bins(),
         _recycled_this_year(),
         _collected_in_range(),
+        _bin_map(registry),
         _fill_level_of_every_bin(),
         _bins_by_fill_level(),
         _fill_level_by_zone(),
@@ -183,7 +192,7 @@ def _recycled_this_year() -> gauge.Panel:
         .with_target(
             target(
                 'SELECT "collected" / 1000 AS "Recycled" FROM ('
-                + COLLECTED.format(alias="collected", where="$timeFilter", group_by="").rstrip()
+                + collected_kg("collected", "$timeFilter")
                 + ")"
             )
         )
@@ -202,9 +211,113 @@ def _collected_in_range() -> stat.Panel:
         .no_value("0")
         .thresholds(single_color(GREEN))
         .reduce_options(last_value())
-        .with_target(target(COLLECTED.format(alias="Collected", where=WHERE, group_by="").rstrip()))
+        .with_target(target(collected_kg("Collected", WHERE)))
         .span(6)
         .height(5)
+    )
+
+
+def _bin_map(registry: Registry) -> geomap.Panel:
+    depot = registry.depot
+    located = '"device_id", "latitude", "longitude"'
+    return (
+        geomap.Panel()
+        .title("Bins, depot and today's routes")
+        .description(
+            "Every bin at its place, coloured by its latest fill level (orange from 80 %, red "
+            f"from 95 %); a grey cross marks a bin with no reading for {STALE_AFTER} (stale or "
+            "offline). The square is the depot; lines are the routes of trucks dispatched "
+            "today, in driving order."
+        )
+        .unit("percent")
+        .min(0)
+        .max(100)
+        .thresholds(thresholds(*FILL_STEPS))
+        .time_from("now/d")
+        .view(geomap.MapViewConfig().id("fit").all_layers(True).padding(5).max_zoom(16))
+        .basemap(common_builders.MapLayerOptions().type("default").name("Basemap"))
+        .controls(geomap.ControlsOptions().show_zoom(True).mouse_wheel_zoom(True))
+        .tooltip(geomap.TooltipOptions().mode(geomap_model.TooltipMode.DETAILS))
+        .layers(
+            [
+                layers.route("Routes today", "D", BLUE),
+                layers.markers(
+                    "Bins (fill)",
+                    "A",
+                    symbol=layers.CIRCLE,
+                    size=8,
+                    color=GREEN,
+                    color_field="fill",
+                ),
+                layers.markers(
+                    f"No reading for {STALE_AFTER}",
+                    "B",
+                    symbol=layers.CROSS,
+                    size=12,
+                    color="#616161",
+                ),
+                layers.markers(
+                    "Depot",
+                    "C",
+                    symbol=layers.SQUARE,
+                    size=14,
+                    color="purple",
+                ),
+            ]
+        )
+        .with_target(
+            table_target(
+                'SELECT LAST("fill_pct") AS "fill", LAST("weight_kg") AS "weight" '
+                f'FROM "ewaste_bin" WHERE {MAP_WHERE} GROUP BY "device_id", "zone", '
+                '"latitude", "longitude"'
+            )
+        )
+        .with_target(
+            # Readings per 5 minutes, averaged over the last three buckets (the newest one is
+            # partial): 0 means none for 10 to 15 minutes. fill(0) gives a silent bin its
+            # empty buckets up to now; a time condition on the outer queries would not (it
+            # narrows the inner range too, and a bin with no point in it has no series).
+            table_target(
+                f'SELECT "recent" FROM (SELECT LAST("recent") AS "recent" FROM (SELECT '
+                f'MOVING_AVERAGE(COUNT("fill_pct"), {STALE_BUCKETS}) AS "recent" FROM '
+                f'"ewaste_bin" WHERE {MAP_WHERE} GROUP BY time({STALE_BUCKET}), {located} '
+                f'fill(0)) GROUP BY {located}) WHERE "recent" = 0 GROUP BY {located}',
+                ref_id="B",
+            )
+        )
+        .with_target(
+            # The depot is configuration, not a measurement: its coordinates from the registry
+            # ride on any recent reading (x * 0 + constant), one row, any InfluxQL version.
+            table_target(
+                f'SELECT LAST("fill_pct") * 0 + {depot.latitude!r} AS "latitude", '
+                f'LAST("fill_pct") * 0 + {depot.longitude!r} AS "longitude" '
+                f'FROM "ewaste_bin" WHERE time > now() - 7d',
+                ref_id="C",
+            )
+        )
+        .with_target(
+            table_target(
+                'SELECT "latitude", "longitude", "stop", "device_id", "dispatch_id" '
+                'FROM "dispatch_stop" WHERE $timeFilter AND "zone" =~ /^$zone$/ '
+                'GROUP BY "truck_id"',
+                ref_id="D",
+            )
+        )
+        .with_transformation(
+            # Bin coordinates arrive as tag values (text): the map needs numbers.
+            transformation(
+                "convertFieldType",
+                {
+                    "conversions": [
+                        {"targetField": "latitude", "destinationType": "number"},
+                        {"targetField": "longitude", "destinationType": "number"},
+                    ],
+                    "fields": {},
+                },
+            )
+        )
+        .span(24)
+        .height(14)
     )
 
 
@@ -304,7 +417,7 @@ def _weight_collected_per_day_by_housing_type() -> timeseries.Panel:
         kg_per_day(
             "Weight collected per day by housing type",
             "E-waste emptied from bins per day (Korean days), by the housing the bins serve.",
-            COLLECTED.format(
+            collected_kg(
                 alias="collected",
                 where=WHERE,
                 group_by=f'GROUP BY time(1d), "residential_type" fill(0) {TZ_CLAUSE}',
@@ -329,7 +442,7 @@ def _collected_by_housing_type() -> bargauge.Panel:
         .reduce_options(last_value())
         .with_target(
             target(
-                COLLECTED.format(
+                collected_kg(
                     alias="collected", where=WHERE, group_by='GROUP BY "residential_type"'
                 ),
                 "$tag_residential_type",

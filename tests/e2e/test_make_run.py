@@ -229,3 +229,39 @@ def test_run_uses_the_servers_named_by_mqtt_url_and_influx_url(
         assert [row["temperature_c"] for row in rows] == [70.0, 70.0, 70.0]
         assert not run.stored_lines()  # nothing went to the file sink
         assert_stopped_cleanly(run, status)
+
+
+def test_live_view_shows_bins_alerts_dispatches_and_facilities(
+    tmp_path: Path, mosquitto: Any
+) -> None:
+    """The console's city view, drawn from what the real simulator and alerts publish on a real
+    Mosquitto: the demo's full bins fire bin_full, a truck is planned, drives and empties them;
+    the cafe's meter and the art center's gates show their latest figures. At the demo's own
+    speed a truck's run lasts seconds, so the 0.5 s refresh sees the alert before it resolves."""
+    servers = {"MQTT_URL": mosquitto.url}
+    with make_run(tmp_path, "--scenario", "demo", servers=servers) as run:
+        run.wait_until("all processes up", services_ready, START_TIMEOUT_S)
+        seen: dict[str, str] = {}
+
+        def shown(status: dict[str, Any]) -> bool:
+            text = (run.data_dir / "view.txt").read_text()
+            lines = [line.strip("│ ") for line in text.splitlines()]  # inside the panel borders
+            if any("bin_full" in line and "ewaste" in line for line in lines):
+                seen.setdefault("alert", text)
+            if any("completed" in line and line.endswith(" kg") for line in lines):
+                seen.setdefault("collected", text)
+            return len(seen) == 2 and "cafe (nzc)" in text and "people inside" in text
+
+        status = run.wait_until("the city in the live view", shown, OUTCOME_TIMEOUT_S)
+        alert_line = next(line for line in seen["alert"].splitlines() if "bin_full" in line)
+        # rule, severity, site, device, value (a fill of 90 % or more), threshold
+        rule, severity, site, device, value, threshold = alert_line.strip("│ ").split()
+        assert (rule, severity, site, threshold) == ("bin_full", "warning", "ewaste", "90")
+        assert device.startswith("bin-") and float(value) >= 90
+        assert "bins near full (>= 80 %)" in seen["alert"]
+        final = (run.data_dir / "view.txt").read_text()
+        assert "art center (uac)" in final and "PV " in final and "battery" in final
+        scene = status["scene"]
+        assert any(d["state"] == "completed" and d["collected_kg"] for d in scene["dispatches"])
+        assert scene["messages"] > 0
+        assert_stopped_cleanly(run, status)

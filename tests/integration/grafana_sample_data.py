@@ -16,7 +16,8 @@ from zoneinfo import ZoneInfo
 
 from common.devices import Registry
 from common.kinds import EnergyMeterParams, EwasteBinParams
-from common.schema import Point
+from common.messages import DispatchRequest, DispatchStop
+from common.schema import Point, route_points
 
 DAY_MS = 24 * 3600 * 1000
 MINUTE_MS = 60_000
@@ -95,7 +96,10 @@ def bins(registry: Registry, start_ms: int, end_ms: int) -> Iterator[Point]:
             "device_id": device.id,
             **registry.tags_for(device.site, device.id),
         }
-        for ts in range(start_ms, end_ms + 1, device.interval_s * 1000):
+        # A few bins go offline in the evening (device_status below) and stop reporting: the
+        # map marks them stale.
+        silent_from = end_ms - DAY_MS // 4 if index % 10 == 3 else end_ms + 1
+        for ts in range(start_ms, min(end_ms + 1, silent_from), device.interval_s * 1000):
             if emptied_at is not None and ts >= emptied_at:
                 weight, emptied_at = rng.uniform(0, 2), None
             weight = min(capacity, weight + rng.uniform(0, capacity / 200))
@@ -197,6 +201,21 @@ def dispatches(registry: Registry, start_ms: int, end_ms: int) -> Iterator[Point
         steps = [("planned", 0.0, planned), ("en_route", 0.0, planned + 10 * MINUTE_MS)]
         if index < len(registry.trucks) - 1:  # the last truck is still on its way
             steps.append(("completed", 640.0 + 100 * index, planned + 95 * MINUTE_MS))
+        stops = registry.bins_in_zone(zone)[:3]
+        request = DispatchRequest(
+            dispatch_id=dispatch_id,
+            truck_id=truck.id,
+            zone=zone,
+            stops=[
+                DispatchStop(device_id=b.id, latitude=b.latitude or 0, longitude=b.longitude or 0)
+                for b in stops
+            ],
+            est_load_kg=700.0,
+            route_km=9.5,
+            depot_latitude=registry.depot.latitude,
+            depot_longitude=registry.depot.longitude,
+        )
+        yield from route_points(request, planned)
         for state, collected, ts in steps:
             yield (
                 "dispatch",

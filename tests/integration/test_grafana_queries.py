@@ -37,6 +37,7 @@ KEYWORDS = {
     "group",
     "by",
     "time",
+    "now",
     "fill",
     "null",
     "none",
@@ -72,6 +73,7 @@ KEYWORDS = {
     "derivative",
     "non_negative_derivative",
     "cumulative_sum",
+    "moving_average",
     "elapsed",
     "percentile",
     "abs",
@@ -227,3 +229,63 @@ def test_every_query_returns_data_for_a_simulated_day(
     assert checked > 0
     CHECKED[path.stem] = checked
     print(f"{path.stem}: {checked} queries checked against real data")
+
+
+def _map_rows(server: InfluxDB1Server, end_ms: int, ref_id: str) -> list[dict[str, Any]]:
+    board = json.loads((ROOT / "grafana" / "dashboards" / "ewaste-collection.json").read_text())
+    [panel] = [p for p in board["panels"] if p["type"] == "geomap"]
+    [target] = [t for t in panel["targets"] if t["refId"] == ref_id]
+    variables = _variables(board, server, Schema(server))
+    # The panel shows today (timeFrom now/d); the sample day ends now.
+    sql = _substitute(target["query"], variables, end_ms - DAY_MS, end_ms)
+    return server.query(sql, DB)
+
+
+def test_map_places_every_bin_by_its_registry_coordinates_and_marks_silent_ones(
+    loaded: tuple[InfluxDB1Server, int],
+) -> None:
+    server, end_ms = loaded
+    registry = load_registry(ROOT / "config" / "devices.yaml")
+    bins = {b.id: b for b in registry.bins()}
+    placed = _map_rows(server, end_ms, "A")
+    assert sorted(r["device_id"] for r in placed) == sorted(bins)
+    for row in placed:
+        where = bins[row["device_id"]]
+        assert (float(row["latitude"]), float(row["longitude"])) == (
+            where.latitude,
+            where.longitude,
+        )
+        assert 0 <= row["fill"] <= 100
+    # The bins that went offline in the evening stopped reporting: only they are stale.
+    silent = {b.id for i, b in enumerate(registry.bins()) if i % 10 == 3}
+    stale = _map_rows(server, end_ms, "B")
+    assert {r["device_id"] for r in stale} == silent
+    assert all(float(r["latitude"]) == bins[r["device_id"]].latitude for r in stale)
+    [depot] = _map_rows(server, end_ms, "C")
+    assert (depot["latitude"], depot["longitude"]) == (
+        registry.depot.latitude,
+        registry.depot.longitude,
+    )
+
+
+def test_map_draws_todays_routes_from_the_depot_through_the_bins_and_back(
+    loaded: tuple[InfluxDB1Server, int],
+) -> None:
+    server, end_ms = loaded
+    registry = load_registry(ROOT / "config" / "devices.yaml")
+    stops = _map_rows(server, end_ms, "D")
+    by_truck: dict[str, list[dict[str, Any]]] = {}
+    for row in sorted(stops, key=lambda r: r["time"]):
+        by_truck.setdefault(row["truck_id"], []).append(row)
+    assert set(by_truck) == {t.id for t in registry.trucks}
+    for route in by_truck.values():
+        assert [r["stop"] for r in route] == list(range(len(route)))
+        assert route[0]["device_id"] == route[-1]["device_id"] == "depot"
+        assert (route[0]["latitude"], route[0]["longitude"]) == (
+            registry.depot.latitude,
+            registry.depot.longitude,
+        )
+        for row in route[1:-1]:
+            device = registry.device(row["device_id"])
+            assert device is not None
+            assert (row["latitude"], row["longitude"]) == (device.latitude, device.longitude)

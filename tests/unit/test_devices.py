@@ -144,7 +144,10 @@ def test_tags_for(registry: Registry) -> None:
     assert registry.tags_for(b.site, b.id) == {
         "zone": b.params_of(EwasteBinParams).zone,
         "residential_type": b.params_of(EwasteBinParams).residential_type,
+        "latitude": repr(b.latitude),
+        "longitude": repr(b.longitude),
     }
+    assert float(registry.tags_for(b.site, b.id)["latitude"]) == b.latitude
     assert registry.tags_for("ewaste", "bin-999") == {}
     assert registry.tags_for("uac", "uac-gate-main") == {}
     assert registry.tags_for("uac", b.id) == {}  # known bin, wrong site

@@ -13,7 +13,7 @@ from common.devices import Registry
 from common.kinds import EwasteBinParams
 from common.messages import DispatchRequest, DispatchStatus, DispatchStop
 from common.payloads import Reading
-from common.schema import DISPATCH_MEASUREMENT, Point
+from common.schema import DISPATCH_MEASUREMENT, Point, route_points
 from common.timestamps import iso_to_ms, ms_to_iso
 from services.alerts.collected import CollectedBins
 from services.alerts.dispatch.planner import Candidate, TruckSlot, plan_zone
@@ -282,6 +282,7 @@ class DispatchDesk:
             self.open[request.dispatch_id] = dispatch
             out.requests.append(request)
             out.points.append(self._point(dispatch, DispatchPhase.PLANNED, now_ms, None))
+            out.points.extend(route_points(request, now_ms))  # the map's planned routes
         return out
 
     # -- helpers -------------------------------------------------------------------------
