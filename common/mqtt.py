@@ -48,6 +48,9 @@ OnConnect = Callable[[mqtt.Client, bool], object]
 OnDisconnect = Callable[[], object]
 OnSubscribed = Callable[[int], object]
 """Called with the packet id of a SUBSCRIBE once the broker has answered it (SUBACK)."""
+OnPublished = Callable[[int], object]
+"""Called with the packet id of one of our QoS 1 publishes once the broker acknowledged it
+(PUBACK), before paho marks its ``MQTTMessageInfo`` published."""
 
 
 class Message(Protocol):
@@ -119,6 +122,7 @@ class MqttLink:
         self._hooks: list[OnConnect] = []
         self._disconnect_hooks: list[OnDisconnect] = []
         self._subscribed_hooks: list[OnSubscribed] = []
+        self._published_hooks: list[OnPublished] = []
         protocol = MQTTProtocolVersion.MQTTv5 if self.v5 else MQTTProtocolVersion.MQTTv311
         self.client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
@@ -157,6 +161,14 @@ class MqttLink:
     def add_on_subscribed(self, hook: OnSubscribed) -> None:
         """``hook(mid)`` runs on paho's network thread when a SUBSCRIBE's SUBACK arrives."""
         self._subscribed_hooks.append(hook)
+
+    def add_on_published(self, hook: OnPublished) -> None:
+        """``hook(mid)`` runs on paho's network thread when a publish of ours is acknowledged.
+
+        paho calls it holding its own lock of outgoing messages: a hook must not wait for a
+        lock that a thread calling ``publish`` may hold."""
+        self._published_hooks.append(hook)
+        self.client.on_publish = self._on_publish  # links without hooks pay nothing per PUBACK
 
     def set_message_handler(self, handler: MessageHandler) -> None:
         """Every inbound message goes to ``handler(message)`` (one handler per link)."""
@@ -259,6 +271,10 @@ class MqttLink:
 
     def _on_subscribe(self, _client: mqtt.Client, _userdata: object, mid: int, *_: object) -> None:
         for hook in self._subscribed_hooks:
+            hook(mid)
+
+    def _on_publish(self, _client: mqtt.Client, _userdata: object, mid: int, *_: object) -> None:
+        for hook in self._published_hooks:
             hook(mid)
 
     def _on_disconnect(

@@ -109,6 +109,12 @@ class Rejected:
 
 
 @dataclass(frozen=True, slots=True)
+class Held:
+    """The message waits, unjudged, until the retained state is restored (so it must not be
+    acknowledged yet); ``StateRestored`` later means every held message has been judged."""
+
+
+@dataclass(frozen=True, slots=True)
 class StateRestored:
     """Every retained alert and dispatch is in; held messages follow as further effects."""
 
@@ -139,6 +145,7 @@ Effect = (
     | DispatchClosed
     | Accepted
     | Rejected
+    | Held
     | StateRestored
     | Log
 )
@@ -160,6 +167,8 @@ class CoreSettings:
     max_record_lead_ms: int = 300_000
     """A retained alert or dispatch dated later than the wall clock plus this is refused."""
 
+
+HELD = Held()
 
 REFUSAL_WARN_EVERY_MS = 60_000
 """One warning line per minute at most while readings are refused for the bound."""
@@ -266,7 +275,7 @@ class AlertsCore:
             return self._service_message(item, wall_ms)
         if not self.synced:
             self._held.append(item)  # judged once the retained state is in
-            return []
+            return [HELD]
         message = parse_message(topic, payload, topics, now_ms=wall_ms, gate=self.gate)
         if isinstance(message, Rejection):
             if message.code == UNKNOWN_DEVICE_LIMIT:
@@ -314,7 +323,7 @@ class AlertsCore:
         if _fits(topics.parse_dispatch_status, topic):
             if not self.synced:
                 self._held.append(item)  # judged once the dispatches are restored
-                return []
+                return [HELD]
             return self._dispatch_status(item, wall_ms)
         if topic == topics.dispatch_requests():
             return []

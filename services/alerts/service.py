@@ -4,6 +4,14 @@ The core decides; this adapter only does I/O: it feeds the core MQTT messages an
 clock, and executes the effects the core returns (publishes, notifiers, points, metrics, logs).
 State survives restarts through retained messages: active alerts (``P/alerts/active/...``)
 and open dispatches (``P/alerts/_dispatch/{id}``) are read back before any telemetry is judged.
+
+Inbound QoS 1 messages are acknowledged by hand, in arrival order, once judged and once what
+they caused is durable (``acks.AckLedger``): the alert publishes PUBACKed by the broker, the
+outbox records on disk. Until then the broker keeps them and redelivers them after a crash;
+``ALERTS_RECEIVE_MAXIMUM`` bounds how many it hands over unacknowledged (and so how many are
+held while the retained state is restored). That state and the sync marker are subscribed at
+QoS 0, which Receive Maximum does not count, so a full window of held telemetry never keeps
+them (and so the end of the hold) from coming through.
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ import logging
 import secrets
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +30,7 @@ from common.devices import Registry
 from common.mqtt import Message, MqttLink
 from common.timestamps import ms_to_iso
 from common.topics import Topics
+from services.alerts.acks import AckLedger, Durable
 from services.alerts.config import RulesFile
 from services.alerts.core import (
     Accepted,
@@ -30,6 +40,7 @@ from services.alerts.core import (
     DispatchClosed,
     DispatchPlanned,
     Effect,
+    Held,
     Inbound,
     Log,
     Notify,
@@ -41,9 +52,9 @@ from services.alerts.core import (
 )
 from services.alerts.metrics import AlertsMetrics
 from services.alerts.notifiers.apprise import AppriseNotifier
-from services.alerts.notifiers.base import Notifier, QueueArgs
+from services.alerts.notifiers.base import DeliveryQueue, Notifier, QueueArgs
 from services.alerts.notifiers.influx import InfluxNotifier, InfluxWriter
-from services.alerts.notifiers.mqtt import MqttNotifier
+from services.alerts.notifiers.mqtt import MqttNotifier, PublishFn
 from services.alerts.notifiers.outbox import Outbox, OutboxError
 from services.alerts.notifiers.webhook import JsonPoster, WebhookNotifier
 from services.alerts.settings import AlertsSettings
@@ -51,6 +62,10 @@ from services.alerts.settings import AlertsSettings
 log = logging.getLogger("services.alerts")
 
 CLIENT_ID = "facility-alerts"
+ACK_BATCH = 100
+"""Acknowledgements gathered into one write (one wake-up of paho's loop instead of many);
+fewer wait for ``ACK_FLUSH_S`` or the next tick."""
+ACK_FLUSH_S = 0.02
 
 
 def wall_ms() -> int:
@@ -77,9 +92,28 @@ class Notifiers:
         found = (self.influx, self.webhook, self.apprise, self.dispatch_hook)
         return tuple(n for n in found if n is not None)
 
+    def journaling(self) -> tuple[DeliveryQueue, ...]:
+        """The delivery queues with an outbox (a record on disk before an item counts)."""
+        hooks = tuple(n.queue for n in (self.webhook, self.dispatch_hook) if n is not None)
+        apprise = tuple(d.queue for d in self.apprise.destinations) if self.apprise else ()
+        return hooks + apprise
+
+
+@dataclass(frozen=True, slots=True)
+class _Journaled:
+    """What a message waits for when an outbox could not take the records it caused (disk
+    full): every queue's records on disk. Conservative (later items count too), and only
+    ever met while a disk is full."""
+
+    queues: Sequence[DeliveryQueue]
+    mid: int = 0
+
+    def is_published(self) -> bool:
+        return all(queue.unjournaled == 0 for queue in self.queues)
+
 
 def build_notifiers(
-    settings: AlertsSettings, client: mqtt.Client, topics: Topics, metrics: AlertsMetrics
+    settings: AlertsSettings, publish: PublishFn, topics: Topics, metrics: AlertsMetrics
 ) -> Notifiers:
     limits: QueueArgs = {
         "base_s": settings.alerts_retry_base_s,
@@ -98,7 +132,7 @@ def build_notifiers(
         if settings.alerts_webhook_secret
         else None
     )
-    mqtt_notifier = MqttNotifier(client, topics)
+    mqtt_notifier = MqttNotifier(publish, topics)
     influx = webhook = apprise = dispatch_hook = None
     if settings.alerts_influx_enabled:
         writer = InfluxWriter(settings)
@@ -148,23 +182,41 @@ class AlertsService:
             nonce=secrets.token_hex(8),
         )
         self.link = MqttLink(
-            settings, CLIENT_ID, persistent=True, max_inflight=1000, tcp_nodelay=True
+            settings,
+            CLIENT_ID,
+            persistent=True,
+            receive_maximum=settings.alerts_receive_maximum,
+            manual_ack=True,
+            max_inflight=1000,
+            tcp_nodelay=True,
         )
-        self._wire(self.link)
         self._lock = threading.Lock()
+        """The core's: one message or one tick judged at a time."""
+        self._ack_lock = threading.Lock()
+        """The ledger's; a leaf (nothing else is taken under it), because paho's PUBACK
+        callback takes it while holding paho's own lock of outgoing messages."""
+        self._ledger = AckLedger()
+        self._acked_at = 0.0
+        self._produced: list[Durable] | None = None
+        """QoS 1 publishes of the message being judged (on paho's thread), else None."""
+        self._producer = 0
+        self._wire(self.link)
         self.synced = threading.Event()
         self._sub_mid: int | None = None
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._run, name="alerts-ticker", daemon=True)
         self.started_at = 0.0
-        self.notifiers = build_notifiers(settings, self.link.client, self.topics, self.metrics)
+        self.notifiers = build_notifiers(settings, self._publish, self.topics, self.metrics)
         self._alert_notifiers = self.notifiers.of_alerts()
+        self._journaling = self.notifiers.journaling()
 
     def _wire(self, link: MqttLink) -> None:
         """Every MQTT hook of the service, in one place."""
         link.set_message_handler(self._on_message)
         link.add_on_subscribed(self._on_subscribed)
         link.add_on_connect(self._subscribe)
+        link.add_on_disconnect(self._new_connection)
+        link.add_on_published(self._on_published)
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
@@ -179,6 +231,13 @@ class AlertsService:
         self._worker.join(timeout)
         for notifier in self.notifiers.delivering():
             notifier.close(timeout)
+        # What is judged and durable is acknowledged before the DISCONNECT; the rest (an
+        # alert publish not yet PUBACKed) is redelivered at the next start.
+        deadline = time.monotonic() + min(timeout, 2.0)
+        while self._acknowledge(flush=True) and time.monotonic() < deadline:
+            if not self.link.connected.is_set():
+                break
+            self._stop.wait(0.01)  # not synchronisation: PUBACKs arrive on paho's thread
         self.link.stop()  # not under the lock: paho's thread may be waiting for it
 
     def health(self) -> dict[str, Any]:
@@ -201,17 +260,62 @@ class AlertsService:
 
     # -- MQTT callbacks (paho's thread) ----------------------------------------------------
     def _subscribe(self, client: mqtt.Client, _session_present: bool) -> None:
+        self._new_connection()
         t = self.topics
-        filters = [
-            t.all_active_alerts(),
-            t.all_dispatch_records(),
-            t.all_dispatch_status(),
-            t.alerts_sync(),
-            t.all_telemetry(),
-            t.all_status(),
-        ]
-        _, mid = client.subscribe([(f, 1) for f in filters])
+        # State (retained, re-read at every start) and the marker at QoS 0: not counted by
+        # Receive Maximum, so they pass a window full of held telemetry; nothing to ack.
+        state = [t.all_active_alerts(), t.all_dispatch_records(), t.alerts_sync()]
+        live = [t.all_dispatch_status(), t.all_telemetry(), t.all_status()]
+        _, mid = client.subscribe([(f, 0) for f in state] + [(f, 1) for f in live])
         self._sub_mid = mid
+
+    def _new_connection(self) -> None:
+        with self._ack_lock:
+            self._ledger.new_connection()
+
+    def _publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
+        """Every QoS 1 publish of the service; one made judging a message is remembered, and
+        the message is acknowledged only once the broker has it."""
+        info = self.link.client.publish(topic, payload, qos=1, retain=retain)
+        produced = self._produced
+        if produced is not None and threading.get_ident() == self._producer:
+            produced.append(info)
+
+    def _on_published(self, mid: int) -> None:
+        self._acknowledge(published_mid=mid)
+
+    def _acknowledge(self, published_mid: int = 0, flush: bool = False) -> int:
+        """Send the acknowledgements now due (in batches); how many messages still wait."""
+        with self._ack_lock:
+            ledger = self._ledger
+            ledger.settle(published_mid)
+            now = time.monotonic()
+            if ledger.ready and (
+                flush or ledger.ready >= ACK_BATCH or now - self._acked_at >= ACK_FLUSH_S
+            ):
+                self.link.ack_many(ledger.take_ready())
+                self._acked_at = now
+            return len(ledger) + ledger.ready
+
+    def _judge(self, effects: list[Effect], mid: int) -> None:
+        """Execute a message's effects, then enter it in the ledger with what it waits for.
+        Lock held."""
+        produced: list[Durable] = []
+        self._produced, self._producer = produced, threading.get_ident()
+        try:
+            self._execute(effects)
+        finally:
+            self._produced = None
+        held = released = False
+        for effect in effects:
+            if isinstance(effect, Held):
+                held = True
+            elif isinstance(effect, StateRestored):
+                released = True
+        if self._journaling and any(q.unjournaled for q in self._journaling):
+            produced.append(_Journaled(self._journaling))
+        with self._ack_lock:
+            self._ledger.judged(mid, produced, held=held, releases_held=released)
 
     def _on_subscribed(self, mid: int) -> None:
         # Retained messages of these subscriptions are queued to us before this marker, so
@@ -224,12 +328,17 @@ class AlertsService:
         # Judged right here on paho's thread: ~30 us a message, and no hand-over to another
         # thread (which under the GIL costs more than the judging at 5,000 msg/s).
         item = Inbound(msg.topic, bytes(msg.payload), time.monotonic(), msg.retain)
+        mid = msg.mid if msg.qos else 0
         with self._lock:
             try:
-                self._execute(self.core.receive(item, wall_ms()))
+                self._judge(self.core.receive(item, wall_ms()), mid)
             except Exception:
-                # A bug with one message must not stop the next one being judged.
+                # A bug with one message must not stop the next one being judged (nor hold
+                # back the acknowledgements of all behind it).
                 log.exception("failed to process message", extra={"topic": msg.topic})
+                with self._ack_lock:
+                    self._ledger.judged(mid)
+        self._acknowledge()
 
     # -- time ------------------------------------------------------------------------------
     def _run(self) -> None:
@@ -240,10 +349,11 @@ class AlertsService:
                     waited = time.monotonic() - self.started_at
                     if not self.synced.is_set() and waited > self.settings.alerts_sync_timeout_s:
                         log.warning("retained state not confirmed in time; judging anyway")
-                        self._execute(self.core.finish_restoring(wall_ms()))
+                        self._judge(self.core.finish_restoring(wall_ms()), 0)
                     self._tick()
                 except Exception:
                     log.exception("tick failed")
+            self._acknowledge(flush=True)  # the last few of a burst, and late PUBACKs
 
     def _tick(self) -> None:
         if not self.synced.is_set():
@@ -256,7 +366,7 @@ class AlertsService:
 
     # -- effects ---------------------------------------------------------------------------
     def _execute(self, effects: list[Effect]) -> None:
-        publish = self.link.client.publish
+        publish = self._publish
         for effect in effects:
             match effect:
                 case Notify():
@@ -269,11 +379,11 @@ class AlertsService:
                     self.metrics.rejected.labels(rejection.code).inc()
                     log.debug("message rejected", extra={"topic": topic, "reason": str(rejection)})
                 case Publish(topic=topic, payload=payload):
-                    publish(topic, payload, qos=1)
+                    publish(topic, payload)
                 case Retain(topic=topic, payload=payload):
-                    publish(topic, payload, qos=1, retain=True)
+                    publish(topic, payload, retain=True)
                 case ClearRetained(topic=topic):
-                    publish(topic, b"", qos=1, retain=True)
+                    publish(topic, b"", retain=True)
                 case WritePoints(points=points):
                     if self.notifiers.influx is not None:
                         self.notifiers.influx.write_points(list(points))
@@ -295,6 +405,8 @@ class AlertsService:
                 case DispatchClosed(dispatch_id=dispatch_id):
                     self.metrics.dispatches.labels("closed").inc()
                     log.info("dispatch closed", extra={"dispatch_id": dispatch_id})
+                case Held():
+                    pass  # acknowledged only once judged (``_judge``)
                 case StateRestored():
                     self.synced.set()
                     log.info(

@@ -85,6 +85,14 @@ class AlertsSettings(CommonSettings):
     alerts_sync_timeout_s: DurationS = Field(
         default=10.0, gt=0, description="How long to wait for retained state at start."
     )
+    alerts_receive_maximum: int = Field(
+        default=1000,
+        ge=1,
+        le=65535,
+        description="MQTT v5 Receive Maximum: telemetry the broker hands over before alerts "
+        "has judged it (and made its effects durable) and acknowledged it. Bounds what is held "
+        "while the retained state is restored after a restart.",
+    )
 
     @field_validator("alerts_webhook_url", "alerts_dispatch_webhook_url")
     @classmethod

@@ -21,6 +21,7 @@ from services.alerts.core import (
     DispatchClosed,
     DispatchPlanned,
     Effect,
+    Held,
     Inbound,
     Log,
     Notify,
@@ -78,7 +79,7 @@ def notified(effects: list[Effect]) -> list[str]:
 
 def test_telemetry_waits_for_the_sync_marker_then_is_judged() -> None:
     c = core()
-    assert c.receive(bin_msg("bin-001", T0, 95), T0) == []  # held
+    assert c.receive(bin_msg("bin-001", T0, 95), T0) == [Held()]  # held: neither judged nor to be acknowledged yet
     assert c.receive(sync("someone-else"), T0) == []  # another instance's marker
     assert not c.synced
     out = c.receive(sync(), T0)

@@ -1,0 +1,114 @@
+"""When an inbound message may be acknowledged: once it is judged and what its judging
+produced is durable, and only after every message that arrived before it.
+
+An acknowledgement tells the broker to forget a message, so it is the commit point: a
+message still held (waiting for the retained state), or whose alert publishes the broker has
+not acknowledged yet (PUBACK), or whose outbox record is not on disk, must stay with the
+broker, which redelivers it after a crash. MQTT expects PUBACKs in the order the PUBLISHes
+arrived, so one message waiting holds back the acknowledgements of all behind it.
+
+Plain object, no locks and no I/O: the service calls it under its own lock and sends what
+``take_ready`` returns.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+class Durable(Protocol):
+    """Something a message's judging produced that becomes durable later: a QoS 1 publish
+    (paho's ``MQTTMessageInfo``: ``mid`` and ``is_published()`` once PUBACKed) or an outbox
+    record not yet written (``mid`` 0)."""
+
+    @property
+    def mid(self) -> int: ...
+
+    def is_published(self) -> bool: ...
+
+
+@dataclass(slots=True)
+class _Entry:
+    mid: int
+    """Packet id to acknowledge; 0 for a QoS 0 message (waits like the others, sends none)."""
+    waits_for: list[Durable] = field(default_factory=list)
+    held: bool = False
+    """Not judged yet: it waits for the retained state to be restored."""
+
+
+class AckLedger:
+    """Inbound messages in arrival order, each waiting until it may be acknowledged."""
+
+    def __init__(self) -> None:
+        self._entries: deque[_Entry] = deque()
+        self._ready: list[int] = []
+
+    def __len__(self) -> int:
+        """Messages received but not yet acknowledgeable."""
+        return len(self._entries)
+
+    @property
+    def ready(self) -> int:
+        """Packet ids that may be acknowledged now (``take_ready`` sends them)."""
+        return len(self._ready)
+
+    def new_connection(self) -> None:
+        """A (re)connect: packet ids of the old connection mean nothing on the new one, and
+        the broker redelivers those messages; acknowledging by an old id could acknowledge a
+        different message, so everything pending is dropped."""
+        self._entries.clear()
+        self._ready.clear()
+
+    def judged(
+        self,
+        mid: int,
+        waits_for: Sequence[Durable] = (),
+        *,
+        held: bool = False,
+        releases_held: bool = False,
+    ) -> None:
+        """A message (packet id ``mid``, 0 for QoS 0) was handled. ``held``: it waits for the
+        restore, not judged yet. ``releases_held``: its handling judged every held message
+        (the restore finished), so they wait for what it produced as well."""
+        pending = [d for d in waits_for if not d.is_published()]
+        if releases_held:
+            for entry in self._entries:
+                if entry.held:
+                    entry.held = False
+                    entry.waits_for = list(pending)
+        if not self._entries and not pending and not held:
+            if mid:
+                self._ready.append(mid)  # the usual case: nothing ahead, nothing to wait for
+            return
+        self._entries.append(_Entry(mid, pending, held))
+        self.settle()
+
+    def settle(self, published_mid: int = 0) -> None:
+        """Move the messages at the head that wait for nothing any more to ``ready``.
+
+        ``published_mid``: a publish just acknowledged by the broker whose ``is_published``
+        may not say so yet (paho calls ``on_publish`` before it marks the message)."""
+        entries = self._entries
+        while entries:
+            head = entries[0]
+            if head.held:
+                return
+            if head.waits_for:
+                head.waits_for = [
+                    d
+                    for d in head.waits_for
+                    if not (d.is_published() or (published_mid and d.mid == published_mid))
+                ]
+                if head.waits_for:
+                    return
+            entries.popleft()
+            if head.mid:
+                self._ready.append(head.mid)
+
+    def take_ready(self) -> list[int]:
+        """The packet ids to acknowledge now, in arrival order (and forget them)."""
+        ready, self._ready = self._ready, []
+        return ready
