@@ -21,11 +21,12 @@ from common.payloads import UNKNOWN_DEVICE_LIMIT, Reading, Rejection, StatusRead
 from common.schema import Point
 from common.timestamps import iso_to_ms
 from common.topics import TopicError, Topics, check_id
-from services.alerts.alert_lifecycle import Alert, AlertKey, Transition
+from services.alerts.alert_lifecycle import DEFAULT_MAX_OPEN_ALERTS, Alert, AlertKey, Transition
 from services.alerts.collected import CollectedBins
 from services.alerts.config import RulesFile
 from services.alerts.dispatch.desk import DeskOutput, DispatchDesk, DispatchPhase, OpenDispatch
 from services.alerts.rule_engine import RuleEngine
+from services.alerts.rules.base import DEFAULT_HISTORY_MAX_POINTS
 
 
 class Inbound(NamedTuple):
@@ -109,6 +110,15 @@ class Rejected:
 
 
 @dataclass(frozen=True, slots=True)
+class AlertRefused:
+    """An alert was not opened (nor restored): ``max_open_alerts`` are open already."""
+
+    rule: str
+    site: str
+    device_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class Held:
     """The message waits, unjudged, until the retained state is restored (so it must not be
     acknowledged yet); ``StateRestored`` later means every held message has been judged."""
@@ -145,6 +155,7 @@ Effect = (
     | DispatchClosed
     | Accepted
     | Rejected
+    | AlertRefused
     | Held
     | StateRestored
     | Log
@@ -166,6 +177,10 @@ class CoreSettings:
     on the devices whose state alerts keeps."""
     max_record_lead_ms: int = 300_000
     """A retained alert or dispatch dated later than the wall clock plus this is refused."""
+    history_max_points: int = DEFAULT_HISTORY_MAX_POINTS
+    """Points of history each rule keeps per device (``ALERTS_HISTORY_MAX_POINTS``)."""
+    max_open_alerts: int = DEFAULT_MAX_OPEN_ALERTS
+    """Pending and firing alerts at once (``ALERTS_MAX_OPEN_ALERTS``); more are refused."""
 
 
 HELD = Held()
@@ -204,7 +219,14 @@ class AlertsCore:
         self.gate = DeviceGate(registry, settings.unknown_devices, settings.unknown_devices_max)
         self.nonce = nonce.encode()
         collected = CollectedBins()
-        self.engine = RuleEngine(rules, registry, settings.allowed_lateness_ms, collected)
+        self.engine = RuleEngine(
+            rules,
+            registry,
+            settings.allowed_lateness_ms,
+            collected,
+            history_max_points=settings.history_max_points,
+            max_open_alerts=settings.max_open_alerts,
+        )
         self.desk = DispatchDesk(
             registry, settings.opportunistic_pct, settings.dispatch_timeout_ms, collected
         )
@@ -216,6 +238,9 @@ class AlertsCore:
         self.refused_readings = 0
         self._refusals_warned_ms: int | None = None
         self._refused_since_warning = 0
+        self.refused_alerts = 0
+        self._alerts_refusal_warned_ms: int | None = None
+        self._alerts_refused_since_warning = 0
 
     # -- views (health, metrics, tests) ----------------------------------------------------
     @property
@@ -287,7 +312,7 @@ class AlertsCore:
                 message = replace(message, ts_ms=self.engine.watermark_ms)
         else:
             self.live = wall_ms - message.ts_ms <= self.settings.live_lag_ms
-        out = self._transitions(self.engine.handle(message), item.arrived)
+        out = self._transitions(self.engine.handle(message), item.arrived, wall_ms)
         out.append(Accepted(self.engine.watermark_ms))
         if isinstance(message, Reading) and message.kind == "ewaste_bin":
             out += self._desk(self.desk.observe(message), wall_ms)
@@ -301,7 +326,7 @@ class AlertsCore:
             return []
         out: list[Effect] = []
         if self.live:
-            out += self._transitions(self.engine.tick(wall_ms), None)
+            out += self._transitions(self.engine.tick(wall_ms), None, wall_ms)
         if self.engine.watermark_ms:
             out += self._desk(self.desk.tick(self.now_ms(wall_ms)), wall_ms)
         return out
@@ -383,7 +408,9 @@ class AlertsCore:
             return self._refused_state(
                 item, refusal.code, "ignoring retained alert of a refused device", refusal.reason
             )
-        self.engine.lifecycle.restore(spec, event)
+        if not self.engine.lifecycle.restore(spec, event):
+            return self._alerts_refused(wall_ms)  # left retained: it is not ours to drop
+        self.engine.adopt(rule, site, kind, device_id)  # so its next ``clear`` resolves it
         if spec.dispatch and event.kind == "ewaste_bin":
             self.desk.want(event.device_id)
         return []
@@ -503,12 +530,43 @@ class AlertsCore:
         return out
 
     # -- alert transitions -------------------------------------------------------------------
-    def _transitions(self, transitions: list[Transition], arrived: float | None) -> list[Effect]:
+    def _transitions(
+        self, transitions: list[Transition], arrived: float | None, wall_ms: int = 0
+    ) -> list[Effect]:
         out: list[Effect] = []
         for transition in transitions:
             out.append(Notify(transition, arrived))
             if transition.spec.dispatch and transition.event.kind == "ewaste_bin":
                 self._update_wanted(transition.event.device_id)
+        if self.engine.lifecycle.refused:
+            out += self._alerts_refused(wall_ms)
+        return out
+
+    def _alerts_refused(self, wall_ms: int) -> list[Effect]:
+        """Alerts the lifecycle refused for ``max_open_alerts``: each counted, and said once
+        a minute at most while it lasts."""
+        refused = self.engine.lifecycle.take_refused()
+        self.refused_alerts += len(refused)
+        self._alerts_refused_since_warning += len(refused)
+        out: list[Effect] = [AlertRefused(*key) for key in refused]
+        last = self._alerts_refusal_warned_ms
+        if refused and (last is None or wall_ms - last >= REFUSAL_WARN_EVERY_MS):
+            rule, site, device_id = refused[-1]
+            out.append(
+                Log(
+                    logging.WARNING,
+                    "alerts refused: ALERTS_MAX_OPEN_ALERTS are open",
+                    {
+                        "max_open_alerts": self.settings.max_open_alerts,
+                        "refused": self._alerts_refused_since_warning,
+                        "rule": rule,
+                        "site": site,
+                        "device_id": device_id,
+                    },
+                )
+            )
+            self._alerts_refusal_warned_ms = wall_ms
+            self._alerts_refused_since_warning = 0
         return out
 
     def _update_wanted(self, device_id: str) -> None:

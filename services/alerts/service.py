@@ -34,6 +34,7 @@ from services.alerts.acks import AckLedger, Durable
 from services.alerts.config import RulesFile
 from services.alerts.core import (
     Accepted,
+    AlertRefused,
     AlertsCore,
     ClearRetained,
     CoreSettings,
@@ -178,6 +179,8 @@ class AlertsService:
                 live_lag_ms=settings.alerts_live_lag_s * 1000,
                 unknown_devices=settings.unknown_devices,
                 unknown_devices_max=settings.unknown_devices_max,
+                history_max_points=settings.alerts_history_max_points,
+                max_open_alerts=settings.alerts_max_open_alerts,
             ),
             nonce=secrets.token_hex(8),
         )
@@ -200,6 +203,7 @@ class AlertsService:
         self._produced: list[Durable] | None = None
         """QoS 1 publishes of the message being judged (on paho's thread), else None."""
         self._producer = 0
+        self._history_points = 0
         self._wire(self.link)
         self.synced = threading.Event()
         self._sub_mid: int | None = None
@@ -256,6 +260,12 @@ class AlertsService:
             "unknown_devices_seen": core.unknown_devices_seen(),
             "unknown_devices_max": core.settings.unknown_devices_max,
             "unknown_devices_refused": core.refused_readings,
+            "open_alerts": len(core.engine.lifecycle.alerts),
+            "open_alerts_max": core.settings.max_open_alerts,
+            "alerts_refused": core.refused_alerts,
+            "history_points": self._history_points,
+            "history_max_points": core.settings.history_max_points,
+            "unacknowledged": len(self._ledger),
         }
 
     # -- MQTT callbacks (paho's thread) ----------------------------------------------------
@@ -363,6 +373,9 @@ class AlertsService:
         self.metrics.active.set(self.core.firing_count())
         self.metrics.open_dispatches.set(len(self.core.open_dispatch_ids()))
         self.metrics.unknown_devices.set(self.core.unknown_devices_seen())
+        # Counted here, under the lock: the rules' dicts change on paho's thread.
+        self._history_points = self.core.engine.history_points()
+        self.metrics.history_points.set(self._history_points)
 
     # -- effects ---------------------------------------------------------------------------
     def _execute(self, effects: list[Effect]) -> None:
@@ -405,6 +418,8 @@ class AlertsService:
                 case DispatchClosed(dispatch_id=dispatch_id):
                     self.metrics.dispatches.labels("closed").inc()
                     log.info("dispatch closed", extra={"dispatch_id": dispatch_id})
+                case AlertRefused(rule=rule):
+                    self.metrics.refused_alerts.labels(rule).inc()
                 case Held():
                     pass  # acknowledged only once judged (``_judge``)
                 case StateRestored():

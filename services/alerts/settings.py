@@ -85,6 +85,19 @@ class AlertsSettings(CommonSettings):
     alerts_sync_timeout_s: DurationS = Field(
         default=10.0, gt=0, description="How long to wait for retained state at start."
     )
+    alerts_history_max_points: int = Field(
+        default=1000,
+        ge=16,
+        le=1_000_000,
+        description="Points of history a rule keeps per device (forecast, rate); beyond it the "
+        "history is thinned to every other point, still spanning its whole window.",
+    )
+    alerts_max_open_alerts: int = Field(
+        default=10_000,
+        ge=1,
+        description="Pending and firing alerts at once; a new one beyond it is refused "
+        "(logged, counted in alerts_refused_alerts_total), never a crash.",
+    )
     alerts_receive_maximum: int = Field(
         default=1000,
         ge=1,
