@@ -64,9 +64,11 @@ log = logging.getLogger("services.alerts")
 
 CLIENT_ID = "facility-alerts"
 ACK_BATCH = 100
-"""Acknowledgements gathered into one write (one wake-up of paho's loop instead of many);
-fewer wait for ``ACK_FLUSH_S`` or the next tick."""
-ACK_FLUSH_S = 0.02
+"""Acknowledgements gathered into one write (one wake-up of paho's loop instead of one per
+message); at most a quarter of Receive Maximum, so the broker never waits for a batch."""
+ACK_FLUSH_S = 0.005
+"""How long fewer than a batch wait for more: then the acks thread sends them. Also bounds
+the stall when the broker's window is smaller than a batch (a v3.1.1 broker's own limit)."""
 
 
 def wall_ms() -> int:
@@ -199,7 +201,10 @@ class AlertsService:
         """The ledger's; a leaf (nothing else is taken under it), because paho's PUBACK
         callback takes it while holding paho's own lock of outgoing messages."""
         self._ledger = AckLedger()
-        self._acked_at = 0.0
+        self._ack_batch = max(1, min(ACK_BATCH, settings.alerts_receive_maximum // 4))
+        self._ack_due = threading.Event()
+        self._closing = False
+        """Stopping: messages are no longer judged (left to the broker, redelivered later)."""
         self._produced: list[Durable] | None = None
         """QoS 1 publishes of the message being judged (on paho's thread), else None."""
         self._producer = 0
@@ -209,6 +214,7 @@ class AlertsService:
         self._sub_mid: int | None = None
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._run, name="alerts-ticker", daemon=True)
+        self._acker = threading.Thread(target=self._run_acks, name="alerts-acks", daemon=True)
         self.started_at = 0.0
         self.notifiers = build_notifiers(settings, self._publish, self.topics, self.metrics)
         self._alert_notifiers = self.notifiers.of_alerts()
@@ -226,6 +232,7 @@ class AlertsService:
     def start(self) -> None:
         self.started_at = time.monotonic()
         self._worker.start()
+        self._acker.start()
         self.link.start()
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -235,20 +242,25 @@ class AlertsService:
         self._worker.join(timeout)
         for notifier in self.notifiers.delivering():
             notifier.close(timeout)
-        # What is judged and durable is acknowledged before the DISCONNECT; the rest (an
-        # alert publish not yet PUBACKed) is redelivered at the next start.
+        # No more judging; what is judged and durable is acknowledged before the DISCONNECT,
+        # the rest (an alert publish not yet PUBACKed, messages not judged) is redelivered
+        # at the next start.
+        with self._lock:
+            self._closing = True
+        self._ack_due.set()
+        self._acker.join(timeout)
         deadline = time.monotonic() + min(timeout, 2.0)
-        while self._acknowledge(flush=True) and time.monotonic() < deadline:
-            if not self.link.connected.is_set():
+        while self.synced.is_set() and self._acknowledge(flush=True):
+            if not self.link.connected.is_set() or time.monotonic() > deadline:
                 break
-            self._stop.wait(0.01)  # not synchronisation: PUBACKs arrive on paho's thread
+            time.sleep(0.01)  # PUBACKs arrive on paho's thread; bounded by the deadline
         self.link.stop()  # not under the lock: paho's thread may be waiting for it
 
     def health(self) -> dict[str, Any]:
         connected = self.link.connected.is_set()
         core = self.core
         return {
-            "healthy": connected and self._worker.is_alive(),
+            "healthy": connected and self._worker.is_alive() and self._acker.is_alive(),
             "mqtt_connected": connected,
             "mqtt_error": self.link.last_error,
             "state_restored": self.synced.is_set(),
@@ -295,17 +307,24 @@ class AlertsService:
         self._acknowledge(published_mid=mid)
 
     def _acknowledge(self, published_mid: int = 0, flush: bool = False) -> int:
-        """Send the acknowledgements now due (in batches); how many messages still wait."""
+        """Send the acknowledgements now due, a batch at a time (a short batch goes out
+        from the acks thread); how many messages still wait."""
         with self._ack_lock:
             ledger = self._ledger
             ledger.settle(published_mid)
-            now = time.monotonic()
-            if ledger.ready and (
-                flush or ledger.ready >= ACK_BATCH or now - self._acked_at >= ACK_FLUSH_S
-            ):
+            if ledger.ready and (flush or ledger.ready >= self._ack_batch):
                 self.link.ack_many(ledger.take_ready())
-                self._acked_at = now
+            elif ledger.ready:
+                self._ack_due.set()
             return len(ledger) + ledger.ready
+
+    def _run_acks(self) -> None:
+        """Sends the acknowledgements of a short batch ``ACK_FLUSH_S`` after it began."""
+        while not self._stop.is_set():
+            self._ack_due.wait()
+            self._ack_due.clear()
+            self._stop.wait(ACK_FLUSH_S)  # gather a few more first
+            self._acknowledge(flush=True)
 
     def _judge(self, effects: list[Effect], mid: int) -> None:
         """Execute a message's effects, then enter it in the ledger with what it waits for.
@@ -340,6 +359,8 @@ class AlertsService:
         item = Inbound(msg.topic, bytes(msg.payload), time.monotonic(), msg.retain)
         mid = msg.mid if msg.qos else 0
         with self._lock:
+            if self._closing:
+                return  # not judged, so not acknowledged: the broker keeps it for next time
             try:
                 self._judge(self.core.receive(item, wall_ms()), mid)
             except Exception:
