@@ -73,7 +73,7 @@ class AckLedger:
         """A message (packet id ``mid``, 0 for QoS 0) was handled. ``held``: it waits for the
         restore, not judged yet. ``releases_held``: its handling judged every held message
         (the restore finished), so they wait for what it produced as well."""
-        pending = [d for d in waits_for if not d.is_published()]
+        pending = [d for d in waits_for if not d.is_published()] if waits_for else []
         if releases_held:
             for entry in self._entries:
                 if entry.held:
@@ -86,8 +86,9 @@ class AckLedger:
         self._entries.append(_Entry(mid, pending, held))
         self.settle()
 
-    def settle(self, published_mid: int = 0) -> None:
-        """Move the messages at the head that wait for nothing any more to ``ready``.
+    def settle(self, published_mid: int = 0) -> int:
+        """Move the messages at the head that wait for nothing any more to ``ready``; how
+        many are ready now.
 
         ``published_mid``: a publish just acknowledged by the broker whose ``is_published``
         may not say so yet (paho calls ``on_publish`` before it marks the message)."""
@@ -95,7 +96,7 @@ class AckLedger:
         while entries:
             head = entries[0]
             if head.held:
-                return
+                break
             if head.waits_for:
                 head.waits_for = [
                     d
@@ -103,10 +104,11 @@ class AckLedger:
                     if not (d.is_published() or (published_mid and d.mid == published_mid))
                 ]
                 if head.waits_for:
-                    return
+                    break
             entries.popleft()
             if head.mid:
                 self._ready.append(head.mid)
+        return len(self._ready)
 
     def take_ready(self) -> list[int]:
         """The packet ids to acknowledge now, in arrival order (and forget them)."""

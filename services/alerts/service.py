@@ -310,13 +310,18 @@ class AlertsService:
         """Send the acknowledgements now due, a batch at a time (a short batch goes out
         from the acks thread); how many messages still wait."""
         with self._ack_lock:
-            ledger = self._ledger
-            ledger.settle(published_mid)
-            if ledger.ready and (flush or ledger.ready >= self._ack_batch):
-                self.link.ack_many(ledger.take_ready())
-            elif ledger.ready:
-                self._ack_due.set()
-            return len(ledger) + ledger.ready
+            return self._send_acks(published_mid, flush)
+
+    def _send_acks(self, published_mid: int, flush: bool) -> int:
+        """``_acknowledge`` with the ledger's lock held."""
+        ledger = self._ledger
+        ready = ledger.settle(published_mid)
+        if ready and (flush or ready >= self._ack_batch):
+            self.link.ack_many(ledger.take_ready())
+            ready = 0
+        elif ready and not self._ack_due.is_set():
+            self._ack_due.set()
+        return len(ledger) + ready
 
     def _run_acks(self) -> None:
         """Sends the acknowledgements of a short batch ``ACK_FLUSH_S`` after it began."""
@@ -345,6 +350,7 @@ class AlertsService:
             produced.append(_Journaled(self._journaling))
         with self._ack_lock:
             self._ledger.judged(mid, produced, held=held, releases_held=released)
+            self._send_acks(0, False)
 
     def _on_subscribed(self, mid: int) -> None:
         # Retained messages of these subscriptions are queued to us before this marker, so
@@ -369,7 +375,7 @@ class AlertsService:
                 log.exception("failed to process message", extra={"topic": msg.topic})
                 with self._ack_lock:
                     self._ledger.judged(mid)
-        self._acknowledge()
+                    self._send_acks(0, False)
 
     # -- time ------------------------------------------------------------------------------
     def _run(self) -> None:
