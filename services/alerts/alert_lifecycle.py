@@ -58,17 +58,24 @@ class Lifecycle:
     """Holds every pending/firing alert; returns the transitions a verdict or time causes.
 
     At most ``max_open`` alerts are open at once: a new one beyond that is refused (not
-    opened, not published), remembered in ``refused`` for the caller to count and log, and
+    opened, not published), counted per rule in ``refused`` for the caller to count and log
+    (a count, not a list: a flood of refusals must not become the memory it was saved), and
     opens at a later ``fire`` verdict once others have resolved."""
 
     def __init__(self, max_open: int = DEFAULT_MAX_OPEN_ALERTS) -> None:
         self.alerts: dict[AlertKey, Alert] = {}
         self.max_open = max_open
-        self.refused: list[AlertKey] = []
-        """Alerts refused for the bound since the caller last took them (``take_refused``)."""
+        self.refused: dict[str, int] = {}
+        """Alerts refused for the bound per rule since the caller last took them."""
+        self.last_refused: AlertKey | None = None
 
-    def take_refused(self) -> list[AlertKey]:
-        refused, self.refused = self.refused, []
+    def _refuse(self, key: AlertKey) -> None:
+        self.refused[key[0]] = self.refused.get(key[0], 0) + 1
+        self.last_refused = key
+
+    def take_refused(self) -> dict[str, int]:
+        """Refusals per rule since the last call (``last_refused`` names the latest)."""
+        refused, self.refused = self.refused, {}
         return refused
 
     def firing(self) -> list[Alert]:
@@ -116,7 +123,7 @@ class Lifecycle:
             if sig.verdict != Verdict.FIRE:
                 return []
             if len(self.alerts) >= self.max_open:
-                self.refused.append(key)
+                self._refuse(key)
                 return []
             alert = Alert(
                 spec,
@@ -194,7 +201,7 @@ class Lifecycle:
         since = iso_to_ms(event.started_at) if event.started_at else ts_ms
         key = (spec.name, event.site, event.device_id)
         if key not in self.alerts and len(self.alerts) >= self.max_open:
-            self.refused.append(key)
+            self._refuse(key)
             return False
         self.alerts[key] = Alert(
             spec,

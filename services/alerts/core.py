@@ -111,11 +111,11 @@ class Rejected:
 
 @dataclass(frozen=True, slots=True)
 class AlertRefused:
-    """An alert was not opened (nor restored): ``max_open_alerts`` are open already."""
+    """``count`` alerts of ``rule`` were not opened (nor restored): ``max_open_alerts`` are
+    open already."""
 
     rule: str
-    site: str
-    device_id: str
+    count: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -545,13 +545,16 @@ class AlertsCore:
     def _alerts_refused(self, wall_ms: int) -> list[Effect]:
         """Alerts the lifecycle refused for ``max_open_alerts``: each counted, and said once
         a minute at most while it lasts."""
-        refused = self.engine.lifecycle.take_refused()
-        self.refused_alerts += len(refused)
-        self._alerts_refused_since_warning += len(refused)
-        out: list[Effect] = [AlertRefused(*key) for key in refused]
+        lifecycle = self.engine.lifecycle
+        refused = lifecycle.take_refused()
+        count = sum(refused.values())
+        self.refused_alerts += count
+        self._alerts_refused_since_warning += count
+        out: list[Effect] = [AlertRefused(rule, n) for rule, n in refused.items()]
         last = self._alerts_refusal_warned_ms
-        if refused and (last is None or wall_ms - last >= REFUSAL_WARN_EVERY_MS):
-            rule, site, device_id = refused[-1]
+        latest = lifecycle.last_refused
+        if count and latest and (last is None or wall_ms - last >= REFUSAL_WARN_EVERY_MS):
+            rule, site, device_id = latest
             out.append(
                 Log(
                     logging.WARNING,

@@ -445,8 +445,8 @@ class AlertsService:
                 case DispatchClosed(dispatch_id=dispatch_id):
                     self.metrics.dispatches.labels("closed").inc()
                     log.info("dispatch closed", extra={"dispatch_id": dispatch_id})
-                case AlertRefused(rule=rule):
-                    self.metrics.refused_alerts.labels(rule).inc()
+                case AlertRefused(rule=rule, count=count):
+                    self.metrics.refused_alerts.labels(rule).inc(count)
                 case Held():
                     pass  # acknowledged only once judged (``_judge``)
                 case StateRestored():

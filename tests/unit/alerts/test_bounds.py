@@ -97,10 +97,8 @@ def test_alerts_beyond_the_open_bound_are_refused_and_open_once_there_is_room() 
         fired += eng.handle(bin_reading(f"bin-00{n}", T0, 95))
     assert states(fired) == ["firing"] * 3
     assert len(eng.lifecycle.alerts) == 3
-    assert eng.lifecycle.take_refused() == [
-        ("bin_full", "ewaste", "bin-004"),
-        ("bin_full", "ewaste", "bin-005"),
-    ]
+    assert eng.lifecycle.take_refused() == {"bin_full": 2}
+    assert eng.lifecycle.last_refused == ("bin_full", "ewaste", "bin-005")
     assert states(eng.handle(bin_reading("bin-001", T0 + MIN, 10))) == ["resolved"]
     assert states(eng.handle(bin_reading("bin-005", T0 + MIN, 96))) == ["firing"]  # room again
 
@@ -119,11 +117,12 @@ def test_the_core_counts_every_refused_alert_and_warns_once_a_minute() -> None:
     c.receive(_sync(), T0)
     assert len([e for e in c.receive(_full("bin-001", T0), T0) if isinstance(e, Notify)]) == 1
     first = c.receive(_full("bin-002", T0), T0)
-    assert AlertRefused("bin_full", "ewaste", "bin-002") in first
+    assert AlertRefused("bin_full", 1) in first
     (warning,) = [e for e in first if isinstance(e, Log)]
     assert warning.level == logging.WARNING and warning.extra["max_open_alerts"] == 1
+    assert warning.extra["device_id"] == "bin-002"
     second = c.receive(_full("bin-003", T0 + 1000), T0 + 1000)
-    assert AlertRefused("bin_full", "ewaste", "bin-003") in second
+    assert AlertRefused("bin_full", 1) in second
     assert not [e for e in second if isinstance(e, Log)]  # within the minute: counted only
     assert c.refused_alerts == 2 and c.firing_count() == 1
 
@@ -143,6 +142,6 @@ def test_a_retained_alert_beyond_the_open_bound_is_refused_at_restore_and_left_r
         )
         topic = TOPICS.alert_active("bin_full", "ewaste", device)
         out = c.receive(Inbound(topic, event.model_dump_json().encode(), 0.0, True), T0)
-    assert AlertRefused("bin_full", "ewaste", "bin-002") in out
+    assert AlertRefused("bin_full", 1) in out
     assert not [e for e in out if type(e).__name__ == "ClearRetained"]
     assert c.receive(_sync(), T0)[0] == StateRestored(1, 0, 0)
