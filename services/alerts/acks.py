@@ -30,6 +30,34 @@ class Durable(Protocol):
     def is_published(self) -> bool: ...
 
 
+class _Together:
+    """Durables that many messages wait for: what judging the held messages caused (the
+    restore). Shared, and emptied from the front once, so each held message costs O(1)
+    instead of a pass over thousands of publishes. PUBACKs come in publish order, so the
+    front is the one to wait for."""
+
+    __slots__ = ("pending",)
+    mid = 0
+
+    def __init__(self, pending: list[Durable]) -> None:
+        self.pending = deque(pending)
+
+    def is_published(self) -> bool:
+        return self.settle(0)
+
+    def settle(self, published_mid: int) -> bool:
+        pending = self.pending
+        while pending and _done(pending[0], published_mid):
+            pending.popleft()
+        return not pending
+
+
+def _done(durable: Durable, published_mid: int) -> bool:
+    if isinstance(durable, _Together):
+        return durable.settle(published_mid)
+    return durable.is_published() or (published_mid != 0 and durable.mid == published_mid)
+
+
 @dataclass(slots=True)
 class _Entry:
     mid: int
@@ -75,10 +103,11 @@ class AckLedger:
         (the restore finished), so they wait for what it produced as well."""
         pending = [d for d in waits_for if not d.is_published()] if waits_for else []
         if releases_held:
+            together: list[Durable] = [_Together(pending)] if pending else []
             for entry in self._entries:
                 if entry.held:
                     entry.held = False
-                    entry.waits_for = list(pending)
+                    entry.waits_for = together
         if not self._entries and not pending and not held:
             if mid:
                 self._ready.append(mid)  # the usual case: nothing ahead, nothing to wait for
@@ -98,13 +127,11 @@ class AckLedger:
             if head.held:
                 break
             if head.waits_for:
-                head.waits_for = [
-                    d
-                    for d in head.waits_for
-                    if not (d.is_published() or (published_mid and d.mid == published_mid))
-                ]
-                if head.waits_for:
+                waits = head.waits_for
+                if not all(_done(d, published_mid) for d in waits):
+                    head.waits_for = [d for d in waits if not _done(d, published_mid)]
                     break
+                head.waits_for = []
             entries.popleft()
             if head.mid:
                 self._ready.append(head.mid)

@@ -79,3 +79,17 @@ def test_a_durable_without_packet_id_is_waited_for_until_it_says_so() -> None:
     journaled.done = True
     ledger.settle()
     assert ledger.take_ready() == [5]
+
+
+def test_many_held_messages_share_one_wait_for_the_restores_publishes() -> None:
+    ledger = AckLedger()
+    for mid in range(1, 5001):
+        ledger.judged(mid, held=True)
+    alerts = [Pub(60_000 + n) for n in range(2000)]
+    ledger.judged(0, alerts, releases_held=True)
+    for alert in alerts[:-1]:  # PUBACKs come in publish order
+        alert.done = True
+        ledger.settle()
+    assert ledger.take_ready() == [] and len(ledger) == 5001
+    ledger.settle(published_mid=alerts[-1].mid)
+    assert ledger.take_ready() == list(range(1, 5001))
