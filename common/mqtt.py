@@ -150,7 +150,6 @@ class MqttLink:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_subscribe = self._on_subscribe
-        self.client.on_publish = self._on_publish
         self.client.on_connect_fail = self._on_connect_fail
         self._queue_packet = _packet_queue_of(self.client)
 
@@ -167,8 +166,12 @@ class MqttLink:
 
     def add_on_published(self, hook: OnPublished) -> None:
         """``hook(mid, refused)`` runs on paho's network thread when a QoS 1 PUBLISH's PUBACK
-        arrives."""
+        arrives.
+
+        paho calls it holding its own lock of outgoing messages: a hook must not wait for a
+        lock that a thread calling ``publish`` may hold."""
         self._published_hooks.append(hook)
+        self.client.on_publish = self._on_publish  # links without hooks pay nothing per PUBACK
 
     def set_message_handler(self, handler: MessageHandler) -> None:
         """Every inbound message goes to ``handler(message)`` (one handler per link)."""

@@ -13,6 +13,9 @@ from services.alerts.rules import Signal, Verdict
 AlertKey = tuple[str, str, str]
 """``(rule, site, device_id)``."""
 
+DEFAULT_MAX_OPEN_ALERTS = 10_000
+"""Pending and firing alerts held at once (``ALERTS_MAX_OPEN_ALERTS``)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Transition:
@@ -52,10 +55,28 @@ class Alert:
 
 
 class Lifecycle:
-    """Holds every pending/firing alert; returns the transitions a verdict or time causes."""
+    """Holds every pending/firing alert; returns the transitions a verdict or time causes.
 
-    def __init__(self) -> None:
+    At most ``max_open`` alerts are open at once: a new one beyond that is refused (not
+    opened, not published), counted per rule in ``refused`` for the caller to count and log
+    (a count, not a list: a flood of refusals must not become the memory it was saved), and
+    opens at a later ``fire`` verdict once others have resolved."""
+
+    def __init__(self, max_open: int = DEFAULT_MAX_OPEN_ALERTS) -> None:
         self.alerts: dict[AlertKey, Alert] = {}
+        self.max_open = max_open
+        self.refused: dict[str, int] = {}
+        """Alerts refused for the bound per rule since the caller last took them."""
+        self.last_refused: AlertKey | None = None
+
+    def _refuse(self, key: AlertKey) -> None:
+        self.refused[key[0]] = self.refused.get(key[0], 0) + 1
+        self.last_refused = key
+
+    def take_refused(self) -> dict[str, int]:
+        """Refusals per rule since the last call (``last_refused`` names the latest)."""
+        refused, self.refused = self.refused, {}
+        return refused
 
     def firing(self) -> list[Alert]:
         return [a for a in self.alerts.values() if a.state == "firing"]
@@ -100,6 +121,9 @@ class Lifecycle:
         alert = self.alerts.get(key)
         if alert is None:
             if sig.verdict != Verdict.FIRE:
+                return []
+            if len(self.alerts) >= self.max_open:
+                self._refuse(key)
                 return []
             alert = Alert(
                 spec,
@@ -170,11 +194,15 @@ class Lifecycle:
             return None
         return self._resolve(key, ts_ms, message)
 
-    def restore(self, spec: RuleSpec, event: AlertEvent) -> None:
-        """Take back a firing alert retained on ``P/alerts/active/...`` (restart)."""
+    def restore(self, spec: RuleSpec, event: AlertEvent) -> bool:
+        """Take back a firing alert retained on ``P/alerts/active/...`` (restart); False if
+        refused for the bound (then it is in ``refused``)."""
         ts_ms = iso_to_ms(event.ts)
         since = iso_to_ms(event.started_at) if event.started_at else ts_ms
         key = (spec.name, event.site, event.device_id)
+        if key not in self.alerts and len(self.alerts) >= self.max_open:
+            self._refuse(key)
+            return False
         self.alerts[key] = Alert(
             spec,
             event.site,
@@ -188,3 +216,4 @@ class Lifecycle:
             last_sent_ms=ts_ms,
             labels=dict(event.labels),
         )
+        return True

@@ -16,16 +16,18 @@ from pydantic import ValidationError
 
 from common.devices import Registry
 from common.identity import DEFAULT_MAX_UNKNOWN, DeviceGate, UnknownDevices
+from common.kinds import MAX_FUTURE_MS
 from common.messages import AlertEvent, DispatchRequest, DispatchStatus
 from common.payloads import UNKNOWN_DEVICE_LIMIT, Reading, Rejection, StatusReading, parse_message
 from common.schema import Point
 from common.timestamps import iso_to_ms
 from common.topics import TopicError, Topics, check_id
-from services.alerts.alert_lifecycle import Alert, AlertKey, Transition
+from services.alerts.alert_lifecycle import DEFAULT_MAX_OPEN_ALERTS, Alert, AlertKey, Transition
 from services.alerts.collected import CollectedBins
 from services.alerts.config import RulesFile
 from services.alerts.dispatch.desk import DeskOutput, DispatchDesk, DispatchPhase, OpenDispatch
 from services.alerts.rule_engine import RuleEngine
+from services.alerts.rules.base import DEFAULT_HISTORY_MAX_POINTS
 
 
 class Inbound(NamedTuple):
@@ -109,6 +111,21 @@ class Rejected:
 
 
 @dataclass(frozen=True, slots=True)
+class AlertRefused:
+    """``count`` alerts of ``rule`` were not opened (nor restored): ``max_open_alerts`` are
+    open already."""
+
+    rule: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """The message waits, unjudged, until the retained state is restored (so it must not be
+    acknowledged yet); ``StateRestored`` later means every held message has been judged."""
+
+
+@dataclass(frozen=True, slots=True)
 class StateRestored:
     """Every retained alert and dispatch is in; held messages follow as further effects."""
 
@@ -139,6 +156,8 @@ Effect = (
     | DispatchClosed
     | Accepted
     | Rejected
+    | AlertRefused
+    | Held
     | StateRestored
     | Log
 )
@@ -159,7 +178,16 @@ class CoreSettings:
     on the devices whose state alerts keeps."""
     max_record_lead_ms: int = 300_000
     """A retained alert or dispatch dated later than the wall clock plus this is refused."""
+    history_max_points: int = DEFAULT_HISTORY_MAX_POINTS
+    """Points of history each rule keeps per device (``ALERTS_HISTORY_MAX_POINTS``)."""
+    max_open_alerts: int = DEFAULT_MAX_OPEN_ALERTS
+    """Pending and firing alerts at once (``ALERTS_MAX_OPEN_ALERTS``); more are refused."""
+    max_future_ms: int = MAX_FUTURE_MS
+    """A reading stamped later than the wall clock plus this is ``ts_in_future`` (``MAX_FUTURE_S``,
+    the same bound as ingest's)."""
 
+
+HELD = Held()
 
 REFUSAL_WARN_EVERY_MS = 60_000
 """One warning line per minute at most while readings are refused for the bound."""
@@ -195,7 +223,14 @@ class AlertsCore:
         self.gate = DeviceGate(registry, settings.unknown_devices, settings.unknown_devices_max)
         self.nonce = nonce.encode()
         collected = CollectedBins()
-        self.engine = RuleEngine(rules, registry, settings.allowed_lateness_ms, collected)
+        self.engine = RuleEngine(
+            rules,
+            registry,
+            settings.allowed_lateness_ms,
+            collected,
+            history_max_points=settings.history_max_points,
+            max_open_alerts=settings.max_open_alerts,
+        )
         self.desk = DispatchDesk(
             registry, settings.opportunistic_pct, settings.dispatch_timeout_ms, collected
         )
@@ -207,6 +242,9 @@ class AlertsCore:
         self.refused_readings = 0
         self._refusals_warned_ms: int | None = None
         self._refused_since_warning = 0
+        self.refused_alerts = 0
+        self._alerts_refusal_warned_ms: int | None = None
+        self._alerts_refused_since_warning = 0
 
     # -- views (health, metrics, tests) ----------------------------------------------------
     @property
@@ -266,8 +304,15 @@ class AlertsCore:
             return self._service_message(item, wall_ms)
         if not self.synced:
             self._held.append(item)  # judged once the retained state is in
-            return []
-        message = parse_message(topic, payload, topics, now_ms=wall_ms, gate=self.gate)
+            return [HELD]
+        message = parse_message(
+            topic,
+            payload,
+            topics,
+            now_ms=wall_ms,
+            gate=self.gate,
+            max_future_ms=self.settings.max_future_ms,
+        )
         if isinstance(message, Rejection):
             if message.code == UNKNOWN_DEVICE_LIMIT:
                 return self._refused(topic, message, wall_ms)
@@ -278,7 +323,7 @@ class AlertsCore:
                 message = replace(message, ts_ms=self.engine.watermark_ms)
         else:
             self.live = wall_ms - message.ts_ms <= self.settings.live_lag_ms
-        out = self._transitions(self.engine.handle(message), item.arrived)
+        out = self._transitions(self.engine.handle(message), item.arrived, wall_ms)
         out.append(Accepted(self.engine.watermark_ms))
         if isinstance(message, Reading) and message.kind == "ewaste_bin":
             out += self._desk(self.desk.observe(message), wall_ms)
@@ -292,7 +337,7 @@ class AlertsCore:
             return []
         out: list[Effect] = []
         if self.live:
-            out += self._transitions(self.engine.tick(wall_ms), None)
+            out += self._transitions(self.engine.tick(wall_ms), None, wall_ms)
         if self.engine.watermark_ms:
             out += self._desk(self.desk.tick(self.now_ms(wall_ms)), wall_ms)
         return out
@@ -314,7 +359,7 @@ class AlertsCore:
         if _fits(topics.parse_dispatch_status, topic):
             if not self.synced:
                 self._held.append(item)  # judged once the dispatches are restored
-                return []
+                return [HELD]
             return self._dispatch_status(item, wall_ms)
         if topic == topics.dispatch_requests():
             return []
@@ -374,7 +419,9 @@ class AlertsCore:
             return self._refused_state(
                 item, refusal.code, "ignoring retained alert of a refused device", refusal.reason
             )
-        self.engine.lifecycle.restore(spec, event)
+        if not self.engine.lifecycle.restore(spec, event):
+            return self._alerts_refused(wall_ms)  # left retained: it is not ours to drop
+        self.engine.adopt(rule, site, kind, device_id)  # so its next ``clear`` resolves it
         if spec.dispatch and event.kind == "ewaste_bin":
             self.desk.want(event.device_id)
         return []
@@ -494,12 +541,46 @@ class AlertsCore:
         return out
 
     # -- alert transitions -------------------------------------------------------------------
-    def _transitions(self, transitions: list[Transition], arrived: float | None) -> list[Effect]:
+    def _transitions(
+        self, transitions: list[Transition], arrived: float | None, wall_ms: int = 0
+    ) -> list[Effect]:
         out: list[Effect] = []
         for transition in transitions:
             out.append(Notify(transition, arrived))
             if transition.spec.dispatch and transition.event.kind == "ewaste_bin":
                 self._update_wanted(transition.event.device_id)
+        if self.engine.lifecycle.refused:
+            out += self._alerts_refused(wall_ms)
+        return out
+
+    def _alerts_refused(self, wall_ms: int) -> list[Effect]:
+        """Alerts the lifecycle refused for ``max_open_alerts``: each counted, and said once
+        a minute at most while it lasts."""
+        lifecycle = self.engine.lifecycle
+        refused = lifecycle.take_refused()
+        count = sum(refused.values())
+        self.refused_alerts += count
+        self._alerts_refused_since_warning += count
+        out: list[Effect] = [AlertRefused(rule, n) for rule, n in refused.items()]
+        last = self._alerts_refusal_warned_ms
+        latest = lifecycle.last_refused
+        if count and latest and (last is None or wall_ms - last >= REFUSAL_WARN_EVERY_MS):
+            rule, site, device_id = latest
+            out.append(
+                Log(
+                    logging.WARNING,
+                    "alerts refused: ALERTS_MAX_OPEN_ALERTS are open",
+                    {
+                        "max_open_alerts": self.settings.max_open_alerts,
+                        "refused": self._alerts_refused_since_warning,
+                        "rule": rule,
+                        "site": site,
+                        "device_id": device_id,
+                    },
+                )
+            )
+            self._alerts_refusal_warned_ms = wall_ms
+            self._alerts_refused_since_warning = 0
         return out
 
     def _update_wanted(self, device_id: str) -> None:

@@ -22,6 +22,22 @@ class AlertsMetrics:
             "alerts_transitions", "Alert state changes published", ["rule", "state"], registry=r
         )
         self.active = Gauge("alerts_firing", "Alerts firing now", registry=r)
+        self.refused_alerts = Counter(
+            "alerts_refused_alerts",
+            "Alerts not opened because ALERTS_MAX_OPEN_ALERTS were open, by rule",
+            ["rule"],
+            registry=r,
+        )
+        self.publish_refused = Counter(
+            "alerts_publish_refused",
+            "Publishes of ours the broker answered with a refusal (MQTT v5 reason >= 0x80)",
+            registry=r,
+        )
+        self.history_points = Gauge(
+            "alerts_history_points",
+            "Points of history the rules keep, all devices (ALERTS_HISTORY_MAX_POINTS each)",
+            registry=r,
+        )
         self.pending = Gauge("alerts_pending", "Alerts pending (waiting for 'for')", registry=r)
         self.deliveries = Counter(
             "alerts_deliveries",

@@ -6,10 +6,17 @@ from dataclasses import dataclass
 
 from common.devices import Registry
 from common.payloads import Reading, StatusReading
-from services.alerts.alert_lifecycle import Alert, AlertKey, Lifecycle, Transition
+from services.alerts.alert_lifecycle import (
+    DEFAULT_MAX_OPEN_ALERTS,
+    Alert,
+    AlertKey,
+    Lifecycle,
+    Transition,
+)
 from services.alerts.collected import CollectedBins
 from services.alerts.config import RulesFile, RuleSpec
 from services.alerts.rules import BaseRule, build_rule
+from services.alerts.rules.base import DEFAULT_HISTORY_MAX_POINTS
 
 TICK_STEP_MS = 1000  # re-judge time-driven rules at most once per second of event time
 
@@ -30,6 +37,10 @@ class RuleEngine:
     arrive (one MQTT connection per device: in a backfill they interleave with skew). Rules'
     time-driven judgements (``tick``: absence) look at ``now - allowed_lateness``, so a device
     is only called silent once its late readings could no longer be on their way.
+
+    Memory is bounded: each rule keeps at most ``history_max_points`` points of history per
+    device, and at most ``max_open_alerts`` alerts are open (``Lifecycle``); how many devices
+    there are is bounded by the registry and ``UNKNOWN_DEVICES_MAX``.
     """
 
     def __init__(
@@ -38,12 +49,17 @@ class RuleEngine:
         registry: Registry | None = None,
         allowed_lateness_ms: int = 0,
         collected: CollectedBins | None = None,
+        *,
+        history_max_points: int = DEFAULT_HISTORY_MAX_POINTS,
+        max_open_alerts: int = DEFAULT_MAX_OPEN_ALERTS,
     ) -> None:
         self.registry = registry
         self.allowed_lateness_ms = allowed_lateness_ms
         self.rules: list[BaseRule] = [build_rule(spec, registry) for spec in rules.rules]
+        for rule in self.rules:
+            rule.history_max_points = history_max_points
         self.specs: dict[str, RuleSpec] = {rule.spec.name: rule.spec for rule in self.rules}
-        self.lifecycle = Lifecycle()
+        self.lifecycle = Lifecycle(max_open_alerts)
         self.watermark_ms = 0
         self.last_tick_ms = 0
         self.stats = EngineStats()
@@ -103,6 +119,16 @@ class RuleEngine:
         self.collected_bins.record(device_id, ts_ms)
         for rule in self.rules:
             rule.forget(site, device_id)
+
+    def history_points(self) -> int:
+        """Points of history the rules keep, over all devices."""
+        return sum(rule.history_points() for rule in self.rules)
+
+    def adopt(self, rule_name: str, site: str, kind: str, device_id: str) -> None:
+        """A firing alert of ``rule_name`` was restored: its rule takes it over."""
+        for rule in self.rules:
+            if rule.spec.name == rule_name:
+                rule.adopt(site, kind, device_id)
 
     def dispatch_alerts(self, device_id: str) -> list[tuple[AlertKey, Alert]]:
         """The device's pending or firing alerts of ``dispatch`` rules."""

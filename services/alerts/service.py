@@ -4,6 +4,14 @@ The core decides; this adapter only does I/O: it feeds the core MQTT messages an
 clock, and executes the effects the core returns (publishes, notifiers, points, metrics, logs).
 State survives restarts through retained messages: active alerts (``P/alerts/active/...``)
 and open dispatches (``P/alerts/_dispatch/{id}``) are read back before any telemetry is judged.
+
+Inbound QoS 1 messages are acknowledged by hand, in arrival order, once judged and once what
+they caused is durable (``acks.AckLedger``): the alert publishes PUBACKed by the broker, the
+outbox records on disk. Until then the broker keeps them and redelivers them after a crash;
+``ALERTS_RECEIVE_MAXIMUM`` bounds how many it hands over unacknowledged (and so how many are
+held while the retained state is restored). That state and the sync marker are subscribed at
+QoS 0, which Receive Maximum does not count, so a full window of held telemetry never keeps
+them (and so the end of the hold) from coming through.
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ import logging
 import secrets
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,15 +30,18 @@ from common.devices import Registry
 from common.mqtt import Message, MqttLink
 from common.timestamps import ms_to_iso
 from common.topics import Topics
+from services.alerts.acks import AckLedger, Durable
 from services.alerts.config import RulesFile
 from services.alerts.core import (
     Accepted,
+    AlertRefused,
     AlertsCore,
     ClearRetained,
     CoreSettings,
     DispatchClosed,
     DispatchPlanned,
     Effect,
+    Held,
     Inbound,
     Log,
     Notify,
@@ -41,9 +53,9 @@ from services.alerts.core import (
 )
 from services.alerts.metrics import AlertsMetrics
 from services.alerts.notifiers.apprise import AppriseNotifier
-from services.alerts.notifiers.base import Notifier, QueueArgs
+from services.alerts.notifiers.base import DeliveryQueue, Notifier, QueueArgs
 from services.alerts.notifiers.influx import InfluxNotifier, InfluxWriter
-from services.alerts.notifiers.mqtt import MqttNotifier
+from services.alerts.notifiers.mqtt import MqttNotifier, PublishFn
 from services.alerts.notifiers.outbox import Outbox, OutboxError
 from services.alerts.notifiers.webhook import JsonPoster, WebhookNotifier
 from services.alerts.settings import AlertsSettings
@@ -51,6 +63,12 @@ from services.alerts.settings import AlertsSettings
 log = logging.getLogger("services.alerts")
 
 CLIENT_ID = "facility-alerts"
+ACK_BATCH = 100
+"""Acknowledgements gathered into one write (one wake-up of paho's loop instead of one per
+message); at most a quarter of Receive Maximum, so the broker never waits for a batch."""
+ACK_FLUSH_S = 0.005
+"""How long fewer than a batch wait for more: then the acks thread sends them. Also bounds
+the stall when the broker's window is smaller than a batch (a v3.1.1 broker's own limit)."""
 
 
 def wall_ms() -> int:
@@ -77,9 +95,28 @@ class Notifiers:
         found = (self.influx, self.webhook, self.apprise, self.dispatch_hook)
         return tuple(n for n in found if n is not None)
 
+    def journaling(self) -> tuple[DeliveryQueue, ...]:
+        """The delivery queues with an outbox (a record on disk before an item counts)."""
+        hooks = tuple(n.queue for n in (self.webhook, self.dispatch_hook) if n is not None)
+        apprise = tuple(d.queue for d in self.apprise.destinations) if self.apprise else ()
+        return hooks + apprise
+
+
+@dataclass(frozen=True, slots=True)
+class _Journaled:
+    """What a message waits for when an outbox could not take the records it caused (disk
+    full): every queue's records on disk. Conservative (later items count too), and only
+    ever met while a disk is full."""
+
+    queues: Sequence[DeliveryQueue]
+    mid: int = 0
+
+    def is_published(self) -> bool:
+        return all(queue.unjournaled == 0 for queue in self.queues)
+
 
 def build_notifiers(
-    settings: AlertsSettings, client: mqtt.Client, topics: Topics, metrics: AlertsMetrics
+    settings: AlertsSettings, publish: PublishFn, topics: Topics, metrics: AlertsMetrics
 ) -> Notifiers:
     limits: QueueArgs = {
         "base_s": settings.alerts_retry_base_s,
@@ -98,7 +135,7 @@ def build_notifiers(
         if settings.alerts_webhook_secret
         else None
     )
-    mqtt_notifier = MqttNotifier(client, topics)
+    mqtt_notifier = MqttNotifier(publish, topics)
     influx = webhook = apprise = dispatch_hook = None
     if settings.alerts_influx_enabled:
         writer = InfluxWriter(settings)
@@ -144,32 +181,59 @@ class AlertsService:
                 live_lag_ms=settings.alerts_live_lag_s * 1000,
                 unknown_devices=settings.unknown_devices,
                 unknown_devices_max=settings.unknown_devices_max,
+                history_max_points=settings.alerts_history_max_points,
+                max_open_alerts=settings.alerts_max_open_alerts,
+                max_future_ms=settings.max_future_ms,
             ),
             nonce=secrets.token_hex(8),
         )
         self.link = MqttLink(
-            settings, CLIENT_ID, persistent=True, max_inflight=1000, tcp_nodelay=True
+            settings,
+            CLIENT_ID,
+            persistent=True,
+            receive_maximum=settings.alerts_receive_maximum,
+            manual_ack=True,
+            max_inflight=1000,
+            tcp_nodelay=True,
         )
-        self._wire(self.link)
         self._lock = threading.Lock()
+        """The core's: one message or one tick judged at a time."""
+        self._ack_lock = threading.Lock()
+        """The ledger's; a leaf (nothing else is taken under it), because paho's PUBACK
+        callback takes it while holding paho's own lock of outgoing messages."""
+        self._ledger = AckLedger()
+        self._ack_batch = max(1, min(ACK_BATCH, settings.alerts_receive_maximum // 4))
+        self._ack_due = threading.Event()
+        self._closing = False
+        """Stopping: messages are no longer judged (left to the broker, redelivered later)."""
+        self._produced: list[Durable] | None = None
+        """QoS 1 publishes of the message being judged (on paho's thread), else None."""
+        self._producer = 0
+        self._history_points = 0
+        self._wire(self.link)
         self.synced = threading.Event()
         self._sub_mid: int | None = None
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._run, name="alerts-ticker", daemon=True)
+        self._acker = threading.Thread(target=self._run_acks, name="alerts-acks", daemon=True)
         self.started_at = 0.0
-        self.notifiers = build_notifiers(settings, self.link.client, self.topics, self.metrics)
+        self.notifiers = build_notifiers(settings, self._publish, self.topics, self.metrics)
         self._alert_notifiers = self.notifiers.of_alerts()
+        self._journaling = self.notifiers.journaling()
 
     def _wire(self, link: MqttLink) -> None:
         """Every MQTT hook of the service, in one place."""
         link.set_message_handler(self._on_message)
         link.add_on_subscribed(self._on_subscribed)
         link.add_on_connect(self._subscribe)
+        link.add_on_disconnect(self._new_connection)
+        link.add_on_published(self._on_published)
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
         self.started_at = time.monotonic()
         self._worker.start()
+        self._acker.start()
         self.link.start()
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -179,13 +243,25 @@ class AlertsService:
         self._worker.join(timeout)
         for notifier in self.notifiers.delivering():
             notifier.close(timeout)
+        # No more judging; what is judged and durable is acknowledged before the DISCONNECT,
+        # the rest (an alert publish not yet PUBACKed, messages not judged) is redelivered
+        # at the next start.
+        with self._lock:
+            self._closing = True
+        self._ack_due.set()
+        self._acker.join(timeout)
+        deadline = time.monotonic() + min(timeout, 2.0)
+        while self.synced.is_set() and self._acknowledge(flush=True):
+            if not self.link.connected.is_set() or time.monotonic() > deadline:
+                break
+            time.sleep(0.01)  # PUBACKs arrive on paho's thread; bounded by the deadline
         self.link.stop()  # not under the lock: paho's thread may be waiting for it
 
     def health(self) -> dict[str, Any]:
         connected = self.link.connected.is_set()
         core = self.core
         return {
-            "healthy": connected and self._worker.is_alive(),
+            "healthy": connected and self._worker.is_alive() and self._acker.is_alive(),
             "mqtt_connected": connected,
             "mqtt_error": self.link.last_error,
             "state_restored": self.synced.is_set(),
@@ -197,21 +273,90 @@ class AlertsService:
             "unknown_devices_seen": core.unknown_devices_seen(),
             "unknown_devices_max": core.settings.unknown_devices_max,
             "unknown_devices_refused": core.refused_readings,
+            "open_alerts": len(core.engine.lifecycle.alerts),
+            "open_alerts_max": core.settings.max_open_alerts,
+            "alerts_refused": core.refused_alerts,
+            "history_points": self._history_points,
+            "history_max_points": core.settings.history_max_points,
+            "unacknowledged": len(self._ledger),
         }
 
     # -- MQTT callbacks (paho's thread) ----------------------------------------------------
     def _subscribe(self, client: mqtt.Client, _session_present: bool) -> None:
+        self._new_connection()
         t = self.topics
-        filters = [
-            t.all_active_alerts(),
-            t.all_dispatch_records(),
-            t.all_dispatch_status(),
-            t.alerts_sync(),
-            t.all_telemetry(),
-            t.all_status(),
-        ]
-        _, mid = client.subscribe([(f, 1) for f in filters])
+        # State (retained, re-read at every start) and the marker at QoS 0: not counted by
+        # Receive Maximum, so they pass a window full of held telemetry; nothing to ack.
+        state = [t.all_active_alerts(), t.all_dispatch_records(), t.alerts_sync()]
+        live = [t.all_dispatch_status(), t.all_telemetry(), t.all_status()]
+        _, mid = client.subscribe([(f, 0) for f in state] + [(f, 1) for f in live])
         self._sub_mid = mid
+
+    def _new_connection(self) -> None:
+        with self._ack_lock:
+            self._ledger.new_connection()
+
+    def _publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
+        """Every QoS 1 publish of the service; one made judging a message is remembered, and
+        the message is acknowledged only once the broker has it."""
+        info = self.link.client.publish(topic, payload, qos=1, retain=retain)
+        produced = self._produced
+        if produced is not None and threading.get_ident() == self._producer:
+            produced.append(info)
+
+    def _on_published(self, mid: int, refused: bool) -> None:
+        # A refusal (MQTT v5 reason >= 0x80, e.g. the broker's ACL) is an answer too: holding
+        # the input for it would stop every later acknowledgement; it is counted and logged.
+        if refused:
+            self.metrics.publish_refused.inc()
+            log.warning("the broker refused a publish of ours", extra={"mid": mid})
+        self._acknowledge(published_mid=mid)
+
+    def _acknowledge(self, published_mid: int = 0, flush: bool = False) -> int:
+        """Send the acknowledgements now due, a batch at a time (a short batch goes out
+        from the acks thread); how many messages still wait."""
+        with self._ack_lock:
+            return self._send_acks(published_mid, flush)
+
+    def _send_acks(self, published_mid: int, flush: bool) -> int:
+        """``_acknowledge`` with the ledger's lock held."""
+        ledger = self._ledger
+        ready = ledger.settle(published_mid)
+        if ready and (flush or ready >= self._ack_batch):
+            self.link.ack_many(ledger.take_ready())
+            ready = 0
+        elif ready and not self._ack_due.is_set():
+            self._ack_due.set()
+        return len(ledger) + ready
+
+    def _run_acks(self) -> None:
+        """Sends the acknowledgements of a short batch ``ACK_FLUSH_S`` after it began."""
+        while not self._stop.is_set():
+            self._ack_due.wait()
+            self._ack_due.clear()
+            self._stop.wait(ACK_FLUSH_S)  # gather a few more first
+            self._acknowledge(flush=True)
+
+    def _judge(self, effects: list[Effect], mid: int) -> None:
+        """Execute a message's effects, then enter it in the ledger with what it waits for.
+        Lock held."""
+        produced: list[Durable] = []
+        self._produced, self._producer = produced, threading.get_ident()
+        try:
+            self._execute(effects)
+        finally:
+            self._produced = None
+        held = released = False
+        for effect in effects:
+            if isinstance(effect, Held):
+                held = True
+            elif isinstance(effect, StateRestored):
+                released = True
+        if self._journaling and any(q.unjournaled for q in self._journaling):
+            produced.append(_Journaled(self._journaling))
+        with self._ack_lock:
+            self._ledger.judged(mid, produced, held=held, releases_held=released)
+            self._send_acks(0, False)
 
     def _on_subscribed(self, mid: int) -> None:
         # Retained messages of these subscriptions are queued to us before this marker, so
@@ -224,12 +369,19 @@ class AlertsService:
         # Judged right here on paho's thread: ~30 us a message, and no hand-over to another
         # thread (which under the GIL costs more than the judging at 5,000 msg/s).
         item = Inbound(msg.topic, bytes(msg.payload), time.monotonic(), msg.retain)
+        mid = msg.mid if msg.qos else 0
         with self._lock:
+            if self._closing:
+                return  # not judged, so not acknowledged: the broker keeps it for next time
             try:
-                self._execute(self.core.receive(item, wall_ms()))
+                self._judge(self.core.receive(item, wall_ms()), mid)
             except Exception:
-                # A bug with one message must not stop the next one being judged.
+                # A bug with one message must not stop the next one being judged (nor hold
+                # back the acknowledgements of all behind it).
                 log.exception("failed to process message", extra={"topic": msg.topic})
+                with self._ack_lock:
+                    self._ledger.judged(mid)
+                    self._send_acks(0, False)
 
     # -- time ------------------------------------------------------------------------------
     def _run(self) -> None:
@@ -240,10 +392,11 @@ class AlertsService:
                     waited = time.monotonic() - self.started_at
                     if not self.synced.is_set() and waited > self.settings.alerts_sync_timeout_s:
                         log.warning("retained state not confirmed in time; judging anyway")
-                        self._execute(self.core.finish_restoring(wall_ms()))
+                        self._judge(self.core.finish_restoring(wall_ms()), 0)
                     self._tick()
                 except Exception:
                     log.exception("tick failed")
+            self._acknowledge(flush=True)  # the last few of a burst, and late PUBACKs
 
     def _tick(self) -> None:
         if not self.synced.is_set():
@@ -253,10 +406,13 @@ class AlertsService:
         self.metrics.active.set(self.core.firing_count())
         self.metrics.open_dispatches.set(len(self.core.open_dispatch_ids()))
         self.metrics.unknown_devices.set(self.core.unknown_devices_seen())
+        # Counted here, under the lock: the rules' dicts change on paho's thread.
+        self._history_points = self.core.engine.history_points()
+        self.metrics.history_points.set(self._history_points)
 
     # -- effects ---------------------------------------------------------------------------
     def _execute(self, effects: list[Effect]) -> None:
-        publish = self.link.client.publish
+        publish = self._publish
         for effect in effects:
             match effect:
                 case Notify():
@@ -269,11 +425,11 @@ class AlertsService:
                     self.metrics.rejected.labels(rejection.code).inc()
                     log.debug("message rejected", extra={"topic": topic, "reason": str(rejection)})
                 case Publish(topic=topic, payload=payload):
-                    publish(topic, payload, qos=1)
+                    publish(topic, payload)
                 case Retain(topic=topic, payload=payload):
-                    publish(topic, payload, qos=1, retain=True)
+                    publish(topic, payload, retain=True)
                 case ClearRetained(topic=topic):
-                    publish(topic, b"", qos=1, retain=True)
+                    publish(topic, b"", retain=True)
                 case WritePoints(points=points):
                     if self.notifiers.influx is not None:
                         self.notifiers.influx.write_points(list(points))
@@ -295,6 +451,10 @@ class AlertsService:
                 case DispatchClosed(dispatch_id=dispatch_id):
                     self.metrics.dispatches.labels("closed").inc()
                     log.info("dispatch closed", extra={"dispatch_id": dispatch_id})
+                case AlertRefused(rule=rule, count=count):
+                    self.metrics.refused_alerts.labels(rule).inc(count)
+                case Held():
+                    pass  # acknowledged only once judged (``_judge``)
                 case StateRestored():
                     self.synced.set()
                     log.info(

@@ -85,6 +85,27 @@ class AlertsSettings(CommonSettings):
     alerts_sync_timeout_s: DurationS = Field(
         default=10.0, gt=0, description="How long to wait for retained state at start."
     )
+    alerts_history_max_points: int = Field(
+        default=1000,
+        ge=16,
+        le=1_000_000,
+        description="Points of history a rule keeps per device (forecast, rate); beyond it the "
+        "history is thinned to every other point, still spanning its whole window.",
+    )
+    alerts_max_open_alerts: int = Field(
+        default=10_000,
+        ge=1,
+        description="Pending and firing alerts at once; a new one beyond it is refused "
+        "(logged, counted in alerts_refused_alerts_total), never a crash.",
+    )
+    alerts_receive_maximum: int = Field(
+        default=1000,
+        ge=1,
+        le=65535,
+        description="MQTT v5 Receive Maximum: telemetry the broker hands over before alerts "
+        "has judged it (and made its effects durable) and acknowledged it. Bounds what is held "
+        "while the retained state is restored after a restart.",
+    )
 
     @field_validator("alerts_webhook_url", "alerts_dispatch_webhook_url")
     @classmethod

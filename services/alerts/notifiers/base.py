@@ -183,6 +183,12 @@ class DeliveryQueue:
         with self._cond:
             return len(self._items)
 
+    @property
+    def unjournaled(self) -> int:
+        """Items queued in memory only because the outbox could not take them yet (disk
+        full); read without the lock (one int), as a hint that is never too low for long."""
+        return self._unjournaled
+
     def _next_item(self) -> tuple[bool, object]:
         """Wait for an item due for delivery, journaling late ones meanwhile; (False, None)
         when stopping. Lock held."""

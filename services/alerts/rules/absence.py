@@ -74,6 +74,13 @@ class AbsenceRule(BaseRule):
             ),
         )
 
+    def adopt(self, site: str, kind: str, device_id: str) -> None:
+        # Only an absent device is cleared by its next reading or ``online``; without this a
+        # device back while alerts was down (retained ``online``, fresh readings) would keep
+        # its restored alert firing for ever.
+        seen = self.seen.setdefault(device_id, _Seen(site, kind, None))
+        seen.absent = True
+
     def tick(self, now_ms: int) -> Iterable[Signal]:
         out = []
         for device_id, seen in self.seen.items():

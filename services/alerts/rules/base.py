@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
@@ -58,6 +59,23 @@ class Signal:
         )
 
 
+DEFAULT_HISTORY_MAX_POINTS = 1000
+"""Points a rule keeps per device (``ALERTS_HISTORY_MAX_POINTS``)."""
+
+
+def thin(points: deque[tuple[int, float]], max_points: int) -> None:
+    """Above ``max_points``, keep every other point, the oldest and the newest always: the
+    history still spans its whole window, at half the resolution, so a device reporting
+    every second costs what one reporting every few minutes does. Amortised O(1) a point."""
+    if len(points) <= max_points:
+        return
+    newest = points[-1]
+    kept = list(points)[:-1:2]
+    points.clear()
+    points.extend(kept)
+    points.append(newest)
+
+
 class Rule(Protocol):
     """A rule watches readings (and status, and time) and returns verdicts per device."""
 
@@ -76,11 +94,21 @@ class Rule(Protocol):
     def forget(self, site: str, device_id: str) -> None:
         """Drop what the rule learnt about a device (e.g. its bin was just emptied)."""
 
+    def history_points(self) -> int:
+        """Points of history kept over all devices (bounded by ``history_max_points`` each)."""
+
+    def adopt(self, site: str, kind: str, device_id: str) -> None:
+        """A firing alert of this rule about the device was restored (a restart): judge from
+        now on as if the rule itself had fired it, so its next ``clear`` verdict comes."""
+
 
 class BaseRule:
     """Selector matching and no-op defaults; rule types override what they need."""
 
     judges_liveness = False
+    history_max_points = DEFAULT_HISTORY_MAX_POINTS
+    """Set by the engine from ``ALERTS_HISTORY_MAX_POINTS``; rules with a history per device
+    ``thin`` it to this."""
 
     def __init__(self, spec: RuleSpec, registry: Registry | None) -> None:
         self.spec = spec
@@ -102,6 +130,14 @@ class BaseRule:
         return ()
 
     def forget(self, site: str, device_id: str) -> None:
+        return None
+
+    def history_points(self) -> int:
+        return 0
+
+    def adopt(self, site: str, kind: str, device_id: str) -> None:
+        # Rules that judge every reading afresh (threshold, forecast, rate, ...) give their
+        # verdict, clear included, without knowing what fired before.
         return None
 
     def site_tz(self, site: str) -> tzinfo:

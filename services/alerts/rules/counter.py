@@ -12,7 +12,7 @@ from datetime import date, time
 from common.devices import Registry
 from common.payloads import Reading
 from services.alerts.config import DailyBalanceSpec, RateSpec
-from services.alerts.rules.base import BaseRule, CounterTrack, Signal, Verdict
+from services.alerts.rules.base import BaseRule, CounterTrack, Signal, Verdict, thin
 
 MS_PER_H = 3_600_000
 
@@ -40,6 +40,9 @@ class RateRule(BaseRule):
         self.clear = spec.clear or spec.when.negated()
         self.state: dict[str, _RateState] = {}
 
+    def history_points(self) -> int:
+        return sum(len(s.points) for s in self.state.values())
+
     def observe(self, reading: Reading) -> Iterable[Signal]:
         raw = reading.fields.get(self.spec.counter)
         if raw is None:
@@ -51,6 +54,7 @@ class RateRule(BaseRule):
         state.points.append((reading.ts_ms, total))
         while len(state.points) > 2 and reading.ts_ms - state.points[1][0] >= self.spec.window_ms:
             state.points.popleft()
+        thin(state.points, self.history_max_points)
         t0, v0 = state.points[0]
         span_ms = reading.ts_ms - t0
 

@@ -12,7 +12,7 @@ from statistics import median
 from common.devices import Registry
 from common.payloads import Reading
 from services.alerts.config import ForecastSpec
-from services.alerts.rules.base import BaseRule, Signal, Verdict
+from services.alerts.rules.base import BaseRule, Signal, Verdict, thin
 
 MAX_FIT_POINTS = 48  # Theil-Sen is quadratic; an even subsample keeps a fit well under 1 ms
 MS_PER_H = 3_600_000
@@ -56,6 +56,9 @@ class ForecastRule(BaseRule):
     def forget(self, site: str, device_id: str) -> None:
         self.history.pop(device_id, None)
 
+    def history_points(self) -> int:
+        return sum(len(h.points) for h in self.history.values())
+
     def observe(self, reading: Reading) -> Iterable[Signal]:
         raw = reading.fields.get(self.spec.field)
         if raw is None:
@@ -79,6 +82,7 @@ class ForecastRule(BaseRule):
         points.append((reading.ts_ms, y))
         while points and reading.ts_ms - points[0][0] > self.spec.window_ms:
             points.popleft()
+        thin(points, self.history_max_points)
         if not collected and reading.ts_ms - hist.fitted_ms < MIN_FIT_INTERVAL_MS:
             return ()
         hist.fitted_ms = reading.ts_ms

@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
+
+import httpx
 
 from tests.helpers import publish
 from tests.unit.alerts.helpers import bin_full_rules
@@ -138,3 +140,18 @@ def publish_full_bin(broker_url: str, device: str) -> None:
     """A reading of ``device`` (an ewaste bin) at 95 % full, stamped now: ``bin_full`` fires."""
     reading = {"ts": int(time.time() * 1000), "fill_pct": 95.0, "weight_kg": 30.0}
     publish(broker_url, f"facility/ewaste/ewaste_bin/{device}/telemetry", json.dumps(reading))
+
+
+def metric(port: int, name: str) -> float | None:
+    """The first sample of ``name`` (a bare name, or one with its labels) on the /metrics of
+    the facility-alerts on ``port``, or None when it has none."""
+    for line in httpx.get(f"http://127.0.0.1:{port}/metrics").text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def health(port: int) -> dict[str, Any]:
+    """The /healthz JSON of the facility-alerts on ``port``."""
+    found: dict[str, Any] = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).json()
+    return found

@@ -11,14 +11,13 @@ import resource
 import signal
 from pathlib import Path
 
-import httpx
-
 from services.alerts.notifiers.webhook import IDEMPOTENCY_HEADER
 from tests.helpers import bound_port, wait_until
 from tests.integration.alerts.support import (
     AlertsRun,
     WebhookReceiver,
     alerts_run,
+    metric,
     publish_full_bin,
 )
 from tests.servers import MosquittoServer, free_ports, wait_alerts_ready
@@ -89,13 +88,6 @@ def test_a_queued_webhook_delivery_survives_sigkill_and_is_delivered_after_resta
         run.kill_all()
 
 
-def _metric(port: int, name: str) -> float | None:
-    for line in httpx.get(f"http://127.0.0.1:{port}/metrics").text.splitlines():
-        if line.startswith(name + " ") or line.startswith(name + "{"):
-            return float(line.rsplit(" ", 1)[1])
-    return None
-
-
 def test_alerts_queued_while_the_outbox_disk_refuses_writes_are_journaled_late_and_delivered(
     mosquitto: MosquittoServer, tmp_path: Path
 ) -> None:
@@ -118,7 +110,7 @@ def test_alerts_queued_while_the_outbox_disk_refuses_writes_are_journaled_late_a
         for device in devices:
             publish_full_bin(mosquitto.url, device)
         queued = 'alerts_delivery_queue{notifier="webhook"}'
-        wait_until(lambda: _metric(port, queued) == len(devices), timeout=30)
+        wait_until(lambda: metric(port, queued) == len(devices), timeout=30)
         assert not _journaled(outbox)
         # The disk has room again: the queue journals what it holds, without a new alert.
         resource.prlimit(first.pid, resource.RLIMIT_FSIZE, (soft, hard))

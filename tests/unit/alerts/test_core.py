@@ -21,6 +21,7 @@ from services.alerts.core import (
     DispatchClosed,
     DispatchPlanned,
     Effect,
+    Held,
     Inbound,
     Log,
     Notify,
@@ -78,7 +79,9 @@ def notified(effects: list[Effect]) -> list[str]:
 
 def test_telemetry_waits_for_the_sync_marker_then_is_judged() -> None:
     c = core()
-    assert c.receive(bin_msg("bin-001", T0, 95), T0) == []  # held
+    assert c.receive(bin_msg("bin-001", T0, 95), T0) == [
+        Held()
+    ]  # held: neither judged nor to be acknowledged yet
     assert c.receive(sync("someone-else"), T0) == []  # another instance's marker
     assert not c.synced
     out = c.receive(sync(), T0)
@@ -510,3 +513,47 @@ def test_service_levels_and_exact_dispatch_shapes() -> None:
         TOPICS.parse_dispatch_record("facility/alerts/_dispatch/bin-001/telemetry")
     with pytest.raises(TopicError):  # a device topic may never sit under a service's level
         TOPICS.parse_device_topic("facility/alerts/_dispatch/bin-001/telemetry")
+
+
+def _restored_offline(c: AlertsCore, device: str = "bin-001") -> None:
+    """Restore a firing ``offline`` alert of ``device`` (retained by an earlier run), then sync."""
+    event = AlertEvent(
+        rule="offline",
+        severity="warning",
+        site="ewaste",
+        device_id=device,
+        kind="ewaste_bin",
+        state="firing",
+        message="device reported offline (status)",
+        ts=ms_to_iso(T0),
+        started_at=ms_to_iso(T0),
+    )
+    active = TOPICS.alert_active("offline", "ewaste", device)
+    assert c.receive(Inbound(active, event.model_dump_json().encode(), 0.0, True), T0) == []
+    assert c.receive(sync(), T0)[0] == StateRestored(1, 0, 0)
+
+
+def test_a_restored_offline_alert_resolves_when_the_device_says_online() -> None:
+    c = core("rules:\n" + OFFLINE)
+    _restored_offline(c)
+    status = Inbound(TOPICS.status("ewaste", "ewaste_bin", "bin-001"), b"online", 0.0, True)
+    out = c.receive(status, T0 + MIN)
+    assert notified(out) == ["resolved"]
+    assert c.alert(("offline", "ewaste", "bin-001")) is None
+
+
+def test_a_restored_offline_alert_resolves_at_the_devices_next_reading() -> None:
+    c = core("rules:\n" + OFFLINE)
+    _restored_offline(c)
+    out = c.receive(bin_msg("bin-001", T0 + MIN, 10), T0 + MIN)
+    assert notified(out) == ["resolved"]
+    assert of(Notify, out)[0].transition.event.message == "device reports again"
+
+
+def test_a_restored_offline_alert_stays_firing_while_the_device_stays_offline() -> None:
+    c = core("rules:\n" + OFFLINE)
+    _restored_offline(c)
+    status = Inbound(TOPICS.status("ewaste", "ewaste_bin", "bin-001"), b"offline", 0.0, True)
+    assert notified(c.receive(status, T0 + MIN)) == []  # no second firing either
+    assert notified(c.receive(bin_msg("bin-002", T0 + 2 * HOUR, 10), T0 + 2 * HOUR)) == []
+    assert c.alert(("offline", "ewaste", "bin-001")) is not None
