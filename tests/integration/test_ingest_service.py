@@ -51,7 +51,7 @@ def _bad_messages(now_ms: int) -> list[tuple[str, bytes, str]]:
     return [
         (TELEMETRY, b"not json", "invalid_json"),
         (TELEMETRY, b"[1, 2]", "not_object"),
-        (TELEMETRY, body(fill_pct=5), "missing_field"),
+        (TELEMETRY, body(weight_kg=5), "missing_field"),
         (TELEMETRY, body(weight_kg="12", fill_pct=5), "wrong_type"),
         (TELEMETRY, body(weight_kg=True, fill_pct=5), "wrong_type"),
         (TELEMETRY, b'{"ts": %d, "weight_kg": NaN, "fill_pct": 5}' % now_ms, "not_finite"),
