@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import random
@@ -194,6 +195,7 @@ class SoakPublisher:
         self.sent = 0
         self.started = 0.0
         self.finished = 0.0
+        self.clock: list[tuple[float, int]] = []  # (seconds since start, event time) samples
         self.stop = threading.Event()
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
@@ -237,6 +239,8 @@ class SoakPublisher:
                 break
             time.sleep(0.01)
         self.sent += 1
+        if self.sent % 2000 == 0 and self.engine is not None:
+            self.clock.append((time.monotonic() - self.started, self.engine.now_ms))
         self.expected.judge(message.topic, message.payload, self.topics)
 
     def finish_scripted(self) -> None:
@@ -253,6 +257,24 @@ class _Stopped(Exception):
     """The run was interrupted."""
 
 
+class DurableCollector(MessageCollector):
+    """A ``MessageCollector`` on a persistent session (fixed id, no clean session): what the
+    broker queues for it while it reconnects after a broker restart still reaches it."""
+
+    def __init__(self, url: str, topic_filter: str, client_id: str) -> None:
+        super().__init__(url, topic_filter, client_id=client_id)
+        self._client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=mqtt.MQTTv311,
+            clean_session=False,
+        )
+        self._client.reconnect_delay_set(1, 2)
+        self._client.on_connect = self._on_connect
+        self._client.on_subscribe = self._on_subscribe
+        self._client.on_message = self._on_message
+
+
 # -- the services -------------------------------------------------------------------------------
 class RssWatch:
     """Peak resident memory (VmHWM) of each service, as a maximum over its restarts."""
@@ -260,8 +282,10 @@ class RssWatch:
     def __init__(self) -> None:
         self.pids: dict[str, Callable[[], int | None]] = {}
         self.peak_kb: Counter[str] = Counter()
+        self.peak_load = 0.0  # the machine's 1-minute load average: it is shared
 
     def sample(self) -> None:
+        self.peak_load = max(self.peak_load, os.getloadavg()[0])
         for name, pid_of in self.pids.items():
             pid = pid_of()
             if pid is None:
@@ -551,8 +575,8 @@ def _run(
         stack = Stack(broker, influx, ingest, alerts, disk, rss)
         ingest.start().wait_connected()
         alerts.start()
-        dead = MessageCollector(broker.url, f"{PREFIX}/deadletter/#", client_id="soak-dead")
-        events = MessageCollector(broker.url, f"{PREFIX}/alerts/+/+/+", client_id="soak-events")
+        dead = DurableCollector(broker.url, f"{PREFIX}/deadletter/#", "soak-dead")
+        events = DurableCollector(broker.url, f"{PREFIX}/alerts/+/+/+", "soak-events")
         dead.start()
         events.start()
         publisher = SoakPublisher(broker, rate, scripted_readings(episodes, start_ms, end_ms))
@@ -614,6 +638,8 @@ def _run(
             injected, rss, seed, seconds, rate,
         )  # fmt: skip
         figures["fault_log"] = stack.log
+        if figures["missing"] or figures["duplicates_stored"]:
+            figures["gaps"] = _gaps(influx, stored, expected, publisher.clock, injected, devices)
     _print(figures)
     return figures
 
@@ -666,6 +692,44 @@ def _drain_alerts(stack: Stack, began: float) -> None:
         wait_until(idle, timeout=300, interval=1)
     except TimeoutError:
         stack.note(began, "alerts still had deliveries queued after 300 s")
+
+
+def _gaps(
+    influx: InfluxDB1Server,
+    stored: Counter[tuple[str, str]],
+    expected: Expected,
+    clock: list[tuple[float, int]],
+    injected: list[Fault],
+    devices: list[Any],
+) -> list[str]:
+    """Where the missing readings of a few short devices are: runs of absent report times,
+    mapped to when they were published and the fault under way then."""
+    interval_ms = {d.id: d.interval_s * 1000 for d in devices}
+    short = [k for k, n in expected.per_device.items() if stored.get(k, 0) < n][:5]
+    out: list[str] = []
+    for measurement, device in short:
+        step = interval_ms.get(device, SCRIPTED_INTERVAL_MS)
+        rows = influx.query(f"SELECT * FROM {measurement} WHERE device_id = '{device}'", db=DB)
+        times = sorted(int(r["time"]) for r in rows)
+        for before, after in itertools.pairwise(times):
+            if after - before > step * 1.5:
+                wall = _wall_at(clock, before + step)
+                during = [
+                    f.kind for f in injected if f.at_s - 5 <= wall <= f.at_s + f.duration_s + 30
+                ]
+                out.append(
+                    f"{measurement}/{device}: {(after - before) // step - 1} missing after "
+                    f"ts {before}, published ~{wall:.0f} s in, during {during or 'no fault'}"
+                )
+    return out
+
+
+def _wall_at(clock: list[tuple[float, int]], ts: int) -> float:
+    """Seconds after publishing began at which event time ``ts`` was being published."""
+    for wall, sim in clock:
+        if sim >= ts:
+            return wall
+    return clock[-1][0] if clock else 0.0
 
 
 def _figures(
@@ -760,6 +824,7 @@ def _figures(
         "faults": [f"{f.at_s:.0f}s {f.kind} {f.duration_s:g}s" for f in injected],
         "faults_by_kind": dict(Counter(f.kind for f in injected)),
         "peak_rss_mb": {k: round(v / 1024, 1) for k, v in rss.peak_kb.items()},
+        "peak_load_1min": round(rss.peak_load, 1),
     }
 
 
@@ -809,6 +874,7 @@ def _print(r: dict[str, Any]) -> None:
             "peak RSS (VmHWM) MB",
             ", ".join(f"{k} {v:g}" for k, v in sorted(r["peak_rss_mb"].items())),
         ),
+        ("machine load, peak 1-min average (2 cores)", f"{r['peak_load_1min']:g}"),
     ]
     print("\nsoak result")
     width = max(len(a) for a, _ in rows)
