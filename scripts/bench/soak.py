@@ -195,7 +195,8 @@ class SoakPublisher:
         self.sent = 0
         self.started = 0.0
         self.finished = 0.0
-        self.clock: list[tuple[float, int]] = []  # (seconds since start, event time) samples
+        # (seconds since start, messages sent, event time), every 2,000 messages
+        self.clock: list[tuple[float, int, int]] = []
         self.stop = threading.Event()
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
@@ -240,7 +241,7 @@ class SoakPublisher:
             time.sleep(0.01)
         self.sent += 1
         if self.sent % 2000 == 0 and self.engine is not None:
-            self.clock.append((time.monotonic() - self.started, self.engine.now_ms))
+            self.clock.append((time.monotonic() - self.started, self.sent, self.engine.now_ms))
         self.expected.judge(message.topic, message.payload, self.topics)
 
     def finish_scripted(self) -> None:
@@ -639,7 +640,12 @@ def _run(
         )  # fmt: skip
         figures["fault_log"] = stack.log
         if figures["missing"] or figures["duplicates_stored"]:
-            figures["gaps"] = _gaps(influx, stored, expected, publisher.clock, injected, devices)
+            try:
+                figures["gaps"] = _gaps(
+                    influx, stored, expected, publisher.clock, injected, devices
+                )
+            except Exception as exc:  # a diagnosis must not cost the figures
+                figures["gaps"] = [f"could not look: {type(exc).__name__}: {exc}"]
     _print(figures)
     return figures
 
@@ -698,7 +704,7 @@ def _gaps(
     influx: InfluxDB1Server,
     stored: Counter[tuple[str, str]],
     expected: Expected,
-    clock: list[tuple[float, int]],
+    clock: list[tuple[float, int, int]],
     injected: list[Fault],
     devices: list[Any],
 ) -> list[str]:
@@ -724,12 +730,23 @@ def _gaps(
     return out
 
 
-def _wall_at(clock: list[tuple[float, int]], ts: int) -> float:
+def _wall_at(clock: list[tuple[float, int, int]], ts: int) -> float:
     """Seconds after publishing began at which event time ``ts`` was being published."""
-    for wall, sim in clock:
+    for wall, _, sim in clock:
         if sim >= ts:
             return wall
     return clock[-1][0] if clock else 0.0
+
+
+def _per_minute(clock: list[tuple[float, int, int]]) -> list[int]:
+    """Messages published in each minute of the run (the pace the machine allowed)."""
+    out: list[int] = []
+    for wall, sent, _ in clock:
+        minute = int(wall // 60)
+        while len(out) <= minute:
+            out.append(0)
+        out[minute] = sent
+    return [b - a for a, b in itertools.pairwise([0, *out])]
 
 
 def _figures(
@@ -799,6 +816,7 @@ def _figures(
         "minutes": seconds / 60,
         "rate_target": rate,
         "rate_achieved": publisher.sent / elapsed if elapsed > 0 else 0.0,
+        "rate_per_minute": _per_minute(publisher.clock),
         "messages_published": publisher.sent,
         "messages_acked": publisher.acked,
         "readings_published": published,
@@ -880,8 +898,15 @@ def _print(r: dict[str, Any]) -> None:
     width = max(len(a) for a, _ in rows)
     for name, value in rows:
         print(f"  {name:<{width}}  {value}")
-    for key in ("by_measurement", "missing_devices", "alerts_stuck", "alerts_never_fired"):
-        if r[key]:
+    for key in (
+        "rate_per_minute",
+        "by_measurement",
+        "missing_devices",
+        "gaps",
+        "alerts_stuck",
+        "alerts_never_fired",
+    ):
+        if r.get(key):
             print(f"  {key}: {r[key]}")
     print(f"  webhook by rule/state: {json.dumps(hooks['by_rule'], sort_keys=True)}")
     print(f"  faults: {'; '.join(r['faults'])}")
