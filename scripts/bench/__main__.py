@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             module = importlib.import_module(f"scripts.bench.{name}")
             if name == "soak":
+                module.interrupt_on_signals()
                 figures = module.run(minutes=args.minutes, seed=args.seed)
             else:
                 figures = module.run()

@@ -494,6 +494,17 @@ def _alert_points(influx: InfluxDB1Server, devices: set[str]) -> Counter[str]:
 
 
 # -- the run ------------------------------------------------------------------------------------
+def interrupt_on_signals() -> None:
+    """SIGTERM and SIGINT raise KeyboardInterrupt, so the services are stopped and the tmpfs
+    unmounted (a background job starts with SIGINT ignored)."""
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def run(
     minutes: float = 30, seed: int = 1, rate: float = 2000, workdir: Path | None = None
 ) -> dict[str, Any]:
@@ -919,6 +930,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=2000)
     parser.add_argument("--workdir", type=Path, help="a new directory to keep data and logs in")
     args = parser.parse_args(argv)
+    interrupt_on_signals()
     figures = run(args.minutes, args.seed, args.rate, args.workdir)
     return 0 if figures["passed"] else 1
 
