@@ -11,6 +11,7 @@ help:
 	@echo "make test   - install everything needed and run the full test suite"
 	@echo "make lint   - ruff + mypy --strict on every package, tests and scripts included"
 	@echo "make bench  - benchmarks (figures and ratios printed; see docs/benchmarks.md)"
+	@echo "make bench BENCH=soak - the 30-min soak with faults (BENCH='soak --minutes 3': short)"
 	@echo "make acl    - regenerate the broker ACL from config/devices.yaml (after adding a device)"
 
 $(STAMP): pyproject.toml constraints.txt
@@ -38,7 +39,7 @@ lint: venv
 	$(BIN)/mypy common services devices grafana supervisor brokeracl scripts tests
 
 bench: venv servers-deps
-	$(BIN)/python -m scripts.bench
+	$(BIN)/python -m scripts.bench $(BENCH)
 
 # DEMO=1: also the demo profile's simulator user; OPERATOR=1: also the read-only svc.operator.
 env:
