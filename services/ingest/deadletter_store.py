@@ -29,6 +29,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from common.durable import fsync_dir
 from common.payloads import MAX_PAYLOAD_BYTES
 from common.timestamps import ms_to_iso
 
@@ -112,14 +113,6 @@ class Claim:
 
 def _segment_name(number: int) -> str:
     return f"{number:08d}{SUFFIX}"
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def read_letters(path: Path) -> tuple[list[StoredLetter], int]:
@@ -240,7 +233,7 @@ class DeadLetterStore:
         finally:
             os.close(fd)
         if created:
-            _fsync_dir(self.directory)
+            fsync_dir(self.directory)
 
     def _bound(self) -> None:
         segments = self.segments()
@@ -255,7 +248,7 @@ class DeadLetterStore:
             total -= sizes.pop(0)
             dropped += len(letters) + bad
         if dropped:
-            _fsync_dir(self.directory)
+            fsync_dir(self.directory)
             self.dropped += dropped
             log.warning(
                 "dead letters: store full, dropped the oldest",
@@ -315,8 +308,8 @@ class DeadLetterStore:
             stamp = time.time_ns()
             for path in self.segments():
                 os.replace(path, self.claimed_dir / f"{stamp}-{path.name}")
-            _fsync_dir(self.claimed_dir)
-            _fsync_dir(self.directory)
+            fsync_dir(self.claimed_dir)
+            fsync_dir(self.directory)
         files = sorted(self.claimed_dir.glob("*" + SUFFIX))
         seen: set[str] = set()
         letters: list[StoredLetter] = []
@@ -338,7 +331,7 @@ class DeadLetterStore:
         self.flush()
         for path in claim.files:
             path.unlink(missing_ok=True)
-        _fsync_dir(self.claimed_dir)
+        fsync_dir(self.claimed_dir)
 
 
 def _whole_lines(fd: int) -> int:

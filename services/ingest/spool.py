@@ -22,6 +22,8 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from common.durable import fsync_dir
+
 log = logging.getLogger(__name__)
 
 _HEADER = struct.Struct(">II")
@@ -53,15 +55,6 @@ class SpoolRecord:
 
 def _segment_name(number: int) -> str:
     return f"{number:08d}{SUFFIX}"
-
-
-def _fsync_dir(directory: Path) -> None:
-    # A new or deleted file's directory entry is only durable once the directory is synced.
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def free_bytes(directory: Path) -> int:
@@ -190,7 +183,7 @@ class Spool:
         # Never append to a recovered segment: a fresh one keeps recovery logic trivial.
         self._writer_segment = max(self._segments, default=0)
         if self._segments:
-            _fsync_dir(self.directory)
+            fsync_dir(self.directory)
             log.info(
                 "spool: found batches to replay",
                 extra={"batches": self._records, "bytes": self.size_bytes},
@@ -208,7 +201,7 @@ class Spool:
                 self.quarantine_dir.mkdir(exist_ok=True)
                 shutil.copyfile(path, kept)
                 _fsync_file(kept)
-                _fsync_dir(self.quarantine_dir)
+                fsync_dir(self.quarantine_dir)
             except OSError as exc:
                 log.error(
                     "spool: could not keep a copy of a damaged segment",
@@ -302,7 +295,7 @@ class Spool:
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self._segments[self._writer_segment] = 0
         self._counts[self._writer_segment] = 0
-        _fsync_dir(self.directory)
+        fsync_dir(self.directory)
         return self._fd
 
     # -- reading ---------------------------------------------------------------------------
@@ -409,4 +402,4 @@ def _rewrite(path: Path, buf: bytes, frames: tuple[tuple[int, int], ...]) -> Non
         f.flush()
         os.fsync(f.fileno())
     os.replace(partial, path)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)

@@ -17,6 +17,7 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
+from common.durable import fsync_dir
 from common.payloads import StatusReading
 
 log = logging.getLogger(__name__)
@@ -80,9 +81,5 @@ class StatusBook:
             f.flush()
             os.fsync(f.fileno())
         os.replace(partial, self.path)
-        fd = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_dir(self.path.parent)
         self._dirty = False

@@ -11,6 +11,8 @@ import logging
 import os
 from pathlib import Path
 
+from common.durable import fsync_dir
+
 log = logging.getLogger(__name__)
 
 # Rewrite the file once this many "done" records pile up (and outnumber the live items), so a
@@ -24,14 +26,6 @@ class OutboxError(Exception):
 
 def _dump(record: dict[str, object]) -> bytes:
     return json.dumps(record, separators=(",", ":"), sort_keys=True).encode() + b"\n"
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -197,7 +191,7 @@ class Outbox:
             with contextlib.suppress(OSError):
                 tmp.unlink()  # a half-written copy only takes the space that was short
             raise
-        _fsync_dir(self.path.parent)
+        fsync_dir(self.path.parent)
         if self._fd >= 0:
             os.close(self._fd)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
