@@ -157,6 +157,18 @@ class CommonSettings(BaseSettings):
 S = TypeVar("S", bound=BaseSettings)
 
 
+def http_url(value: str | None) -> str | None:
+    """A validator's body for a URL setting that must be http(s) (an empty value is unset)."""
+    if value and not value.startswith(("http://", "https://")):
+        raise ValueError("must be an http:// or https:// URL")
+    return value or None
+
+
+def url_list(text: str | None) -> list[str]:
+    """The URLs of a comma- or space-separated setting (apprise's)."""
+    return [url for url in (text or "").replace(",", " ").split() if url]
+
+
 def load_settings(cls: type[S], **overrides: object) -> S:
     """Build settings or raise :class:`ConfigError` with a one-line message naming the variable."""
     secrets_dir = os.environ.get("SECRETS_DIR", DEFAULT_SECRETS_DIR)

@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator
 
 from common.durations import DurationS
-from common.settings import CommonSettings, HealthHost, HealthPort
+from common.settings import CommonSettings, HealthHost, HealthPort, http_url, url_list
 
 
 class AlertsSettings(CommonSettings):
@@ -110,11 +110,8 @@ class AlertsSettings(CommonSettings):
     @field_validator("alerts_webhook_url", "alerts_dispatch_webhook_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
-        if value and not value.startswith(("http://", "https://")):
-            raise ValueError("must be an http:// or https:// URL")
-        return value or None
+        return http_url(value)
 
     @property
     def apprise_urls(self) -> list[str]:
-        text = self.alerts_apprise_urls or ""
-        return [url for url in text.replace(",", " ").split() if url]
+        return url_list(self.alerts_apprise_urls)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 
-from common.settings import CommonSettings
+from common.settings import CommonSettings, http_url, url_list
 
 
 class ReportSettings(CommonSettings):
@@ -38,11 +38,8 @@ class ReportSettings(CommonSettings):
     @field_validator("report_webhook_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
-        if value and not value.startswith(("http://", "https://")):
-            raise ValueError("must be an http:// or https:// URL")
-        return value or None
+        return http_url(value)
 
     @property
     def apprise_urls(self) -> list[str]:
-        text = self.report_apprise_urls or ""
-        return [url for url in text.replace(",", " ").split() if url]
+        return url_list(self.report_apprise_urls)
