@@ -41,9 +41,10 @@ lint: venv
 bench: venv servers-deps
 	$(BIN)/python -m scripts.bench $(BENCH)
 
-# DEMO=1: also the demo profile's simulator user; OPERATOR=1: also the read-only svc.operator.
+# DEMO=1: also the demo profile's simulator user; OPERATOR=1: also the read-only svc.operator;
+# BRIDGE=1: also svc.bridge (the bridge profile's facility-bridge).
 env:
-	./scripts/make-env.sh $(if $(DEMO),--demo) $(if $(OPERATOR),--operator)
+	./scripts/make-env.sh $(if $(DEMO),--demo) $(if $(OPERATOR),--operator) $(if $(BRIDGE),--bridge)
 
 # The broker ACL from config/devices.yaml (run after adding, moving or removing a device).
 acl: venv

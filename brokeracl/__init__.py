@@ -5,6 +5,11 @@ ACL grants that user its two literal topics and nothing else, so a device cannot
 or kind levels of its topics, nor reach a service namespace (``P/alerts/...``,
 ``P/dispatch/...``) through its own id. The services' section is hand-written
 (``deploy/mosquitto/acl-services``) and copied verbatim ahead of the generated one.
+
+The bridge (``svc.bridge``) publishes on behalf of registered devices, so its block is
+generated too: the literal telemetry topic of every registered device and its own dead-letter
+topic. A wildcard (``P/+/+/+/telemetry``) would also match service namespaces with five
+levels (``P/alerts/_dispatch/<id>/telemetry``, a retained dispatch record).
 """
 
 from __future__ import annotations
@@ -14,9 +19,21 @@ from typing import Final
 from common.devices import Registry
 from common.topics import DEFAULT_PREFIX, Topics
 
-__all__ = ["DEVICE_SECTION_MARK", "render_acl"]
+__all__ = ["BRIDGE_SECTION_MARK", "BRIDGE_USER", "DEVICE_SECTION_MARK", "render_acl"]
 
 DEVICE_SECTION_MARK: Final = "# --- devices: generated from the device registry"
+BRIDGE_SECTION_MARK: Final = "# --- bridge: generated from the device registry"
+BRIDGE_USER: Final = "svc.bridge"
+# services/bridge's DEADLETTER_PROGRAM; brokeracl does not import a program.
+BRIDGE_DEADLETTER: Final = "bridge"
+
+
+def bridge_rules(registry: Registry, topics: Topics) -> list[str]:
+    """svc.bridge: write every registered device's telemetry and its own dead letters only."""
+    lines = [f"user {BRIDGE_USER}", f"topic write {topics.deadletter(BRIDGE_DEADLETTER)}"]
+    for device in sorted(registry.devices, key=lambda d: d.id):
+        lines.append(f"topic write {topics.telemetry(device.site, device.kind, device.id)}")
+    return [*lines, ""]
 
 
 def device_rules(registry: Registry, topics: Topics) -> list[str]:
@@ -45,6 +62,13 @@ def render_acl(registry: Registry, services_section: str) -> str:
         "# and regenerate.",
         "",
     ]
+    bridge = [
+        f"{BRIDGE_SECTION_MARK} ({len(registry.devices)} devices) ---",
+        "# Publishes the readings it converts from foreign devices (LoRaWAN, Shelly, ...):",
+        "# the telemetry of registered devices only, never status, alerts or dispatch.",
+        "",
+        *bridge_rules(registry, topics),
+    ]
     devices = [
         f"{DEVICE_SECTION_MARK} ({len(registry.devices)} devices) ---",
         "# The username is the device id; each may publish only its own (site, kind, id) topics.",
@@ -52,4 +76,7 @@ def render_acl(registry: Registry, services_section: str) -> str:
         "",
         *device_rules(registry, topics),
     ]
-    return "\n".join([*header, services_section.rstrip("\n"), "", *devices]).rstrip("\n") + "\n"
+    return (
+        "\n".join([*header, services_section.rstrip("\n"), "", *bridge, *devices]).rstrip("\n")
+        + "\n"
+    )

@@ -4,6 +4,8 @@
 # has no such user) unless asked for:
 #   --demo      MQTT_SIMULATOR_PASSWORD (svc.simulator, the demo profile's simulated city)
 #   --operator  MQTT_OPERATOR_PASSWORD (svc.operator, read-only troubleshooting)
+#   --bridge    MQTT_BRIDGE_PASSWORD (svc.bridge, the bridge profile's facility-bridge), and
+#               the empty secrets/bridge folder for its source brokers' passwords
 # Refuses to overwrite an existing .env (it holds the secrets the data volumes were set up with).
 # Also makes the broker's TLS certificates (a private CA and a server certificate it signs) in
 # secrets/mqtt-tls beside the .env, unless a server.crt and server.key are already there.
@@ -13,11 +15,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 demo=0
 operator=0
+bridge=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --demo) demo=1 ;;
     --operator) operator=1 ;;
-    -*) echo "make-env: unknown option $1 (want --demo, --operator, then the target file)" >&2; exit 2 ;;
+    --bridge) bridge=1 ;;
+    -*) echo "make-env: unknown option $1 (want --demo, --operator, --bridge, then the target file)" >&2; exit 2 ;;
     *) break ;;
   esac
   shift
@@ -44,6 +48,7 @@ while IFS= read -r line || [ -n "$line" ]; do
   case "$line" in
     MQTT_SIMULATOR_PASSWORD=) [ "$demo" -eq 1 ] && { line="$line$(secret)"; filled=$((filled + 1)); } ;;
     MQTT_OPERATOR_PASSWORD=) [ "$operator" -eq 1 ] && { line="$line$(secret)"; filled=$((filled + 1)); } ;;
+    MQTT_BRIDGE_PASSWORD=) [ "$bridge" -eq 1 ] && { line="$line$(secret)"; filled=$((filled + 1)); } ;;
     [A-Z]*_PASSWORD= | [A-Z]*_TOKEN= | [A-Z]*_SECRET=)
       line="$line$(secret)"
       filled=$((filled + 1))
@@ -75,6 +80,12 @@ mqtt_tls() {  # mqtt_tls DIR: CA + server certificate for the broker's 8883 list
   echo "make-env: wrote the MQTT TLS CA and server certificate ($san) to $dir; give devices ca.crt"
 }
 mqtt_tls "$(dirname "$target")/secrets/mqtt-tls"
+# The bridge's SECRETS_DIR (BRIDGE_SECRETS_DIR): a source broker's password_secret is a file
+# here. 711: the bridge (uid 10001) may open a file it is given, not list the folder.
+if [ "$bridge" -eq 1 ]; then
+  mkdir -p "$(dirname "$target")/secrets/bridge"
+  chmod 711 "$(dirname "$target")/secrets/bridge"
+fi
 
 # The containers read the bind-mounted files as their own users (grafana 472, mosquitto 1883,
 # facility 10001): a checkout made under umask 077 hides them ("permission denied" at start).

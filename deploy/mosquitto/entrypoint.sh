@@ -12,6 +12,8 @@
 #                             replica of a shared ingest group (same ACL as svc.ingest)
 #   MQTT_SIMULATOR_PASSWORD   optional  user svc.simulator (demo profile; listener 1884 only)
 #   MQTT_OPERATOR_PASSWORD    optional  user svc.operator (read-only troubleshooting)
+#   MQTT_BRIDGE_PASSWORD      optional  user svc.bridge (bridge profile: registered devices'
+#                             telemetry and its own dead letters only)
 #   MQTT_DEVICE_CREDENTIALS   optional  "device_id:password ..." (space or comma separated)
 #   MQTT_DEVICE_CREDENTIALS_FILE  optional  file of "device_id:password" lines
 #                                 (default /run/secrets/mqtt_device_credentials, if present)
@@ -63,6 +65,7 @@ for entry in $(printf '%s' "${MQTT_INGEST_REPLICA_CREDENTIALS:-}" | tr ',' ' ');
   replicas="$replicas $name"
 done
 [ -z "${MQTT_OPERATOR_PASSWORD:-}" ] || add_user svc.operator "$MQTT_OPERATOR_PASSWORD" MQTT_OPERATOR_PASSWORD
+[ -z "${MQTT_BRIDGE_PASSWORD:-}" ] || add_user svc.bridge "$MQTT_BRIDGE_PASSWORD" MQTT_BRIDGE_PASSWORD
 # The container healthcheck (healthcheck.sh) logs in with a throwaway password made here.
 health_password="$(tr -dc 'A-Za-z0-9' < /dev/urandom | head -c 32)"
 add_user svc.health "$health_password" health

@@ -37,6 +37,7 @@ PASSWORDS = {
     "svc.alerts": "alerts-secret",
     "svc.simulator": "simulator-secret",
     "svc.operator": "operator-secret",
+    "svc.bridge": "bridge-secret",
     "bin-001": "bin-001-secret",
     "bin-002": "bin-002-secret",
     "nzc-meter-1": "meter-secret",
@@ -156,6 +157,7 @@ def deploy_env() -> dict[str, str]:
         "MQTT_ALERTS_PASSWORD": PASSWORDS["svc.alerts"],
         "MQTT_SIMULATOR_PASSWORD": PASSWORDS["svc.simulator"],
         "MQTT_OPERATOR_PASSWORD": PASSWORDS["svc.operator"],
+        "MQTT_BRIDGE_PASSWORD": PASSWORDS["svc.bridge"],
         "MQTT_DEVICE_CREDENTIALS": devices,
     }
 

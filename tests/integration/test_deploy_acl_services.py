@@ -14,13 +14,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 
-from tests.helpers import bound_port
+from tests.helpers import bound_port, publish, wait_until
+from tests.integration.bridge_support import BridgeProcess, write_sources
 from tests.integration.deploy_broker import (
     PASSWORDS,
     Client,
@@ -28,6 +29,8 @@ from tests.integration.deploy_broker import (
     client,
     running_broker,
 )
+from tests.servers import MosquittoServer
+from tests.unit.test_compose import service_environment, services
 
 REPO = Path(__file__).resolve().parents[2]
 WAIT_S = 60.0
@@ -248,3 +251,53 @@ def test_ingest_gets_every_queued_reading_after_a_device_used_its_client_id(
             stored = stored_readings(tmp_path / "points.lp", "bin-001", queued)
         assert again.returncode == 0, log.read_text()[-2000:]
     assert stored == queued
+
+
+def test_the_bridge_publishes_a_registered_device_as_svc_bridge_and_passes_its_healthcheck(
+    tmp_path: Path, server_factory: Callable[..., MosquittoServer]
+) -> None:
+    """facility-bridge with the compose settings (svc.bridge) under the generated ACL: a foreign
+    message for a registered device becomes its telemetry, one for an unknown device a dead
+    letter, and the compose healthcheck command passes against its /healthz."""
+    network_server = server_factory(MosquittoServer)  # a foreign system's own broker
+    sources = write_sources(
+        tmp_path,
+        f"  - name: lab-bins\n    broker: {{url: '{network_server.url}'}}\n"
+        "    subscribe: bins/+\n    preset: generic\n    kind: ewaste_bin\n"
+        "    device: {topic_level: 1}\n    fields:\n      fill_pct: {path: level}\n",
+    )
+    compose_env = service_environment(services()["bridge"])
+    with running_broker(tmp_path / "broker") as broker:
+        env = {
+            "MQTT_URL": f"mqtt://127.0.0.1:{broker.port}",
+            "MQTT_USERNAME": compose_env["MQTT_USERNAME"],
+            "MQTT_PASSWORD": PASSWORDS["svc.bridge"],
+            "MQTT_CLIENT_ID": compose_env["MQTT_CLIENT_ID"],
+            "DEVICES_FILE": str(REPO / "config" / "devices.yaml"),
+            "BRIDGE_SOURCES_FILE": str(sources),
+        }
+        bridge = BridgeProcess(tmp_path, env).start()
+        try:
+            wait_until(lambda: bridge.health()[0] == 200, timeout=WAIT_S)
+            with client(broker.port, "svc.operator") as operator:
+                assert not operator.subscribe("facility/#").is_failure
+                now_ms = int(time.time() * 1000)
+                publish(network_server.url, "bins/bin-001", json.dumps({"level": 42, "ts": now_ms}))
+                publish(network_server.url, "bins/bin-999", json.dumps({"level": 1, "ts": now_ms}))
+                received = operator.wait_for("facility/deadletter/bridge")
+            telemetry = "facility/ewaste/ewaste_bin/bin-001/telemetry"
+            readings = [json.loads(body) for topic, body in received if topic == telemetry]
+            assert [r["fill_pct"] for r in readings] == [42], received
+            code, body = bridge.health()
+            assert code == 200 and body["refused_readings"] == 0, body
+            check = services()["bridge"]["healthcheck"]["test"]
+            assert check[:2] == ["CMD", "python"]
+            probe = [
+                sys.executable,
+                *[a.replace(":9103/", f":{bridge.http_port}/") for a in check[2:]],
+            ]
+            assert subprocess.run(probe, capture_output=True, timeout=30).returncode == 0
+        finally:
+            bridge.stop()
+        # The same probe fails once the bridge is gone: it is a real check.
+        assert subprocess.run(probe, capture_output=True, timeout=30).returncode != 0

@@ -136,6 +136,51 @@ def test_alerts_and_simulator_get_what_their_flows_need(broker: DeployBroker) ->
         alerts.wait_for("facility/dispatch/d-1/status")
 
 
+def test_the_bridge_publishes_registered_devices_telemetry_and_its_dead_letters_only(
+    broker: DeployBroker,
+) -> None:
+    """svc.bridge speaks for foreign devices: a registered device's telemetry, nothing else."""
+    forbidden = [
+        BIN2_STATUS,  # status is the device's own (its Last Will), never the bridge's
+        "facility/ewaste/ewaste_bin/bin-999/telemetry",  # not in the registry
+        "facility/nzc/ewaste_bin/bin-001/telemetry",  # a registered id at another site
+        "facility/alerts/_dispatch/bin-001/telemetry",  # five levels: a retained dispatch record
+        "facility/alerts/bin_full/ewaste/bin-001",
+        "facility/alerts/active/bin_full/ewaste/bin-001",
+        "facility/dispatch/requests",
+        "facility/dispatch/d-1/status",
+        "facility/deadletter/ingest",
+        "facility/deadletter/alerts",
+        "facility/health/broker",
+    ]
+    with (
+        client(broker.port, "svc.operator") as watcher,
+        client(broker.port, "svc.bridge") as bridge,
+    ):
+        assert not watcher.subscribe("facility/#").is_failure
+        for topic in forbidden:
+            assert bridge.publish(topic, b'{"forged": 1}').value == NOT_AUTHORIZED, topic
+        assert not bridge.publish(METER_TELEMETRY, b'{"grid_power_w": 1}').is_failure
+        assert not bridge.publish(BIN1_TELEMETRY, b'{"fill_pct": 5}').is_failure
+        assert not bridge.publish("facility/deadletter/bridge", b"{}").is_failure  # sentinel
+        received = watcher.wait_for("facility/deadletter/bridge")
+    assert [topic for topic, _ in received] == [
+        METER_TELEMETRY,
+        BIN1_TELEMETRY,
+        "facility/deadletter/bridge",
+    ]
+
+
+def test_the_bridge_user_exists_only_when_its_password_is_set(tmp_path: Path) -> None:
+    without = deploy_env() | {"MQTT_BRIDGE_PASSWORD": ""}
+    assert run_entrypoint(tmp_path / "a", without).returncode == 0
+    assert "svc.bridge:" not in (tmp_path / "a" / "passwd").read_text()
+    assert run_entrypoint(tmp_path / "b", deploy_env()).returncode == 0
+    assert "svc.bridge:" in (tmp_path / "b" / "passwd").read_text()
+    # ... on the published listeners only, never on the simulator's.
+    assert "svc.bridge" not in (tmp_path / "b" / "passwd-simulator").read_text()
+
+
 def test_ingest_session_survives_broker_restart(tmp_path: Path) -> None:
     """Persistence: telemetry queued for the offline ingest session outlives a broker restart."""
     with running_broker(tmp_path) as broker:

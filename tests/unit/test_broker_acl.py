@@ -59,3 +59,17 @@ def test_an_invalid_registry_is_reported_not_written(tmp_path: Path) -> None:
     output = tmp_path / "acl"
     assert main(["--devices", str(bad), "--output", str(output)]) == 2
     assert not output.exists()
+
+
+def test_the_bridge_may_write_registered_devices_telemetry_and_its_dead_letters_only() -> None:
+    registry = load_registry(DEVICES)
+    acl = (DEPLOY / "acl").read_text()
+    block = acl.split("\nuser svc.bridge\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    telemetry = {
+        f"topic write facility/{d.site}/{d.kind}/{d.id}/telemetry" for d in registry.devices
+    }
+    assert set(block) == {"topic write facility/deadletter/bridge", *telemetry}
+    assert len(block) == len(registry.devices) + 1
+    # Literal topics only: a wildcard would reach five-level service topics.
+    assert not any("+" in line or "#" in line for line in block)
+    assert acl.count("\nuser svc.bridge\n") == 1

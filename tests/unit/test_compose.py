@@ -32,9 +32,11 @@ SETTINGS_CLASSES = {
     "ingest": ("services.ingest.settings", "IngestSettings"),
     "alerts": ("services.alerts.settings", "AlertsSettings"),
     "simulator": ("devices.simulator.settings", "SimulatorSettings"),
+    "bridge": ("services.bridge.settings", "BridgeSettings"),
 }
 EXPECTED_SERVICES = {
-    "mosquitto", "influxdb", "influxdb-init", "grafana", "ingest", "alerts", "simulator"
+    "mosquitto", "influxdb", "influxdb-init", "grafana", "ingest", "alerts", "simulator",
+    "bridge",
 }  # fmt: skip
 
 # The compose-spec keys this project uses, per level (a typo or an unsupported key fails).
@@ -104,11 +106,12 @@ def service_environment(service: dict[str, Any]) -> dict[str, str]:
 
 @pytest.fixture
 def generated_env(tmp_path: Path) -> dict[str, str]:
-    """The .env that `make env DEMO=1` writes (the demo user's password too), parsed."""
+    """The .env that `make env DEMO=1 BRIDGE=1` writes (the optional users' passwords too)."""
     target = tmp_path / ".env"
     subprocess.run(
-        [str(MAKE_ENV), "--demo", str(target)], check=True, capture_output=True, timeout=60
-    )
+        [str(MAKE_ENV), "--demo", "--bridge", str(target)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
     values = {}
     for line in target.read_text().splitlines():
         if line and not line.startswith("#"):
@@ -185,7 +188,9 @@ def test_python_services_wait_for_healthy_dependencies_and_probe_their_healthz()
 def test_simulator_runs_only_in_the_demo_profile() -> None:
     svcs = services()
     assert svcs["simulator"]["profiles"] == ["demo"]
-    assert all("profiles" not in svc for name, svc in svcs.items() if name != "simulator")
+    assert svcs["bridge"]["profiles"] == ["bridge"]
+    profiled = {"simulator", "bridge"}
+    assert all("profiles" not in svc for name, svc in svcs.items() if name not in profiled)
 
 
 def test_images_are_pinned_to_exact_versions() -> None:
@@ -365,7 +370,8 @@ def test_make_env_fills_every_secret_with_fresh_random_values(tmp_path: Path) ->
         for line in second.read_text().splitlines()
         if re.match(r"^[A-Z_]+(PASSWORD|TOKEN)=", line)
     )
-    optional = {"MQTT_SIMULATOR_PASSWORD", "MQTT_OPERATOR_PASSWORD"}  # on request only
+    # On request only.
+    optional = {"MQTT_SIMULATOR_PASSWORD", "MQTT_OPERATOR_PASSWORD", "MQTT_BRIDGE_PASSWORD"}
     filled = {name for name, value in secrets_a.items() if value}
     assert filled == {k for k in env_example() if k.endswith(("_PASSWORD", "_TOKEN"))} - optional
     assert {secrets_a[name] for name in optional} == {""}
@@ -435,7 +441,7 @@ def docker_compose() -> str:
     return found
 
 
-@pytest.mark.parametrize("profile", [None, "demo"])
+@pytest.mark.parametrize("profile", [None, "demo", "bridge"])
 def test_docker_compose_config_accepts_the_stack(profile: str | None, tmp_path: Path) -> None:
     binary = docker_compose()
     env_file = tmp_path / ".env"
@@ -586,7 +592,7 @@ def test_ingest_does_not_try_to_create_the_bucket_with_its_write_only_token() ->
     assert service_environment(services()["ingest"])["INGEST_CREATE_BUCKET"] == "false"
 
 
-@pytest.mark.parametrize("service", sorted(SETTINGS_CLASSES))
+@pytest.mark.parametrize("service", sorted(set(SETTINGS_CLASSES) & TOKEN_USERS))
 def test_python_services_read_their_token_from_the_mounted_file(
     service: str,
     generated_env: dict[str, str],

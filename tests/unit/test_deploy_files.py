@@ -34,7 +34,7 @@ from tests.unit.test_compose import (
 
 WORKFLOWS = REPO / ".github" / "workflows"
 OWN_IMAGE = "facility-monitor:"
-PYTHON_SERVICES = ("ingest", "alerts", "simulator")
+PYTHON_SERVICES = ("ingest", "alerts", "simulator", "bridge")
 
 
 def e2e_steps() -> list[dict[str, Any]]:
@@ -116,6 +116,7 @@ def test_compose_without_the_demo_password_is_valid_and_the_broker_gets_no_demo_
     assert result.returncode == 0, result.stderr
     users = (tmp_path / "run" / "passwd").read_text()
     assert "svc.ingest:" in users and "svc.simulator" not in users and "svc.operator" not in users
+    assert "svc.bridge" not in users
     assert (tmp_path / "run" / "passwd-simulator").read_text() == ""
     binary = docker_compose()
     checked = subprocess.run(
@@ -426,3 +427,69 @@ def test_every_e2e_command_exists_and_its_arguments_parse() -> None:
                 pytest.fail(f"unknown program {program}")
     assert seen_programs == {"facility-simulator", "facility-grafana"}
     assert (REPO / "scripts" / "make-env.sh").read_text().count("--demo") >= 1
+
+
+# --- the bridge (docker compose --profile bridge) ----------------------------------------
+
+
+def test_the_bridge_runs_in_its_own_profile_on_the_shared_image_after_a_healthy_broker() -> None:
+    svcs = services()
+    bridge, ingest = svcs["bridge"], svcs["ingest"]
+    assert bridge["profiles"] == ["bridge"]
+    assert bridge["image"] == ingest["image"] and "build" not in bridge
+    assert bridge["pull_policy"] == "never"
+    assert bridge["depends_on"]["mosquitto"]["condition"] == "service_healthy"
+    assert bridge["logging"] == ingest["logging"]
+    assert bridge["command"] == ["facility-bridge"]
+    env = service_environment(bridge)
+    assert env["MQTT_USERNAME"] == env["MQTT_CLIENT_ID"] == "svc.bridge"
+    assert env["MQTT_PASSWORD"] == "${MQTT_BRIDGE_PASSWORD:-}"  # optional: made on request
+    assert env["BRIDGE_SOURCES_FILE"] == "/app/config/sources.yaml"
+    assert "MQTT_BRIDGE_PASSWORD" in service_environment(svcs["mosquitto"])
+    # Its source brokers' passwords: a folder of its own at SECRETS_DIR, read-only.
+    assert "${BRIDGE_SECRETS_DIR:-./secrets/bridge}:/run/secrets:ro" in bridge["volumes"]
+
+
+def test_the_bridge_healthcheck_probes_the_healthz_its_settings_serve() -> None:
+    from services.bridge.settings import BridgeSettings
+
+    bridge = services()["bridge"]
+    env = service_environment(bridge)
+    fields = BridgeSettings.model_fields
+    assert fields["bridge_http_port"].default == 9103
+    port = env["BRIDGE_HTTP_PORT"]
+    assert f"http://127.0.0.1:{port}/healthz" in " ".join(bridge["healthcheck"]["test"])
+    # Its default host is the loopback; the published port needs every interface.
+    assert fields["bridge_http_host"].default == "127.0.0.1"
+    assert env["BRIDGE_HTTP_HOST"] == "0.0.0.0"
+    assert bridge["ports"] == [f"127.0.0.1:${{BRIDGE_METRICS_HOST_PORT:-{port}}}:{port}"]
+
+
+def test_make_env_makes_the_bridge_password_only_on_request(tmp_path: Path) -> None:
+    plain = make_env(tmp_path / "a")
+    assert plain["MQTT_BRIDGE_PASSWORD"] == ""
+    assert not (tmp_path / "a" / "secrets" / "bridge").exists()
+    asked = make_env(tmp_path / "b", "--bridge")
+    assert len(asked["MQTT_BRIDGE_PASSWORD"]) >= 32
+    assert asked["MQTT_SIMULATOR_PASSWORD"] == "" and asked["MQTT_OPERATOR_PASSWORD"] == ""
+    folder = tmp_path / "b" / "secrets" / "bridge"
+    assert folder.is_dir() and folder.stat().st_mode & 0o777 == 0o711
+    assert "$(if $(BRIDGE),--bridge)" in (REPO / "Makefile").read_text()
+
+
+def test_the_bridge_without_its_password_says_how_to_make_one() -> None:
+    entry = [part.replace("$$", "$") for part in services()["bridge"]["entrypoint"]]
+    assert entry[:2] == ["sh", "-c"]
+    base = {"PATH": os.environ["PATH"]}
+    refused = subprocess.run(
+        [*entry, "echo", "started"], env=base | {"MQTT_PASSWORD": ""},
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert refused.returncode == 78
+    assert "MQTT_BRIDGE_PASSWORD is empty" in refused.stderr
+    assert "make env BRIDGE=1" in refused.stderr
+    ran = subprocess.run(
+        [*entry, "echo", "started"], env=base | {"MQTT_PASSWORD": "x"},
+        capture_output=True, text=True, timeout=30, check=True,
+    )  # fmt: skip
+    assert ran.stdout == "started\n"
