@@ -43,6 +43,9 @@ class EwasteBin:
         self.site = ctx.site
         p = ctx.params
         self._rng = stream(ctx.seed, d.id, "dropoffs")
+        # Its own stream: when trucks come must not change what people drop (the hindsight
+        # bound of scripts/policy_eval.py plans on the same drop-off trace as every policy).
+        self._residue_rng = stream(ctx.seed, d.id, "residue")
         init = stream(ctx.seed, d.id, "initial")
         self.capacity_kg = params.capacity_kg
         self.volume_l = params.volume_l or self.capacity_kg * 3
@@ -95,7 +98,7 @@ class EwasteBin:
         """Empty the bin (up to ``max_kg``); a little dust and a stray cable stay behind."""
         self._advance(now_ms)
         available = self.weight_kg + self.overflow_kg
-        residue = min(self.weight_kg, self._rng.uniform(0.0, 0.4))
+        residue = min(self.weight_kg, self._residue_rng.uniform(0.0, 0.4))
         take = available - residue
         if max_kg is not None and take > max_kg:
             take = max(0.0, max_kg)
