@@ -104,4 +104,3 @@ def window_wait_ms(window: Window | None, ts_ms: int, tz: tzinfo) -> int | None:
     if minute >= window.open_min:
         return 0
     return round((window.open_min - minute) * MINUTE_MS)
-

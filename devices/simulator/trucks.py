@@ -118,7 +118,7 @@ class Fleet:
         for block in shifts.blocks_between(earliest, earliest + LOOKAHEAD_MS):
             start = max(block.start_ms, earliest)
             if first is None:
-                first = self._timed(request, truck, depot, start)
+                first = self._timed(request, truck, depot, start, block.end_ms)
             run = self._retry(request, truck, depot, start, block.end_ms, block.end_ms)
             if run is not None and run.return_ms - run.start_ms <= shifts.max_trip_s * 1000:
                 return run
@@ -146,10 +146,16 @@ class Fleet:
         return None
 
     def _timed(
-        self, request: DispatchRequest, truck: Truck, depot: tuple[float, float], start: int
+        self,
+        request: DispatchRequest,
+        truck: Truck,
+        depot: tuple[float, float],
+        start: int,
+        wait_until_ms: int | None = None,
     ) -> TruckRun:
         """Drive at the truck's speed, wait at a bin whose window is not open yet (windows are
-        local times: they apply with shifts, which carry the time zone)."""
+        local times: they apply with shifts, which carry the time zone). A window that opens
+        only after ``wait_until_ms`` (the shift's end) is not waited for: the stop is blocked."""
         tz = self.shifts.tz if self.shifts is not None else None
         t, here, km = start, depot, 0.0
         stops: list[Stop] = []
@@ -167,6 +173,8 @@ class Fleet:
             t += _drive_ms(leg, truck.speed_kmh)
             window = self.windows.get(stop.device_id)
             wait = 0 if window is None or tz is None else window_wait_ms(window, t, tz)
+            if wait is not None and wait_until_ms is not None and t + wait > wait_until_ms:
+                wait = None
             if wait is None:
                 stops.append(Stop(stop.device_id, t, t, blocked=True))
             else:
