@@ -141,3 +141,14 @@ def test_the_calibrated_city_receives_541_tonnes_a_year() -> None:
     skewed = load_city("skewed")
     factors = sorted(skewed.fill_factor.values())
     assert factors[-1] > 10 * factors[0]  # two days against six weeks
+
+
+def test_the_bound_schedule_driven_through_the_trucks_never_overflows() -> None:
+    # Four days of the skewed city: its two-day bins must be emptied more than once.
+    from scripts.policy_eval import run_bound
+
+    out = run_bound(load_city("skewed"), 4, 3, time_limit_s=6)
+    assert out["unavoidable"] == 0
+    assert out["trips"] >= out["trips_lb"] >= out["simple_lb"] >= 1
+    assert out["overflow_hours"] == 0.0
+    assert out["unfit_runs"] == 0 and out["window_missed"] == 0
