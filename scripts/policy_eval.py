@@ -47,7 +47,7 @@ from devices.simulator.trucks import Fleet, TruckRun
 from scripts.policy import bound as hindsight
 from scripts.policy.cities import CityDef, city_names, load_city
 from scripts.policy.routes import compare
-from services.alerts.dispatch.planner import Candidate, TruckSlot, plan_zone, route
+from services.alerts.dispatch.planner import Candidate, TruckSlot, plan_zone, route, tour_km
 from services.alerts.settings import AlertsSettings
 from tests.helpers import nodelay_client
 from tests.servers import MosquittoServer, free_ports, wait_alerts_ready
@@ -308,18 +308,26 @@ class ServicePolicy:
 
 
 def _start_ms(days: int) -> int:
-    # Whole local (UTC+9) days ending at or before now, so every ts is in the past (backfill).
+    """A local (UTC+9) Monday 00:00 with the whole run before now (backfill: every ts in the
+    past). Monday, so runs on any day share one weekday (and shift) alignment, and a long
+    evaluation crossing midnight gives every policy and the bound the same start."""
     now = int(time.time() * 1000)
-    return (now // DAY_MS - days - 1) * DAY_MS - 9 * HOUR_MS
+    start = (now // DAY_MS - days - 1) * DAY_MS - 9 * HOUR_MS
+    weeks = 7 * DAY_MS
+    # 1970-01-05 00:00 KST was a Monday.
+    monday0 = 4 * DAY_MS - 9 * HOUR_MS
+    return monday0 + (start - monday0) // weeks * weeks
 
 
-def run_bound(city_def: CityDef, days: int, seed: int, time_limit_s: float) -> dict[str, Any]:
+def run_bound(
+    city_def: CityDef, days: int, seed: int, time_limit_s: float, start_ms: int | None = None
+) -> dict[str, Any]:
     """The hindsight bound on this seed's trace, and its schedule driven through the city."""
     shifts = city_def.shifts
     if shifts is None:
         raise ValueError(f"city {city_def.name}: the bound needs shifts")
     registry = city_def.registry
-    start = _start_ms(days)
+    start = _start_ms(days) if start_ms is None else start_ms
     end = start + days * DAY_MS
     blocks = [b for b in shifts.blocks_between(start, end) if b.start_ms >= start]
     depot = (registry.depot.latitude, registry.depot.longitude)
@@ -363,14 +371,21 @@ def run_bound(city_def: CityDef, days: int, seed: int, time_limit_s: float) -> d
     # The bound on the relaxation; the schedule driven below from the safe model (legs
     # planned on late collection times), whose trip count is the best known schedule.
     lower = hindsight.solve(traces, specs, len(blocks), time_limit_s / 2)
-    res = hindsight.solve(traces, specs, len(blocks), time_limit_s / 2, safe=True)
+    # The schedule to drive keeps limits every real trip keeps (not the relaxation's).
+    safe_specs = hindsight.safe_truck_specs(
+        [(t.id, t.capacity_kg, t.speed_kmh, t.stop_service_s) for t in registry.trucks],
+        shifts,
+        block_ms,
+        max(t.depot_km for t in traces),
+    )
+    res = hindsight.solve(traces, safe_specs, len(blocks), time_limit_s / 2, safe=True)
     if not res.schedule:
         res = lower  # no safe schedule in time: drive the relaxed one (its overflow shows)
     city = City(city_def, seed, start)
     for blk in sorted(res.schedule):
         loads = {d: res.loads[(blk, d)] for d in res.schedule[blk]}
         t = blocks[blk].start_ms
-        for n, (truck_id, members) in enumerate(hindsight.pack_block(loads, specs)):
+        for n, (truck_id, members) in enumerate(hindsight.pack_block(loads, safe_specs)):
             cands = []
             for device_id in members:
                 d = registry.device(device_id)
@@ -380,7 +395,7 @@ def run_bound(city_def: CityDef, days: int, seed: int, time_limit_s: float) -> d
                         device_id, d.site, d.latitude, d.longitude, None, loads[device_id], True
                     )
                 )
-            stops, km = route(depot, cands)
+            stops, km = _route_with_windows(depot, cands, city_def)
             plan = _BoundPlan(stops, round(sum(loads[m] for m in members), 1), round(km, 2))
             city.trucks_until(t)
             city.dispatch(_request(f"bound-{blk}-{n}", truck_id, "", plan, t, "bound"), t)
@@ -398,6 +413,20 @@ def run_bound(city_def: CityDef, days: int, seed: int, time_limit_s: float) -> d
         solve_s=round(lower.solve_s + res.solve_s, 1),
     )
     return out
+
+
+def _route_with_windows(
+    depot: tuple[float, float], cands: list[Candidate], city_def: CityDef
+) -> tuple[tuple[Candidate, ...], float]:
+    """Our route, with bins whose window is a morning one first and the others last (the
+    truck then picks a start that meets them)."""
+    windows = city_def.windows
+    early = [c for c in cands if c.device_id in windows and windows[c.device_id].open_min < 720]
+    late = [c for c in cands if c.device_id in windows and c not in early]
+    free, _ = route(depot, [c for c in cands if c.device_id not in windows])
+    ordered = (*early, *free, *late)
+    points = [(c.latitude, c.longitude) for c in ordered]
+    return ordered, tour_km(depot, points)
 
 
 class _BoundPlan:
@@ -506,6 +535,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--only-ours", action="store_true", help="skip the two baselines")
     parser.add_argument("--skip-bound", action="store_true", help="no hindsight bound")
+    parser.add_argument("--bound-only", action="store_true", help="only the hindsight bound")
     parser.add_argument(
         "--forecast-within",
         default=None,
@@ -533,6 +563,12 @@ def main(argv: list[str] | None = None) -> int:
     runs: dict[str, list[dict[str, Any]]] = {}
     began = time.monotonic()
     for seed in seeds:
+        if args.bound_only:
+            runs.setdefault("hindsight bound (replayed)", []).append(
+                run_bound(city, args.days, seed, args.bound_limit_s)
+            )
+            print(f"seed {seed}: " + json.dumps({k: v[-1] for k, v in runs.items()}), flush=True)
+            continue
         if not args.only_ours:
             runs.setdefault("fixed weekly", []).append(run_fixed(city, args.days, seed))
             runs.setdefault("fill threshold", []).append(

@@ -29,6 +29,8 @@ from devices.simulator.shifts import Block, Shifts, Window
 
 # The most an emptying leaves behind (the bin model's dust and stray cable).
 RESIDUE_KG = 0.4
+# Street between two stops a safe schedule allows for (bins of a zone lie within ~1 km).
+LEG_KM = 1.0
 # Trucks reach a block's first bins about this long after leaving the depot.
 REACH_MS = 30 * 60_000
 
@@ -100,6 +102,25 @@ def truck_specs(
         longest = min(shifts.max_trip_s, block_ms / 1000)
         stops = max(1, math.floor((longest - drive_s) / max(service_s, 1)))
         trips = max(1, math.floor(block_ms / 1000 / (drive_s + service_s)))
+        out.append(TruckSpec(truck_id, capacity, stops, trips))
+    return out
+
+
+def safe_truck_specs(
+    trucks: Sequence[tuple[str, float, float, int]],
+    shifts: Shifts,
+    block_ms: int,
+    farthest_km: float,
+) -> list[TruckSpec]:
+    """Limits every real trip keeps: to the farthest bin and back, and per stop its service
+    plus a kilometre of street (``LEG_KM``); as many such trips as fit a block."""
+    out = []
+    for truck_id, capacity, speed, service_s in trucks:
+        drive_s = 2 * farthest_km / speed * 3600
+        per_stop = service_s + LEG_KM / speed * 3600
+        longest = min(shifts.max_trip_s, block_ms / 1000)
+        stops = max(1, math.floor((longest - drive_s) / per_stop))
+        trips = max(1, math.floor(block_ms / 1000 / (drive_s + stops * per_stop)))
         out.append(TruckSpec(truck_id, capacity, stops, trips))
     return out
 
