@@ -546,8 +546,11 @@ def main(argv: list[str] | None = None) -> int:
         "--route-limit-s", type=float, default=1.0, help="OR-Tools time limit per dispatch"
     )
     args = parser.parse_args(argv)
-    city = load_city(args.city)
-    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    try:
+        city = load_city(args.city)
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    except ValueError as exc:
+        parser.error(str(exc))
     shipped = yaml.safe_load((ROOT / "config" / "rules.yaml").read_text())["rules"]
     by_name = {r["name"]: r for r in shipped}
     step_ms = args.step_min * 60_000
