@@ -68,7 +68,7 @@ class BoundResult:
     optimal: bool
     simple_lb: int  # ceil(kg that must be taken / largest truck)
     must_kg: float
-    unavoidable: list[str]  # bins that overflow before any block could reach them
+    unavoidable: list[str]  # bins no schedule keeps below full (served as well as they can be)
     solve_s: float
     # block index -> bins emptied there
     schedule: dict[int, list[str]] = field(default_factory=dict)
@@ -136,15 +136,18 @@ def _gathered(b: BinTrace, p: int, s: int, safe: bool) -> float:
     return arrive[s] - since
 
 
-def _arcs(b: BinTrace, safe: bool = False) -> list[tuple[int, int, int]]:
+def _arcs(b: BinTrace, safe: bool = False, forced: bool = False) -> list[tuple[int, int, int]]:
     """(from, to, kg) over nodes -1 (start), 0..k-1 (the bin's slots), k (end): the legs on
-    which the bin stays below full."""
+    which the bin stays below full. ``forced`` (a bin no schedule keeps below full) also
+    allows each leg to the very next chance, so it is emptied as often as it must be."""
     k = len(b.slots)
     arcs = []
     for p in range(-1, k):
         for s in range(p + 1, k + 1):
             gathered = _gathered(b, p, s, safe)
             if gathered >= b.full_kg:
+                if forced and s == p + 1:
+                    arcs.append((p, s, math.floor(b.full_kg) if s < k else 0))
                 break
             arcs.append((p, s, max(0, math.floor(gathered)) if s < k else 0))
     return arcs
@@ -220,9 +223,13 @@ def solve(
     for b in bins:
         arcs = _arcs(b, safe)
         k = len(b.slots)
+        if not _has_path(arcs, k) and safe:
+            arcs = _arcs(b, False)  # as safe as it can be: on the relaxation's timing
         if not _has_path(arcs, k):
+            # Overflows on some leg whatever is done: counted, and emptied at every chance
+            # it cannot let pass (best effort, so the schedule still serves it).
             unavoidable.append(b.device_id)
-            continue
+            arcs = _arcs(b, False, forced=True)
         z = [(p, s, kg, model.new_bool_var(f"z_{b.device_id}_{p}_{s}")) for p, s, kg in arcs]
         arc_vars[b.device_id] = z
         model.add(sum(v for p, _, _, v in z if p == -1) == 1)
@@ -264,8 +271,9 @@ def solve(
     trips = sum(n.values())
     model.minimize(trips)
     # The greedy schedule as the solver's first solution (it is feasible in the model).
-    kept_by_id = {b.device_id: b for b in kept}
-    hint_nodes, hint_trips = greedy(kept, trucks, n_blocks, safe)
+    kept_by_id = {b.device_id: b for b in bins}
+    modelled = [b for b in bins if b.device_id in arc_vars]
+    hint_nodes, hint_trips = greedy(modelled, trucks, n_blocks, safe and not unavoidable)
     for device_id, z in arc_vars.items():
         path = [-1, *hint_nodes[device_id], len(kept_by_id[device_id].slots)]
         legs = set(itertools.pairwise(path))
