@@ -66,7 +66,7 @@ class BoundResult:
     trips_lb: int  # proven: no schedule makes fewer
     trips_best: int  # the solver's best relaxed schedule (== lb when optimal)
     optimal: bool
-    simple_lb: int  # ceil(kg that must be taken / largest truck)
+    simple_lb: int  # max(kg that must be taken / largest truck, the busiest bin's emptyings)
     must_kg: float
     unavoidable: list[str]  # bins no schedule keeps below full (served as well as they can be)
     solve_s: float
@@ -269,6 +269,7 @@ def solve(
                 >= math.floor(need_k)
             )
     trips = sum(n.values())
+    model.add(trips >= max((min_collections(b) for b in kept), default=0))
     model.minimize(trips)
     # The greedy schedule as the solver's first solution (it is feasible in the model).
     kept_by_id = {b.device_id: b for b in bins}
@@ -293,12 +294,13 @@ def solve(
     solver.parameters.random_seed = 1
     status = solver.solve(model)
     need = sum(must_kg(b) for b in kept)
+    busiest = max((min_collections(b) for b in kept), default=0)
     biggest = max(t.capacity_kg for t in trucks)
     result = BoundResult(
         trips_lb=0,
         trips_best=0,
         optimal=status == cp_model.OPTIMAL,
-        simple_lb=math.ceil(need / biggest - 1e-9),
+        simple_lb=max(busiest, math.ceil(need / biggest - 1e-9)),
         must_kg=round(need, 1),
         unavoidable=unavoidable,
         solve_s=solver.wall_time,
@@ -327,6 +329,19 @@ def _must_by(b: BinTrace, k: int) -> float:
         if _gathered(b, i, j, False) < b.full_kg:
             return max(0.0, b.initial_kg + b.cum_kg[i] - RESIDUE_KG)
     return 0.0  # cannot be kept below full at all: counted as unavoidable
+
+
+def min_collections(b: BinTrace) -> int:
+    """The fewest emptyings that keep the bin below full (0 if it never fills): every trip
+    empties it at most once, so no schedule has fewer trips."""
+    arcs = _arcs(b)
+    k = len(b.slots)
+    best = {-1: 0}
+    for p, s, _ in sorted(arcs):
+        if p in best:
+            hops = best[p] + (1 if s < k else 0)
+            best[s] = min(best.get(s, hops), hops)
+    return best.get(k, 0)
 
 
 def _has_path(arcs: list[tuple[int, int, int]], k: int) -> bool:

@@ -45,6 +45,8 @@ def test_a_fast_bin_is_emptied_in_every_block() -> None:
     res = bound.solve([_bin("a", [50, 100, 150], 200, full=80)], BIG, 3, time_limit_s=10)
     assert (res.trips_lb, res.trips_best) == (3, 3)
     assert sorted(res.schedule) == [0, 1, 2]
+    assert bound.min_collections(_bin("a", [50, 100, 150], 200, full=80)) == 3
+    assert res.simple_lb == 3  # the busiest bin's emptyings: one trip each at least
 
 
 def test_two_bins_ride_together_when_a_block_reaches_both() -> None:
