@@ -53,8 +53,11 @@ acl: venv
 build-dashboards: venv
 	$(BIN)/facility-grafana build
 
+# make policy-eval [CITY=today|gwangmyeong541|skewed] [SEEDS=1,2,3] (config/cities/).
+CITY ?= today
+SEEDS ?= 1,2,3
 policy-eval: venv
-	$(BIN)/python -m scripts.policy_eval
+	$(BIN)/python -m scripts.policy_eval --city $(CITY) --seeds $(SEEDS) $(POLICY_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

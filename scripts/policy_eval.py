@@ -13,7 +13,11 @@ trucks (``devices.simulator.trucks``: timed itineraries, capacity). The two serv
 the real ``facility-alerts`` as a subprocess against a local Mosquitto, fed at backfill speed in
 event time; each step ends with a "clock" reading that makes the service publish an alert, a
 barrier that says every dispatch request of that step has arrived.
-``python -m scripts.policy_eval [--days 30] [--seed 42]``.
+Cities come from ``config/cities/<name>.yaml`` (``scripts.policy.cities``): trucks keep to
+their shifts and bins to their access windows in every policy. Beside the policies: the
+hindsight bound (``scripts.policy.bound``, CP-SAT on the whole drop-off trace) and OR-Tools'
+routes for each of our dispatches (``scripts.policy.routes``).
+``python -m scripts.policy_eval [--city today] [--seeds 1,2,3] [--days 30]``.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import argparse
 import heapq
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,13 +38,16 @@ from typing import Any
 import yaml
 from paho.mqtt import client as mqtt
 
-from common.devices import Registry, load_registry
+from common.devices import Registry
 from common.messages import DispatchRequest, DispatchStatus, DispatchStop
 from common.timestamps import ms_to_iso
 from devices.simulator.models.base import ModelContext, to_datetime
 from devices.simulator.models.ewaste_bin import EwasteBin
 from devices.simulator.trucks import Fleet, TruckRun
-from services.alerts.dispatch.planner import Candidate, TruckSlot, plan_zone
+from scripts.policy import bound as hindsight
+from scripts.policy.cities import CityDef, city_names, load_city
+from scripts.policy.routes import compare
+from services.alerts.dispatch.planner import Candidate, TruckSlot, plan_zone, route, tour_km
 from services.alerts.settings import AlertsSettings
 from tests.helpers import nodelay_client
 from tests.servers import MosquittoServer, free_ports, wait_alerts_ready
@@ -59,21 +67,32 @@ CLOCK_RULE = {
 }
 
 
-class City:
-    """The simulator's bins and trucks, stepped in event time by the policy under test."""
+def make_bins(city: CityDef, seed: int, start_ms: int) -> dict[str, EwasteBin]:
+    bins = {}
+    for d in city.registry.bins():
+        site = city.registry.site(d.site)
+        if site is None:
+            raise ValueError(f"bin {d.id}: unknown site {d.site}")
+        factor = city.fill_factor.get(d.id)
+        params = {} if factor is None else {"fill_rate_factor": factor}
+        bins[d.id] = EwasteBin(ModelContext(d, site, seed, start_ms, params=params))
+    return bins
 
-    def __init__(self, registry: Registry, seed: int, start_ms: int) -> None:
+
+class City:
+    """The city's bins and trucks, stepped in event time by the policy under test."""
+
+    def __init__(self, city: CityDef, seed: int, start_ms: int) -> None:
+        registry = city.registry
         self.registry = registry
-        self.bins: dict[str, EwasteBin] = {}
-        for d in registry.bins():
-            site = registry.site(d.site)
-            if site is None:
-                raise ValueError(f"bin {d.id}: unknown site {d.site}")
-            self.bins[d.id] = EwasteBin(ModelContext(d, site, seed, start_ms))
-        self.fleet = Fleet(registry, self.bins)
+        self.bins = make_bins(city, seed, start_ms)
+        self.fleet = Fleet(registry, self.bins, city.shifts, city.windows)
         self.depot = (registry.depot.latitude, registry.depot.longitude)
         self.trips = 0
         self.route_km = 0.0
+        self.unfit = 0  # runs that found no start inside a shift block with windows met
+        self.window_missed = 0
+        self.requests: list[DispatchRequest] = []
         self._due: list[tuple[int, int, TruckRun, int]] = []  # (at, order, run, stop | -1)
         self._order = 0
 
@@ -86,6 +105,9 @@ class City:
         run = self.fleet.plan(request, now_ms)
         self.trips += 1
         self.route_km += run.route_km
+        self.unfit += not run.fits
+        self.window_missed += sum(stop.blocked for stop in run.stops)
+        self.requests.append(request)
         for i, stop in enumerate(run.stops):
             self._push(stop.arrive_ms, run, i)
         self._push(run.return_ms, run, -1)
@@ -111,6 +133,8 @@ class City:
             "route_km": round(self.route_km, 1),
             "kg_per_trip": round(self.fleet.collected_kg / trips, 1) if trips else 0.0,
             "overflow_hours": round(sum(b.overflow_s for b in self.bins.values()) / 3600, 1),
+            "unfit_runs": self.unfit,
+            "window_missed": self.window_missed,
         }
 
 
@@ -121,61 +145,61 @@ def trucks_by_size(registry: Registry) -> list[TruckSlot]:
     ]
 
 
-def run_fixed(registry: Registry, days: int, seed: int, step_ms: int) -> dict[str, Any]:
-    """Zone i on weekday i at 09:00: all its bins, packed by weight into the trucks."""
+def run_fixed(city_def: CityDef, days: int, seed: int) -> dict[str, Any]:
+    """Zones round-robin over the crews' working days (zone i on working day i), all of a
+    zone's bins at 09:00, packed by weight into the trucks (shifts may hold a truck back)."""
+    registry = city_def.registry
     start = _start_ms(days)
-    city = City(registry, seed, start)
+    city = City(city_def, seed, start)
     slots = trucks_by_size(registry)
     site = registry.site(registry.bins()[0].site)
     assert site is not None
     zones = registry.zones()
-    for step in range(days * DAY_MS // step_ms):
-        t = start + step * step_ms
+    working = sorted(city_def.shifts.days) if city_def.shifts else [0, 1, 2, 3, 4]
+    for day in range(days):
+        t = start + day * DAY_MS + FIXED_HOUR * HOUR_MS
         city.trucks_until(t)
         levels = city.readings(t)
-        local = site.local_time(to_datetime(t))
-        if (
-            (local.hour, local.minute) != (FIXED_HOUR, 0)
-            or local.second
-            or local.weekday() >= len(zones)
-        ):
-            continue
-        zone = zones[local.weekday()]
-        candidates = [
-            Candidate(
-                d.id,
-                d.site,
-                d.latitude or 0.0,
-                d.longitude or 0.0,
-                float(levels[d.id]["fill_pct"]),
-                float(levels[d.id]["weight_kg"]),
-                mandatory=True,
-            )
-            for d in registry.bins_in_zone(zone)
-        ]
-        for n, plan in enumerate(plan_zone(city.depot, candidates, slots)):
-            city.dispatch(
-                DispatchRequest(
-                    dispatch_id=f"weekly-{zone}-{t}-{n}",
-                    truck_id=plan.truck_id,
-                    zone=zone,
-                    stops=[
-                        DispatchStop(
-                            device_id=c.device_id, latitude=c.latitude, longitude=c.longitude
-                        )
-                        for c in plan.stops
-                    ],
-                    est_load_kg=plan.est_load_kg,
-                    route_km=plan.route_km,
-                    reason="weekly round",
-                    created_at=ms_to_iso(t),
-                ),
-                t,
-            )
+        weekday = site.local_time(to_datetime(t)).weekday()
+        for i, zone in enumerate(zones):
+            if working[i % len(working)] != weekday:
+                continue
+            candidates = [
+                Candidate(
+                    d.id,
+                    d.site,
+                    d.latitude or 0.0,
+                    d.longitude or 0.0,
+                    float(levels[d.id]["fill_pct"]),
+                    float(levels[d.id]["weight_kg"]),
+                    mandatory=True,
+                )
+                for d in registry.bins_in_zone(zone)
+            ]
+            for n, plan in enumerate(plan_zone(city.depot, candidates, slots)):
+                city.dispatch(_request(f"weekly-{zone}-{t}-{n}", plan.truck_id, zone, plan, t), t)
     end = start + days * DAY_MS
     city.trucks_until(end)
     city.readings(end)
     return city.result()
+
+
+def _request(
+    dispatch_id: str, truck_id: str, zone: str, plan: Any, t: int, reason: str = "weekly round"
+) -> DispatchRequest:
+    return DispatchRequest(
+        dispatch_id=dispatch_id,
+        truck_id=truck_id,
+        zone=zone,
+        stops=[
+            DispatchStop(device_id=c.device_id, latitude=c.latitude, longitude=c.longitude)
+            for c in plan.stops
+        ],
+        est_load_kg=plan.est_load_kg,
+        route_km=plan.route_km,
+        reason=reason,
+        created_at=ms_to_iso(t),
+    )
 
 
 class ServicePolicy:
@@ -183,12 +207,14 @@ class ServicePolicy:
 
     def __init__(
         self,
-        registry: Registry,
+        city: CityDef,
         rules: list[dict[str, Any]],
         opportunistic: float,
         step_ms: int,
     ) -> None:
-        self.registry = registry
+        self.city = city
+        self.registry = city.registry
+        self.last_city: City | None = None
         self.rules = rules
         self.opportunistic = opportunistic
         self.step_ms = step_ms
@@ -218,6 +244,10 @@ class ServicePolicy:
                 ALERTS_INFLUX_ENABLED="false",
                 ALERTS_HTTP_PORT=str(port),
                 ALERTS_OPPORTUNISTIC_PCT=str(self.opportunistic),
+                DEVICES_FILE=str(self.city.write_registry(Path(tmp))),
+                # A request made after hours waits for the next shift (a weekend: 63 h); it
+                # must not expire and be asked for again meanwhile.
+                ALERTS_DISPATCH_TIMEOUT_S=str(80 * 3600 if self.city.shifts else 8 * 3600),
                 LOG_LEVEL="WARNING",
             )
             proc = subprocess.Popen([sys.executable, "-m", "services.alerts"], cwd=ROOT, env=env)
@@ -237,7 +267,8 @@ class ServicePolicy:
         client.subscribe([(f"{P}/dispatch/requests", 1), (f"{P}/alerts/policy_clock/#", 1)])
         time.sleep(0.5)  # SUBACK; a missed first barrier would only cost its deadline
         start = _start_ms(days)
-        city = City(self.registry, seed, start)
+        city = City(self.city, seed, start)
+        self.last_city = city
         topics = {d.id: f"{P}/{d.site}/ewaste_bin/{d.id}/telemetry" for d in self.registry.bins()}
         seen = 0
         for step in range(days * DAY_MS // self.step_ms):
@@ -277,30 +308,220 @@ class ServicePolicy:
 
 
 def _start_ms(days: int) -> int:
-    # Whole local (UTC+9) days ending at or before now, so every ts is in the past (backfill).
+    """A local (UTC+9) Monday 00:00 with the whole run before now (backfill: every ts in the
+    past). Monday, so runs on any day share one weekday (and shift) alignment, and a long
+    evaluation crossing midnight gives every policy and the bound the same start."""
     now = int(time.time() * 1000)
-    return (now // DAY_MS - days - 1) * DAY_MS - 9 * HOUR_MS
+    start = (now // DAY_MS - days - 1) * DAY_MS - 9 * HOUR_MS
+    weeks = 7 * DAY_MS
+    # 1970-01-05 00:00 KST was a Monday.
+    monday0 = 4 * DAY_MS - 9 * HOUR_MS
+    return monday0 + (start - monday0) // weeks * weeks
 
 
-def format_tables(results: dict[str, dict[str, Any]], header: str, verdict: str) -> tuple[str, str]:
-    """The same table twice: aligned plain text, and markdown for the docs."""
-    cols = ("trips", "route_km", "kg_per_trip", "overflow_hours")
-    names = ("trips", "route km", "kg / trip", "overflow h")
-    width = max(len(n) for n in results)
-    plain = [header, f"{'policy':{width}} " + " ".join(f"{n:>11}" for n in names)]
-    md = [header, "", "| policy | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
-    for name, r in results.items():
-        plain.append(f"{name:{width}} " + " ".join(f"{r[c]:>11}" for c in cols))
-        md.append(f"| {name} | " + " | ".join(str(r[c]) for c in cols) + " |")
-    plain.append(verdict)
-    md += ["", verdict]
-    return "\n".join(plain), "\n".join(md)
+def run_bound(
+    city_def: CityDef, days: int, seed: int, time_limit_s: float, start_ms: int | None = None
+) -> dict[str, Any]:
+    """The hindsight bound on this seed's trace, and its schedule driven through the city."""
+    shifts = city_def.shifts
+    if shifts is None:
+        raise ValueError(f"city {city_def.name}: the bound needs shifts")
+    registry = city_def.registry
+    start = _start_ms(days) if start_ms is None else start_ms
+    end = start + days * DAY_MS
+    blocks = [b for b in shifts.blocks_between(start, end) if b.start_ms >= start]
+    depot = (registry.depot.latitude, registry.depot.longitude)
+    traces = []
+    for device_id, model in make_bins(city_def, seed, start).items():
+        d = registry.device(device_id)
+        assert d is not None and d.latitude is not None and d.longitude is not None
+        w0 = model.weight_kg
+        slots: list[int] = []
+        cum: list[float] = []
+        late: list[float] = []
+        for i, block in enumerate(blocks):
+            times = hindsight.collection_times(block, city_def.windows.get(device_id), shifts)
+            if times is None or times[1] >= end:
+                continue
+            slots.append(i)
+            for at, into in zip(times, (cum, late), strict=True):
+                model.reading(at)
+                into.append(model.weight_kg + model.overflow_kg - w0)
+        model.reading(end)
+        traces.append(
+            hindsight.BinTrace(
+                device_id,
+                registry.zone_of(device_id) or "",
+                model.full_kg,
+                w0,
+                tuple(slots),
+                tuple(cum),
+                model.weight_kg + model.overflow_kg - w0,
+                hindsight.depot_km(depot, (d.latitude, d.longitude)),
+                tuple(late),
+            )
+        )
+    block_ms = max(b.end_ms - b.start_ms for b in blocks)
+    specs = hindsight.truck_specs(
+        [(t.id, t.capacity_kg, t.speed_kmh, t.stop_service_s) for t in registry.trucks],
+        shifts,
+        block_ms,
+        min(t.depot_km for t in traces),
+    )
+    # The bound on the relaxation; the schedule driven below from the safe model (legs
+    # planned on late collection times), whose trip count is the best known schedule.
+    lower = hindsight.solve(traces, specs, len(blocks), time_limit_s / 2)
+    # The schedule to drive keeps limits every real trip keeps (not the relaxation's).
+    safe_specs = hindsight.safe_truck_specs(
+        [(t.id, t.capacity_kg, t.speed_kmh, t.stop_service_s) for t in registry.trucks],
+        shifts,
+        block_ms,
+        max(t.depot_km for t in traces),
+    )
+    res = hindsight.solve(traces, safe_specs, len(blocks), time_limit_s / 2, safe=True)
+    if not res.schedule:
+        res = lower  # no safe schedule in time: drive the relaxed one (its overflow shows)
+    city = City(city_def, seed, start)
+    for blk in sorted(res.schedule):
+        loads = {d: res.loads[(blk, d)] for d in res.schedule[blk]}
+        t = blocks[blk].start_ms
+        for n, (truck_id, members) in enumerate(hindsight.pack_block(loads, safe_specs)):
+            cands = []
+            for device_id in members:
+                d = registry.device(device_id)
+                assert d is not None and d.latitude is not None and d.longitude is not None
+                cands.append(
+                    Candidate(
+                        device_id, d.site, d.latitude, d.longitude, None, loads[device_id], True
+                    )
+                )
+            stops, km = _route_with_windows(depot, cands, city_def)
+            plan = _BoundPlan(stops, round(sum(loads[m] for m in members), 1), round(km, 2))
+            city.trucks_until(t)
+            city.dispatch(_request(f"bound-{blk}-{n}", truck_id, "", plan, t, "bound"), t)
+    city.trucks_until(end)
+    city.readings(end)
+    out = city.result()
+    out.update(
+        trips_lb=lower.trips_lb,
+        trips_relaxed=lower.trips_best,
+        optimal=lower.optimal,
+        trips_safe=res.trips_best,
+        simple_lb=lower.simple_lb,
+        must_kg=lower.must_kg,
+        unavoidable=len(lower.unavoidable),
+        solve_s=round(lower.solve_s + res.solve_s, 1),
+    )
+    return out
+
+
+def _route_with_windows(
+    depot: tuple[float, float], cands: list[Candidate], city_def: CityDef
+) -> tuple[tuple[Candidate, ...], float]:
+    """Our route, with bins whose window is a morning one first and the others last (the
+    truck then picks a start that meets them)."""
+    windows = city_def.windows
+    early = [c for c in cands if c.device_id in windows and windows[c.device_id].open_min < 720]
+    late = [c for c in cands if c.device_id in windows and c not in early]
+    free, _ = route(depot, [c for c in cands if c.device_id not in windows])
+    ordered = (*early, *free, *late)
+    points = [(c.latitude, c.longitude) for c in ordered]
+    return ordered, tour_km(depot, points)
+
+
+class _BoundPlan:
+    def __init__(self, stops: tuple[Candidate, ...], est_load_kg: float, route_km: float) -> None:
+        self.stops = stops
+        self.est_load_kg = est_load_kg
+        self.route_km = route_km
+
+
+def route_comparison(
+    city_def: CityDef, requests: list[DispatchRequest], time_limit_s: float
+) -> dict[str, Any]:
+    """Our km against OR-Tools' on the very same dispatches (same stops, same depot)."""
+    registry = city_def.registry
+    depot = (registry.depot.latitude, registry.depot.longitude)
+    ours = ortools = 0.0
+    slowest = 0.0
+    for request in requests:
+        points = [(s.latitude, s.longitude) for s in request.stops]
+        c = compare(depot, points, time_limit_s)
+        ours += c.ours_km
+        ortools += c.ortools_km
+        slowest = max(slowest, c.ours_s)
+    return {
+        "dispatches": len(requests),
+        "ours_km": round(ours, 1),
+        "ortools_km": round(ortools, 1),
+        "ratio": round(ours / ortools, 3) if ortools else 1.0,
+        "ours_slowest_ms": round(slowest * 1000, 1),
+    }
+
+
+COLS = ("trips", "route_km", "kg_per_trip", "overflow_hours", "unfit_runs", "window_missed")
+NAMES = ("trips", "route km", "kg / trip", "overflow h", "off-shift runs", "windows missed")
+
+
+def median_of(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in rows[0]:
+        values = [r[key] for r in rows]
+        if all(isinstance(v, bool) for v in values):
+            out[key] = all(values)
+        elif all(isinstance(v, int | float) for v in values):
+            out[key] = round(statistics.median(values), 2)
+    return out
+
+
+def city_table(
+    city: str, seeds: list[int], runs: dict[str, list[dict[str, Any]]], header: str
+) -> str:
+    """Markdown: medians over the seeds, the bound's columns and the two target ratios."""
+    med = {name: median_of(rows) for name, rows in runs.items()}
+    lines = [header, "", "| policy | " + " | ".join(NAMES) + " |", "|---|" + "---|" * len(NAMES)]
+    for name, r in med.items():
+        if name.startswith("routes"):
+            continue
+        lines.append(f"| {name} | " + " | ".join(str(r.get(c, "")) for c in COLS) + " |")
+    lines.append("")
+    b = med.get("hindsight bound (replayed)")
+    ours_name = next((n for n in med if n.startswith("ours")), None)
+    if b is not None:
+        lines.append(
+            f"Hindsight bound: proven >= {b['trips_lb']} trips (the relaxation's best "
+            f"{b['trips_relaxed']}, optimal on every seed: {b['optimal']}); simple bounds (kg "
+            f"that must be taken / largest truck, the busiest bin's emptyings) >= "
+            f"{b['simple_lb']} ({b['must_kg']} kg; bins no schedule keeps below full: "
+            f"{b['unavoidable']}); solver "
+            f"{b['solve_s']} s."
+        )
+    if b is not None and ours_name is not None:
+        pairs = list(zip(runs[ours_name], runs["hindsight bound (replayed)"], strict=True))
+        vs_lb = [o["trips"] / max(1, bb["trips_lb"]) for o, bb in pairs]
+        vs_best = [o["trips"] / max(1, bb["trips"]) for o, bb in pairs]
+        lines.append(
+            f"Ours / bound (trips, median over seeds; target <= 1.15): "
+            f"{statistics.median(vs_best):.2f} against the best schedule known (per seed "
+            f"{', '.join(f'{r:.2f}' for r in vs_best)}), {statistics.median(vs_lb):.2f} "
+            f"against the proven lower bound."
+        )
+    if "routes" in runs:
+        ratio = [r["ratio"] for r in runs["routes"]]
+        rr = med["routes"]
+        lines.append(
+            f"Route km, ours / OR-Tools on our {rr['dispatches']} dispatches (median): "
+            f"{statistics.median(ratio):.3f} ({rr['ours_km']} vs {rr['ortools_km']} km; "
+            f"target <= 1.05); our planner's slowest dispatch {rr['ours_slowest_ms']} ms."
+        )
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="policy-eval", description=__doc__.split("\n")[0])
     parser.add_argument("--days", type=int, default=30)
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--city", default="today", help=f"one of {', '.join(city_names())}")
+    parser.add_argument("--seeds", default="42", help="comma-separated, e.g. 1,2,3")
     parser.add_argument(
         "--step-min",
         type=int,
@@ -315,40 +536,67 @@ def main(argv: list[str] | None = None) -> int:
         help="ALERTS_OPPORTUNISTIC_PCT for 'ours' (default: the service's default)",
     )
     parser.add_argument("--only-ours", action="store_true", help="skip the two baselines")
+    parser.add_argument("--skip-bound", action="store_true", help="no hindsight bound")
+    parser.add_argument("--bound-only", action="store_true", help="only the hindsight bound")
+    parser.add_argument(
+        "--forecast-within",
+        default=None,
+        help="override bin_predicted_full's horizon for ours (e.g. 60h: past a weekend)",
+    )
+    parser.add_argument("--bound-limit-s", type=float, default=60.0, help="CP-SAT time limit")
+    parser.add_argument(
+        "--route-limit-s", type=float, default=1.0, help="OR-Tools time limit per dispatch"
+    )
     args = parser.parse_args(argv)
-    registry = load_registry(ROOT / "config" / "devices.yaml")
+    try:
+        city = load_city(args.city)
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    except ValueError as exc:
+        parser.error(str(exc))
     shipped = yaml.safe_load((ROOT / "config" / "rules.yaml").read_text())["rules"]
     by_name = {r["name"]: r for r in shipped}
     step_ms = args.step_min * 60_000
     opportunistic = args.opportunistic
     if opportunistic is None:
         opportunistic = AlertsSettings.model_fields["alerts_opportunistic_pct"].default
-    results: dict[str, dict[str, Any]] = {}
+    forecast = dict(by_name["bin_predicted_full"])
+    if args.forecast_within:
+        within = str(args.forecast_within)
+        clear = f"{int(within[:-1]) + 6}h" if within.endswith("h") else within
+        forecast.update(within=within, clear_within=clear)
+    ours_name = f"ours (riders >= {opportunistic:g} %, forecast {forecast['within']})"
+    runs: dict[str, list[dict[str, Any]]] = {}
     began = time.monotonic()
-    if not args.only_ours:
-        results["fixed weekly"] = run_fixed(registry, args.days, args.seed, step_ms)
-        results["fill threshold"] = ServicePolicy(
-            registry, [by_name["bin_full"]], 100.0, step_ms
-        ).run(args.days, args.seed)
-    results[f"ours (riders >= {opportunistic:g} %)"] = ServicePolicy(
-        registry, [by_name["bin_full"], by_name["bin_predicted_full"]], opportunistic, step_ms
-    ).run(args.days, args.seed)
+    for seed in seeds:
+        if args.bound_only:
+            runs.setdefault("hindsight bound (replayed)", []).append(
+                run_bound(city, args.days, seed, args.bound_limit_s)
+            )
+            print(f"seed {seed}: " + json.dumps({k: v[-1] for k, v in runs.items()}), flush=True)
+            continue
+        if not args.only_ours:
+            runs.setdefault("fixed weekly", []).append(run_fixed(city, args.days, seed))
+            runs.setdefault("fill threshold", []).append(
+                ServicePolicy(city, [by_name["bin_full"]], 100.0, step_ms).run(args.days, seed)
+            )
+        ours = ServicePolicy(city, [by_name["bin_full"], forecast], opportunistic, step_ms)
+        runs.setdefault(ours_name, []).append(ours.run(args.days, seed))
+        assert ours.last_city is not None
+        runs.setdefault("routes", []).append(
+            route_comparison(city, ours.last_city.requests, args.route_limit_s)
+        )
+        if not args.skip_bound:
+            runs.setdefault("hindsight bound (replayed)", []).append(
+                run_bound(city, args.days, seed, args.bound_limit_s)
+            )
+        print(f"seed {seed}: " + json.dumps({k: v[-1] for k, v in runs.items()}), flush=True)
     header = (
-        f"{args.days} simulated days, {len(registry.bins())} bins, seed {args.seed}, "
+        f"City `{city.name}`: {args.days} simulated days, {len(city.registry.bins())} bins, "
+        f"{len(city.registry.trucks)} trucks, seeds {', '.join(map(str, seeds))} (medians), "
         f"readings every {args.step_min} min ({time.monotonic() - began:.0f} s)"
     )
-    verdict = ""
-    if "fixed weekly" in results:
-        fixed, ours = results["fixed weekly"], list(results.values())[-1]
-        fewer = 1 - ours["trips"] / fixed["trips"] if fixed["trips"] else 0.0
-        verdict = (
-            f"ours vs fixed weekly: {fewer:.0%} fewer trips; overflow {ours['overflow_hours']} h "
-            f"(target: >= 40 % fewer, 0 h)"
-        )
-    plain, md = format_tables(results, header, verdict)
-    print(plain)
     print()
-    print(md)
+    print(city_table(city.name, seeds, runs, header))
     return 0
 
 

@@ -43,6 +43,9 @@ class EwasteBin:
         self.site = ctx.site
         p = ctx.params
         self._rng = stream(ctx.seed, d.id, "dropoffs")
+        # Its own stream: when trucks come must not change what people drop (the hindsight
+        # bound of scripts/policy_eval.py plans on the same drop-off trace as every policy).
+        self._residue_rng = stream(ctx.seed, d.id, "residue")
         init = stream(ctx.seed, d.id, "initial")
         self.capacity_kg = params.capacity_kg
         self.volume_l = params.volume_l or self.capacity_kg * 3
@@ -59,6 +62,8 @@ class EwasteBin:
         self.collected_kg = 0.0
         self.collections = 0
         self._last_ms = ctx.start_ms
+        self._drawn_hour = -1
+        self._pending: list[tuple[int, float]] = []
 
     @property
     def fill_pct(self) -> float:
@@ -75,18 +80,32 @@ class EwasteBin:
         self.weight_kg += into_bin
         self.overflow_kg += kg - into_bin
 
+    def _draw_hour(self, hour_ms: int) -> None:
+        """The whole hour's drop-offs at once, each at its own minute: what a bin receives
+        then does not depend on how often it is read or when a truck empties it."""
+        n = poisson(self._rng, self._dropoffs_per_hour(hour_ms))
+        drops = []
+        for _ in range(n):
+            _, lo, hi, _ = self._rng.choices(ITEMS, _ITEM_WEIGHTS)[0]
+            drops.append((hour_ms + int(self._rng.random() * HOUR_MS), self._rng.uniform(lo, hi)))
+        self._pending = sorted(drops, reverse=True)  # popped from the end, earliest first
+        self._drawn_hour = hour_ms
+
     def _advance(self, now_ms: int) -> None:
         t = self._last_ms
         while t < now_ms:
-            step_end = min(now_ms, (t // HOUR_MS + 1) * HOUR_MS)
-            hours = (step_end - t) / HOUR_MS
-            for _ in range(poisson(self._rng, self._dropoffs_per_hour(t) * hours)):
-                _, lo, hi, _ = self._rng.choices(ITEMS, _ITEM_WEIGHTS)[0]
-                self._drop(self._rng.uniform(lo, hi))
+            hour = t // HOUR_MS * HOUR_MS
+            if self._drawn_hour != hour:
+                self._draw_hour(hour)
+            step_end = min(now_ms, hour + HOUR_MS)
+            while self._pending and self._pending[-1][0] < step_end:
+                at, kg = self._pending.pop()
+                if at >= t:  # before the run's start (first, partial hour): not ours
+                    self._drop(kg)
             if self.fill_pct >= 100.0:
                 self.overflow_s += (step_end - t) / 1000
             # Sensor and modem: a slow drain plus a little per report (below).
-            self.battery_pct = max(0.0, self.battery_pct - 0.15 * hours / 24)
+            self.battery_pct = max(0.0, self.battery_pct - 0.15 * (step_end - t) / HOUR_MS / 24)
             t = step_end
         self._last_ms = max(self._last_ms, now_ms)
 
@@ -95,7 +114,7 @@ class EwasteBin:
         """Empty the bin (up to ``max_kg``); a little dust and a stray cable stay behind."""
         self._advance(now_ms)
         available = self.weight_kg + self.overflow_kg
-        residue = min(self.weight_kg, self._rng.uniform(0.0, 0.4))
+        residue = min(self.weight_kg, self._residue_rng.uniform(0.0, 0.4))
         take = available - residue
         if max_kg is not None and take > max_kg:
             take = max(0.0, max_kg)
