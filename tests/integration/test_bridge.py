@@ -78,25 +78,37 @@ def network_server(server_factory: Callable[..., MosquittoServer]) -> MosquittoS
     return server_factory(MosquittoServer)
 
 
-def stored_fill_timestamps(influx: InfluxDB1Server, device: str) -> list[int]:
+def stored_rows(influx: InfluxDB1Server, query: str) -> list[dict[str, Any]]:
+    """The rows of an InfluxQL query on the test database, none while it is not there yet."""
     try:
-        rows = influx.query(
-            f"SELECT fill_pct FROM ewaste_bin WHERE device_id = '{device}'", db="facility"
-        )
+        return influx.query(query, db="facility")
     except (InfluxQueryError, httpx.HTTPError):
         return []
-    return [int(row["time"]) for row in rows]
+
+
+def wait_rows(
+    influx: InfluxDB1Server, query: str, count: int, *logs: Any, timeout: float = 60
+) -> list[dict[str, Any]]:
+    """The query's rows once there are at least ``count``; else an error with the logs."""
+    try:
+        wait_until(lambda: len(stored_rows(influx, query)) >= count, timeout, interval=0.25)
+    except TimeoutError:
+        tails = "\n\n".join(proc.log_tail() for proc in logs)
+        got = stored_rows(influx, query)
+        raise AssertionError(f"{len(got)} of {count} stored: {got[:5]}\n{tails}") from None
+    return stored_rows(influx, query)
+
+
+def fills_query(device: str) -> str:
+    return f"SELECT fill_pct FROM ewaste_bin WHERE device_id = '{device}'"
+
+
+def stored_fill_timestamps(influx: InfluxDB1Server, device: str) -> list[int]:
+    return [int(row["time"]) for row in stored_rows(influx, fills_query(device))]
 
 
 def wait_stored_fills(influx: InfluxDB1Server, device: str, count: int, *logs: Any) -> None:
-    try:
-        wait_until(
-            lambda: len(stored_fill_timestamps(influx, device)) >= count, timeout=90, interval=0.25
-        )
-    except TimeoutError:
-        tails = "\n\n".join(proc.log_tail() for proc in logs)
-        got = len(stored_fill_timestamps(influx, device))
-        raise AssertionError(f"{got} of {count} stored:\n{tails}") from None
+    wait_rows(influx, fills_query(device), count, *logs, timeout=90)
 
 
 def start_pipeline(
@@ -177,20 +189,8 @@ def test_shelly_meter_readings_land_in_energy(
     frames = [shelly_status(t0 + i * 60 + 0.25, 100.0 + i, 13371.121 + i) for i in range(5)]
     publish_acknowledged(mosquitto, frames, client_id="shelly-device")
 
-    def stored() -> list[dict[str, Any]]:
-        try:
-            return influxdb1.query(
-                "SELECT load_power_w, load_energy_wh FROM energy WHERE device_id = 'nzc-shelly-pro4'",
-                db="facility",
-            )
-        except (InfluxQueryError, httpx.HTTPError):
-            return []
-
-    try:
-        wait_until(lambda: len(stored()) == 5, timeout=60, interval=0.25)
-    except TimeoutError:
-        raise AssertionError(f"{stored()}\n{bridge.log_tail()}\n{ingest.log_tail()}") from None
-    rows = stored()
+    query = "SELECT load_power_w, load_energy_wh FROM energy WHERE device_id = 'nzc-shelly-pro4'"
+    rows = wait_rows(influxdb1, query, 5, bridge, ingest)
     assert [r["load_power_w"] for r in rows] == [100.0, 101.0, 102.0, 103.0, 104.0]
     assert [r["load_energy_wh"] for r in rows] == [13371.121 + i for i in range(5)]
     # params.ts is float seconds: stored at its millisecond
@@ -213,20 +213,8 @@ def test_people_counter_through_chirpstack_lands_in_visitors_across_a_reset(
     uplinks = [chirpstack_people_count(t0 + i * 60_000, e, x) for i, (e, x) in enumerate(counts)]
     publish_acknowledged(mosquitto, uplinks, client_id="chirpstack")
 
-    def stored() -> list[dict[str, Any]]:
-        try:
-            return influxdb1.query(
-                "SELECT entries_total, exits_total FROM visitors WHERE device_id = 'uac-gate-lora'",
-                db="facility",
-            )
-        except (InfluxQueryError, httpx.HTTPError):
-            return []
-
-    try:
-        wait_until(lambda: len(stored()) == len(counts), timeout=60, interval=0.25)
-    except TimeoutError:
-        raise AssertionError(f"{stored()}\n{bridge.log_tail()}\n{ingest.log_tail()}") from None
-    rows = stored()
+    query = "SELECT entries_total, exits_total FROM visitors WHERE device_id = 'uac-gate-lora'"
+    rows = wait_rows(influxdb1, query, len(counts), bridge, ingest)
     # ChirpStack's floats (72.0) stored as the integers visitor counts are, the reset kept
     assert [(r["entries_total"], r["exits_total"]) for r in rows] == counts
     assert all(isinstance(r["entries_total"], int) for r in rows)
