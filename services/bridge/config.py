@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -91,12 +93,22 @@ def _paths(value: object) -> object:
     return [value] if isinstance(value, str) else value
 
 
+def _compiled(value: list[str]) -> list[str]:
+    for text in value:
+        compile_path(text)
+    return value
+
+
+PathList = Annotated[list[PathText], BeforeValidator(_paths), AfterValidator(_compiled)]
+"""One path or a list of alternatives (decoder versions), each checked to compile."""
+
+
 class FieldSpec(BaseModel):
     """Where one contract field comes from and how its value is converted."""
 
     model_config = _MODEL
 
-    path: list[PathText] = Field(min_length=1)
+    path: PathList = Field(min_length=1)
     """Where the value is; several paths are alternatives, the first present wins (decoder
     versions name the same value differently: ``position`` vs ``tilt``)."""
     unit: str | None = None
@@ -111,18 +123,6 @@ class FieldSpec(BaseModel):
     """The device sends counts per period: the bridge sums them into a total."""
     default: float | bool | None = None
     """Value when every path is absent (a network server that omits zero values)."""
-
-    @field_validator("path", mode="before")
-    @classmethod
-    def _one_or_many(cls, value: object) -> object:
-        return _paths(value)
-
-    @field_validator("path")
-    @classmethod
-    def _compiles(cls, value: list[str]) -> list[str]:
-        for text in value:
-            compile_path(text)
-        return value
 
     @field_validator("unit")
     @classmethod
@@ -162,24 +162,12 @@ class TimestampSpec(BaseModel):
 
     model_config = _MODEL
 
-    path: list[PathText] = Field(default_factory=list)
+    path: PathList = Field(default_factory=list)
     format: Literal["auto", "rfc3339", "unix_s", "unix_ms", "local"] = "auto"
     """``auto``: RFC 3339 text, or a number (seconds below 10^11, else milliseconds).
     ``local``: a wall-clock time without offset (Tasmota), in ``timezone`` or the site's."""
     timezone: str | None = None
     missing: Literal["receive_time", "reject"] = "receive_time"
-
-    @field_validator("path", mode="before")
-    @classmethod
-    def _one_or_many(cls, value: object) -> object:
-        return _paths(value)
-
-    @field_validator("path")
-    @classmethod
-    def _compiles(cls, value: list[str]) -> list[str]:
-        for text in value:
-            compile_path(text)
-        return value
 
 
 class BrokerSpec(BaseModel):
