@@ -52,6 +52,7 @@ def test_a_good_file_loads(tmp_path: Path) -> None:
         ("fill_pct:", "weight_lbs:", 6, "not a ewaste_bin field"),
         ("preset: ttn_v3", "preset: lorawan", 4, "preset"),
         ("v3/+/devices/+/up", "v3/#/up", 3, "not a valid MQTT topic filter"),
+        ("{path: distance,", '{path: [distance, "a[x"],', 7, "is not a path like a.b[0].c"),
     ],
 )
 def test_errors_name_the_line_and_the_source(
