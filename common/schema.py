@@ -13,6 +13,9 @@ Point = tuple[str, dict[str, str], dict[str, float | int | bool | str], int]
 
 ALERT_MEASUREMENT: Final = "alert"
 DISPATCH_MEASUREMENT: Final = "dispatch"
+COLLECTION_MEASUREMENT: Final = "collection"
+COLLECTION_TAGS: Final = ("zone", "residential_type")
+"""Registry tags a ``collection`` point copies from the bin (the dashboards group by them)."""
 
 
 def reading_point(reading: Reading, extra_tags: Mapping[str, str] | None = None) -> Point:
@@ -56,3 +59,26 @@ def route_points(request: DispatchRequest, ts_ms: int) -> list[Point]:
         )
         for n, (device_id, latitude, longitude) in enumerate(places)
     ]
+
+
+def collection_point(
+    site: str,
+    device_id: str,
+    registry_tags: Mapping[str, str],
+    kg: float,
+    ts_ms: int,
+    *,
+    weight_estimated: bool = False,
+    dispatch_id: str | None = None,
+) -> Point:
+    """One emptied bin, stamped with the reading that showed the emptying (event time), so a
+    replay or backfill of the same readings rewrites the same point instead of adding one."""
+    tags = {"site": site, "device_id": device_id}
+    tags.update({k: registry_tags[k] for k in COLLECTION_TAGS if k in registry_tags})
+    fields: dict[str, float | int | bool | str] = {
+        "kg": float(kg),
+        "weight_estimated": weight_estimated,
+    }
+    if dispatch_id is not None:
+        fields["dispatch_id"] = dispatch_id
+    return COLLECTION_MEASUREMENT, tags, fields, ts_ms

@@ -76,7 +76,8 @@ class Notify:
 
 @dataclass(frozen=True, slots=True)
 class WritePoints:
-    """Write the desk's ``dispatch`` points to InfluxDB (if it is enabled)."""
+    """Write the desk's ``dispatch``, ``dispatch_stop`` and ``collection`` points to InfluxDB
+    (if it is enabled)."""
 
     points: tuple[Point, ...]
 

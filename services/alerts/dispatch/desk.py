@@ -13,7 +13,7 @@ from common.devices import Registry
 from common.kinds import EwasteBinParams
 from common.messages import DispatchRequest, DispatchStatus, DispatchStop
 from common.payloads import Reading
-from common.schema import DISPATCH_MEASUREMENT, Point, route_points
+from common.schema import DISPATCH_MEASUREMENT, Point, collection_point, route_points
 from common.timestamps import iso_to_ms, ms_to_iso
 from services.alerts.collected import CollectedBins
 from services.alerts.dispatch.planner import Candidate, TruckSlot, plan_zone
@@ -150,15 +150,34 @@ class DispatchDesk:
             if fall < max(MIN_DROP_PCT, DROP_SHARE * fill_before):
                 return out
             drop = self._estimated_kg(reading.device_id, fall)
+        dispatch_id: str | None = None
+        closing = DeskOutput()
         for dispatch in list(self.open.values()):
             if reading.device_id in dispatch.bins and reading.device_id not in dispatch.collected:
+                dispatch_id = dispatch.request.dispatch_id
                 dispatch.collected[reading.device_id] = drop
                 self.collected.record(reading.device_id, reading.ts_ms)
                 out.collected_bins.append(
                     Collection(reading.device_id, dispatch.request.dispatch_id)
                 )
                 if dispatch.collected.keys() >= dispatch.bins:
-                    out.extend(self._close(dispatch, DispatchPhase.COMPLETED, reading.ts_ms, None))
+                    closing.extend(
+                        self._close(dispatch, DispatchPhase.COMPLETED, reading.ts_ms, None)
+                    )
+        # Every emptying, on a dispatch or not (a caretaker, a truck passing by), is a
+        # ``collection`` point: the dashboards' kg come from these, not from raw weights.
+        out.points.append(
+            collection_point(
+                reading.site,
+                reading.device_id,
+                self.registry.tags_for(reading.site, reading.device_id),
+                drop,
+                reading.ts_ms,
+                weight_estimated=not state.weighed,
+                dispatch_id=dispatch_id,
+            )
+        )
+        out.extend(closing)
         return out
 
     def on_status(self, status: DispatchStatus, now_ms: int) -> DeskOutput:

@@ -158,8 +158,14 @@ def test_weight_drop_is_a_collection_too() -> None:
     out = c.receive(bin_msg("bin-001", T0 + HOUR, 2), T0 + HOUR)
     assert notified(out) == ["resolved"]
     assert of(ClearRetained, out) == [ClearRetained(TOPICS.dispatch_record(request.dispatch_id))]
-    point = of(WritePoints, out)[0].points[0]
+    collection, point = of(WritePoints, out)[0].points
     assert point[2]["state"] == "completed" and point[2]["collected_kg"] == (95 - 2) * 3
+    assert collection[0] == "collection" and collection[3] == T0 + HOUR  # the reading's time
+    assert collection[2] == {
+        "kg": (95 - 2) * 3,
+        "weight_estimated": False,
+        "dispatch_id": request.dispatch_id,
+    }
 
 
 def test_tick_times_out_a_dispatch_and_plans_again() -> None:

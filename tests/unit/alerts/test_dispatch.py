@@ -157,3 +157,33 @@ def test_readings_overtaken_by_the_completed_status_are_not_the_bins_level() -> 
     assert [s.device_id for s in replan[0].stops] == ["bin-002"]  # bin-001 does not ride
     desk.observe(bin_reading("bin-001", done_at + 5 * MIN, 1))
     assert desk.bins["bin-001"].fill_pct == 1  # readings after the collection count again
+
+
+def test_an_emptying_without_a_dispatch_is_one_collection_point_at_the_readings_time() -> None:
+    desk = _desk()
+    assert desk.observe(bin_reading("bin-001", T0, 95)).points == []
+    assert desk.observe(bin_reading("bin-001", T0 + MIN, 96)).points == []  # filling
+    emptied = desk.observe(bin_reading("bin-001", T0 + HOUR, 2)).points
+    tags = registry().tags_for("ewaste", "bin-001")
+    assert emptied == [
+        (
+            "collection",
+            {
+                "site": "ewaste",
+                "device_id": "bin-001",
+                "zone": tags["zone"],
+                "residential_type": tags["residential_type"],
+            },
+            {"kg": (96 - 2) * 3, "weight_estimated": False},
+            T0 + HOUR,
+        )
+    ]
+
+
+def test_replaying_an_emptying_rewrites_the_same_collection_point() -> None:
+    readings = [bin_reading("bin-001", T0 + n * MIN, fill) for n, fill in enumerate((90, 95, 3))]
+    once = _desk()
+    first = [p for r in readings for p in once.observe(r).points]
+    desk = _desk()
+    again = [p for _ in range(2) for r in readings for p in desk.observe(r).points]
+    assert len(first) == 1 and again == first * 2  # same series and time: InfluxDB keeps one

@@ -69,3 +69,14 @@ def test_a_sensors_tilt_flag_is_alertable_by_a_threshold_rule() -> None:
     assert eng.handle(upright) == []
     (fired,) = eng.handle(tipped)
     assert (fired.event.state, fired.event.rule, fired.event.value) == ("firing", "bin_tilted", 1.0)
+
+
+def test_a_fill_only_bins_collection_point_marks_its_kg_estimated() -> None:
+    d = desk()
+    d.observe(fill_only("bin-001", T0, 95))
+    (point,) = d.observe(fill_only("bin-001", T0 + HOUR, 3)).points
+    assert point[0] == "collection" and point[3] == T0 + HOUR
+    assert point[2] == {
+        "kg": (95 - 3) / 100 * 1100 * DEFAULT_BULK_DENSITY_KG_L,
+        "weight_estimated": True,
+    }
