@@ -21,6 +21,17 @@ def collected_kg(alias: str, where: str, group_by: str = "", time: str = "$timeF
     return COLLECTED_KG.format(alias=alias, where=where, time=time, group_by=group_by).rstrip()
 
 
+# Kg emptied from bins, from the ``collection`` points facility-alerts writes as each bin is
+# emptied: a few points per bin per week instead of DIFFERENCE over every 5-minute weight
+# (issue 15). ``where`` holds the time condition and the tag filters.
+COLLECTION_KG = 'SELECT SUM("kg") AS "{alias}" FROM "collection" WHERE {where} {group_by}'
+
+
+def collection_kg(alias: str, where: str, group_by: str = "") -> str:
+    """Kg emptied from bins, summed from ``collection`` points."""
+    return COLLECTION_KG.format(alias=alias, where=where, group_by=group_by).rstrip()
+
+
 # Meter counter name in the subquery -> energy field. Differences are taken per meter (GROUP BY
 # device_id) so that two meters never subtract from each other, and NON_NEGATIVE_DIFFERENCE
 # drops the one negative step of a meter reset instead of counting it as a huge spike.

@@ -14,7 +14,7 @@ from grafana_foundation_sdk.models import geomap as geomap_model
 from grafana_foundation_sdk.models.dashboard import DynamicConfigValue
 
 from common.devices import Registry
-from common.queries import collected_kg
+from common.queries import collection_kg
 from grafana import geomap as layers
 from grafana.panels import (
     BLUE,
@@ -192,7 +192,7 @@ def _recycled_this_year() -> gauge.Panel:
         .with_target(
             target(
                 'SELECT "collected" / 1000 AS "Recycled" FROM ('
-                + collected_kg("collected", "$timeFilter")
+                + collection_kg("collected", "$timeFilter")
                 + ")"
             )
         )
@@ -211,7 +211,7 @@ def _collected_in_range() -> stat.Panel:
         .no_value("0")
         .thresholds(single_color(GREEN))
         .reduce_options(last_value())
-        .with_target(target(collected_kg("Collected", WHERE)))
+        .with_target(target(collection_kg("Collected", WHERE)))
         .span(6)
         .height(5)
     )
@@ -417,7 +417,7 @@ def _weight_collected_per_day_by_housing_type() -> timeseries.Panel:
         kg_per_day(
             "Weight collected per day by housing type",
             "E-waste emptied from bins per day (Korean days), by the housing the bins serve.",
-            collected_kg(
+            collection_kg(
                 alias="collected",
                 where=WHERE,
                 group_by=f'GROUP BY time(1d), "residential_type" fill(0) {TZ_CLAUSE}',
@@ -442,7 +442,7 @@ def _collected_by_housing_type() -> bargauge.Panel:
         .reduce_options(last_value())
         .with_target(
             target(
-                collected_kg(
+                collection_kg(
                     alias="collected", where=WHERE, group_by='GROUP BY "residential_type"'
                 ),
                 "$tag_residential_type",

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 from common.devices import Registry
 from common.kinds import EnergyMeterParams, EwasteBinParams
 from common.messages import DispatchRequest, DispatchStop
-from common.schema import Point, route_points
+from common.schema import Point, collection_point, route_points
 
 DAY_MS = 24 * 3600 * 1000
 MINUTE_MS = 60_000
@@ -99,10 +99,22 @@ def bins(registry: Registry, start_ms: int, end_ms: int) -> Iterator[Point]:
         # A few bins go offline in the evening (device_status below) and stop reporting: the
         # map marks them stale.
         silent_from = end_ms - DAY_MS // 4 if index % 10 == 3 else end_ms + 1
+        stored: float | None = None  # the weight as written, so kg match its DIFFERENCE
         for ts in range(start_ms, min(end_ms + 1, silent_from), device.interval_s * 1000):
-            if emptied_at is not None and ts >= emptied_at:
+            emptied = emptied_at is not None and ts >= emptied_at
+            if emptied:
                 weight, emptied_at = rng.uniform(0, 2), None
             weight = min(capacity, weight + rng.uniform(0, capacity / 200))
+            if emptied and stored is not None:
+                # What facility-alerts writes when it sees this drop (services/alerts desk).
+                yield collection_point(
+                    device.site,
+                    device.id,
+                    registry.tags_for(device.site, device.id),
+                    stored - round(weight, 2),
+                    ts,
+                )
+            stored = round(weight, 2)
             fields: dict[str, float | int | bool | str] = {
                 "weight_kg": round(weight, 2),
                 "fill_pct": round(100 * weight / capacity, 2),

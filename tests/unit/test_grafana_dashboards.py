@@ -135,6 +135,22 @@ def test_counters_become_energy_without_reset_spikes() -> None:
         assert "NON_NEGATIVE_DIFFERENCE" in query or "NON_NEGATIVE_DERIVATIVE" in query
 
 
+def test_ewaste_kg_panels_sum_collection_points_not_raw_weights() -> None:
+    """Issue 15: the headline kg come from the small ``collection`` series; DIFFERENCE over a
+    year of 5-minute weights took minutes."""
+    panels = {p["title"]: p for p in _panels(BOARDS["ewaste-collection"])}
+    kg_panels = (
+        "Recycled this year vs 541 t",
+        "Collected in range",
+        "Weight collected per day by housing type",
+        "Collected by housing type",
+    )
+    for title in kg_panels:
+        (target,) = panels[title]["targets"]
+        assert 'SUM("kg")' in target["query"] and 'FROM "collection"' in target["query"], title
+    assert not any("DIFFERENCE" in t["query"] for t in _targets(BOARDS["ewaste-collection"]))
+
+
 @pytest.mark.parametrize("name", IDS)
 def test_json_round_trips_through_the_sdk_model(name: str) -> None:
     register()
