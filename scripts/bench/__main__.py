@@ -17,7 +17,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-BENCHMARKS = ("lineproto", "simulator_load", "ingest", "alerts", "bridge")
+BENCHMARKS = ("lineproto", "simulator_load", "ingest", "alerts", "bridge", "collection_query")
 ON_REQUEST = ("soak",)  # too long for every `make bench`
 
 
