@@ -122,7 +122,8 @@ class DispatchDesk:
         self.wanted.discard(device_id)
 
     def observe(self, reading: Reading) -> DeskOutput:
-        """Remember the bin's level; a big weight drop on an open dispatch is a collection."""
+        """Remember the bin's level; a big weight (or fill) drop is an emptying: a
+        ``collection`` point, and on an open dispatch that bin's collection."""
         out = DeskOutput()
         if reading.kind != "ewaste_bin":
             return out
