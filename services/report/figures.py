@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 from common.devices import Registry
 from common.influx import Row
-from common.queries import collected_kg, energy_deltas, visitor_entries
+from common.queries import collection_kg, energy_deltas, visitor_entries
 from services.report.period import Period
 
 # The city's reference figure for e-waste recycled in a year (the dashboards' gauge too).
@@ -181,16 +181,15 @@ def read(query: Query, registry: Registry, period: Period, tz: ZoneInfo) -> Figu
         site.capacity_people if site else None,
     )
 
-    per_type = query(collected_kg("kg", span, 'GROUP BY "residential_type"', time=span))
+    # The dashboards' kg (issue 15): from the ``collection`` points, not the raw weights.
+    per_type = query(collection_kg("kg", span, 'GROUP BY "residential_type"'))
     per_day = query(
-        collected_kg(
-            "kg", span, f'GROUP BY time(1d), "residential_type" fill(0) {tz_clause}', time=span
-        )
+        collection_kg("kg", span, f'GROUP BY time(1d), "residential_type" fill(0) {tz_clause}')
     )
     year_span = (
         f"time >= {int(period.year_start().timestamp() * 1000)}ms AND time < {period.end_ms}ms"
     )
-    year_rows = query(collected_kg("kg", year_span, time=year_span))
+    year_rows = query(collection_kg("kg", year_span))
     kg_per_day: dict[date, dict[str, float]] = {}
     for row in per_day:
         kind = row.tags.get("residential_type", "")

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 from common.devices import Registry
 from common.kinds import EwasteBinParams
-from common.schema import Point
+from common.schema import Point, collection_point
 
 SEOUL = ZoneInfo("Asia/Seoul")
 FIRST_DAY = date(2026, 6, 1)  # a Monday
@@ -138,6 +138,10 @@ def _bins(registry: Registry, points: list[Point], truth: Truth) -> None:
             now = _local(ts)
             if weight >= 0.85 * capacity and now.hour == 11:  # a truck empties it late morning
                 truth.collections.append((ts, params.residential_type, weight - 0.5))
+                # What facility-alerts writes when it sees this emptying.
+                site_tags = registry.tags_for(device.site, device.id)
+                kg = round(weight - 0.5, 3)
+                points.append(collection_point(device.site, device.id, site_tags, kg, ts))
                 weight = 0.5
             elif now.hour == 20 and now.day % 4 == index % 4 and weight > 3:
                 weight -= 1.0  # someone takes an item back: not a collection
