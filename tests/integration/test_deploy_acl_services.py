@@ -352,20 +352,20 @@ def test_a_source_on_our_broker_rides_the_bridges_one_link_and_is_acknowledged(
                 assert not operator.subscribe(telemetry).is_failure
                 now_s = time.time()
                 for n, watts in enumerate((100.0, 200.0, 300.0)):
-                    _, body, _ = shelly_status(now_s - 30 + n, watts, 1000.0 + n)
-                    assert not shelly.publish(topic, body).is_failure
+                    _, status, _ = shelly_status(now_s - 30 + n, watts, 1000.0 + n)
+                    assert not shelly.publish(topic, status).is_failure
                     # Healthy after each message: no session takeover in between.
                     assert bridge.health()[0] == 200, bridge.health()
                 with operator.got_message:
                     assert operator.got_message.wait_for(
                         lambda: len(operator.messages) >= 3, WAIT_S
                     ), operator.messages
-                powers = [json.loads(body)["load_power_w"] for _, body in operator.messages]
+                powers = [json.loads(raw)["load_power_w"] for _, raw in operator.messages]
                 assert powers == [100.0, 200.0, 300.0]
                 acked = labelled("bridge_messages_acked_total", source="shelly-meters")
                 wait_until(lambda: bridge.metric(acked) == 3, timeout=WAIT_S)
-                code, body = bridge.health()
-                assert code == 200 and body["sources"]["shelly-meters"]["connected"], body
+                code, health = bridge.health()
+                assert code == 200 and health["sources"]["shelly-meters"]["connected"], health
         finally:
             assert bridge.terminate() == 0, bridge.log_tail()
         # One connection, never taken over (mosquitto logs every takeover).
