@@ -1,5 +1,6 @@
 """Wires facility-bridge together: sources file + registry -> converters, one MQTT link per
-source broker, one to ours, and the delivery ledger that acknowledges a source message only
+source broker, one to ours (which also carries the sources without a broker of their own),
+and the delivery ledger that acknowledges a source message only
 once our broker has acknowledged everything made from it.
 
 Delivery is ingest's promise: a source message (QoS 1, persistent session) is PUBACKed to its
@@ -169,7 +170,13 @@ def _source_settings(settings: BridgeSettings, source: Source) -> BridgeSettings
 
 
 class SourceRunner:
-    """One source: its MQTT link, converter and acknowledgements."""
+    """One source: its MQTT link, converter and acknowledgements.
+
+    A source with a ``broker:`` of its own gets a link of its own. A source on our broker
+    (``shared``) subscribes through the bridge's one link to our broker: a second connection
+    with the same username would take the first one's session over where the broker sets
+    ``use_username_as_clientid``. Its messages then come through :class:`Router`, and its
+    PUBACKs go out on that same link."""
 
     def __init__(
         self,
@@ -179,13 +186,15 @@ class SourceRunner:
         ledger: Ledger,
         topics: Topics,
         metrics: BridgeMetrics,
+        shared: MqttLink | None = None,
     ) -> None:
         self.source = source
         self.converter = converter
         self.ledger = ledger
         self.metrics = metrics
         self.deadletter_topic = topics.deadletter(DEADLETTER_PROGRAM)
-        self.link = MqttLink(
+        self.own_link = shared is None
+        self.link = shared or MqttLink(
             _source_settings(settings, source),
             f"{CLIENT_ID}-{source.name}",
             persistent=True,
@@ -205,7 +214,8 @@ class SourceRunner:
         self._due: list[tuple[int, int]] = []  # (connection generation, packet id)
         self._in_flight = 0
         self._rejected_logged = 0
-        self.link.set_message_handler(self.on_message)
+        if self.own_link:
+            self.link.set_message_handler(self.on_message)
         self.link.add_on_connect(self._on_connect)
         self.link.add_on_disconnect(self._new_connection)
 
@@ -328,6 +338,34 @@ class SourceRunner:
             )
 
 
+class Router:
+    """The message handler of our link: each message goes to the first source on our broker
+    whose subscription matches its topic (sources files order them; an overlap is routed
+    once, so its PUBACK is sent once)."""
+
+    def __init__(self, link: MqttLink, runners: list[SourceRunner]) -> None:
+        self.link = link
+        self.routes = [(f, r) for r in runners for f in r.source.subscribe]
+        self.unrouted = 0
+
+    def on_message(self, msg: Message) -> None:
+        topic = msg.topic
+        for sub, runner in self.routes:
+            if mqtt.topic_matches_sub(sub, topic):
+                runner.on_message(msg)
+                return
+        # A subscription of an older sources file kept by our persistent session: nobody
+        # here converts it, and left unacknowledged it would hold a Receive Maximum slot.
+        self.unrouted += 1
+        if self.unrouted <= 20:
+            log.warning(
+                "message on our broker matches no source; acknowledged",
+                extra={"topic": topic[:200]},
+            )
+        if msg.qos:
+            self.link.ack_many([msg.mid])
+
+
 def _load_registry(settings: BridgeSettings) -> Registry:
     try:
         return load_registry(settings.devices_file)
@@ -351,6 +389,9 @@ class BridgeService:
             settings,
             CLIENT_ID,
             persistent=True,
+            # Sources on our broker arrive on this link, acknowledged like a source broker's.
+            receive_maximum=settings.bridge_receive_maximum,
+            manual_ack=True,
             max_inflight=settings.bridge_max_inflight,
             tcp_nodelay=True,
         )
@@ -372,9 +413,12 @@ class BridgeService:
                 self.ledger,
                 self.topics,
                 self.metrics,
+                shared=self.link if source.broker is None else None,
             )
             for source in self.sources.sources
         ]
+        self.router = Router(self.link, [r for r in self.runners if not r.own_link])
+        self.link.set_message_handler(self.router.on_message)
 
     def health(self) -> dict[str, Any]:
         ours = self.link.connected.is_set()
@@ -396,7 +440,8 @@ class BridgeService:
         # Our broker first: a source message is worth taking only once readings can leave.
         self.link.wait_connected(10)
         for runner in self.runners:
-            runner.link.start()
+            if runner.own_link:
+                runner.link.start()
         log.info(
             "bridge started",
             extra={"sources": [r.source.name for r in self.runners], "broker": self.link.where},
@@ -410,7 +455,8 @@ class BridgeService:
         done = self.ledger.wait_idle(timeout_s)
         for runner in self.runners:
             runner.flush_acks()
-            runner.link.stop()  # DISCONNECT queues behind the acknowledgements just sent
+            if runner.own_link:
+                runner.link.stop()  # DISCONNECT queues behind the acknowledgements just sent
         self.link.stop()
         log.info("bridge stopped", extra={"clean": done})
         return done

@@ -299,8 +299,12 @@ class Client:
 
 
 @contextmanager
-def client(port: int, username: str | None, **kwargs: object) -> Iterator[Client]:
-    c = Client(port, username, PASSWORDS.get(username or ""), **kwargs)  # type: ignore[arg-type]
+def client(
+    port: int, username: str | None, password: str | None = None, **kwargs: object
+) -> Iterator[Client]:
+    """A connected :class:`Client`; ``password`` defaults to the user's in PASSWORDS."""
+    secret = password or PASSWORDS.get(username or "")
+    c = Client(port, username, secret, **kwargs)  # type: ignore[arg-type]
     rc = c.connect()
     assert not rc.is_failure, f"{username} refused: {rc}"
     try:

@@ -220,6 +220,7 @@ def test_people_counter_through_chirpstack_lands_in_visitors_across_a_reset(
     assert all(isinstance(r["entries_total"], int) for r in rows)
 
 
+@pytest.mark.parametrize("on_our_broker", [False, True], ids=["own-broker", "our-broker"])
 def test_bridge_sigkill_mid_stream_loses_nothing(
     tmp_path: Path,
     mosquitto: MosquittoServer,
@@ -227,19 +228,22 @@ def test_bridge_sigkill_mid_stream_loses_nothing(
     influxdb1: InfluxDB1Server,
     ingest_factory: IngestFactory,
     bridges: Callable[..., BridgeProcess],
+    on_our_broker: bool,
 ) -> None:
-    ingest, bridge = start_pipeline(
-        tmp_path, mosquitto, influxdb1, ingest_factory, bridges, ttn_source(network_server.url)
-    )
+    """Also for a source on our broker, whose messages and PUBACKs share the bridge's one
+    link with the readings it publishes."""
+    source_server = mosquitto if on_our_broker else network_server
+    source = ttn_source(None if on_our_broker else network_server.url)
+    ingest, bridge = start_pipeline(tmp_path, mosquitto, influxdb1, ingest_factory, bridges, source)
     base = int(time.time() * 1000) - 3_600_000
     uplinks = [ttn_uplink(base + i, (i % 90) + 1.0, f_cnt=i) for i in range(600)]
-    publish_acknowledged(network_server, uplinks[:300], client_id="ttn-network-server")
+    publish_acknowledged(source_server, uplinks[:300], client_id="ttn-network-server")
     wait_until(
         lambda: bridge.metric(labelled("bridge_messages_acked_total", source="ttn-bins")) >= 100,
         timeout=30,
     )
     bridge.kill()  # mid-stream: some uplinks converted, some published, some acknowledged
-    publish_acknowledged(network_server, uplinks[300:], client_id="ttn-network-server")
+    publish_acknowledged(source_server, uplinks[300:], client_id="ttn-network-server")
     bridge.start()
     wait_stored_fills(influxdb1, LORA_BIN, 600, ingest, bridge)
     stored = stored_fill_timestamps(influxdb1, LORA_BIN)

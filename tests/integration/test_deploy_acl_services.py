@@ -21,14 +21,21 @@ from pathlib import Path
 import httpx
 
 from tests.helpers import bound_port, publish, wait_until
-from tests.integration.bridge_support import BridgeProcess, write_sources
+from tests.integration.bridge_support import (
+    SHELLY_SOURCE,
+    BridgeProcess,
+    shelly_status,
+    write_sources,
+)
 from tests.integration.deploy_broker import (
     PASSWORDS,
     Client,
     DeployBroker,
     client,
+    deploy_env,
     running_broker,
 )
+from tests.integration.ingest_support import labelled
 from tests.servers import MosquittoServer
 from tests.unit.test_compose import service_environment, services
 
@@ -301,3 +308,72 @@ def test_the_bridge_publishes_a_registered_device_as_svc_bridge_and_passes_its_h
             bridge.stop()
         # The same probe fails once the bridge is gone: it is a real check.
         assert subprocess.run(probe, capture_output=True, timeout=30).returncode != 0
+
+
+def test_a_source_on_our_broker_rides_the_bridges_one_link_and_is_acknowledged(
+    tmp_path: Path,
+) -> None:
+    """A Shelly-style source without `broker:` under the deploy broker (use_username_as_clientid):
+    it used to open a second svc.bridge connection, the two took each other's session over and
+    svc.bridge had no read rights on the source's topics. Now its readings arrive, the bridge
+    stays connected and healthy, and every source message is acknowledged in its session."""
+    # The deploy ACL has no Shelly device user yet: one for the test, the rest as shipped.
+    acl = tmp_path / "acl"
+    acl.write_text(
+        (REPO / "deploy" / "mosquitto" / "acl").read_text()
+        + "\nuser shelly-pub\ntopic write +/events/rpc\n"
+    )
+    credentials = f"{deploy_env()['MQTT_DEVICE_CREDENTIALS']},shelly-pub:shelly-secret"
+    # The source's filter is the shipped shelly-meters one, which the generated ACL lets
+    # svc.bridge read; the topic's first level names our device.
+    sources = write_sources(tmp_path, SHELLY_SOURCE + "    device: {topic_level: 0}\n")
+    compose_env = service_environment(services()["bridge"])
+    client_id = compose_env["MQTT_CLIENT_ID"]
+    topic = "nzc-meter-1/events/rpc"
+    telemetry = "facility/nzc/energy_meter/nzc-meter-1/telemetry"
+    with running_broker(
+        tmp_path / "broker", MOSQUITTO_ACL_TEMPLATE=str(acl), MQTT_DEVICE_CREDENTIALS=credentials
+    ) as broker:
+        env = {
+            "MQTT_URL": f"mqtt://127.0.0.1:{broker.port}",
+            "MQTT_USERNAME": compose_env["MQTT_USERNAME"],
+            "MQTT_PASSWORD": PASSWORDS["svc.bridge"],
+            "MQTT_CLIENT_ID": compose_env["MQTT_CLIENT_ID"],
+            "DEVICES_FILE": str(REPO / "config" / "devices.yaml"),
+            "BRIDGE_SOURCES_FILE": str(sources),
+        }
+        bridge = BridgeProcess(tmp_path, env).start()
+        try:
+            wait_until(lambda: bridge.health()[0] == 200, timeout=WAIT_S)
+            with (
+                client(broker.port, "svc.operator") as operator,
+                client(broker.port, "shelly-pub", password="shelly-secret") as shelly,
+            ):
+                assert not operator.subscribe(telemetry).is_failure
+                now_s = time.time()
+                for n, watts in enumerate((100.0, 200.0, 300.0)):
+                    _, status, _ = shelly_status(now_s - 30 + n, watts, 1000.0 + n)
+                    assert not shelly.publish(topic, status).is_failure
+                    # Healthy after each message: no session takeover in between.
+                    assert bridge.health()[0] == 200, bridge.health()
+                with operator.got_message:
+                    assert operator.got_message.wait_for(
+                        lambda: len(operator.messages) >= 3, WAIT_S
+                    ), operator.messages
+                powers = [json.loads(raw)["load_power_w"] for _, raw in operator.messages]
+                assert powers == [100.0, 200.0, 300.0]
+                acked = labelled("bridge_messages_acked_total", source="shelly-meters")
+                wait_until(lambda: bridge.metric(acked) == 3, timeout=WAIT_S)
+                code, health = bridge.health()
+                assert code == 200 and health["sources"]["shelly-meters"]["connected"], health
+        finally:
+            assert bridge.terminate() == 0, bridge.log_tail()
+        # One connection, never taken over (mosquitto logs every takeover).
+        assert "already connected" not in broker.log.read_text()
+        # Nothing unacknowledged in the bridge's session: a marker queued while it is away is
+        # the first and only thing its session delivers (an unacknowledged message comes first).
+        with client(broker.port, "shelly-pub", password="shelly-secret") as shelly:
+            assert not shelly.publish(topic, b'{"marker": 1}').is_failure
+        with client(broker.port, "svc.bridge", client_id=client_id, persistent=True) as session:
+            received = session.wait_for(topic)
+        assert received == [(topic, b'{"marker": 1}')], received
