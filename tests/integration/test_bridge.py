@@ -317,12 +317,15 @@ def test_bad_input_becomes_dead_letters_and_the_bridge_goes_on(
     assert bridge.metric(labelled("bridge_messages_acked_total", source="ttn-bins")) == len(bad) + 2
 
 
-def test_invalid_sources_file_stops_the_bridge_with_exit_2_naming_the_line(tmp_path: Path) -> None:
-    devices = write_registry(tmp_path)
-    sources = write_sources(tmp_path, ttn_source(None).replace("unit: mm", "unit: furlong"))
+def run_bridge_to_its_exit(
+    tmp_path: Path, devices: Path, sources: Path
+) -> subprocess.CompletedProcess[bytes]:
+    """Run facility-bridge with only these files (no MQTT_/BRIDGE_ setting of the caller's)
+    against a broker port nothing listens on: for the errors it must stop at before it
+    connects."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MQTT_", "BRIDGE_"))}
     env.update(bridge_env("mqtt://127.0.0.1:1", devices, sources), SECRETS_DIR=str(tmp_path))
-    done = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-m", "services.bridge"],
         cwd=ROOT,
         env=env,
@@ -330,6 +333,12 @@ def test_invalid_sources_file_stops_the_bridge_with_exit_2_naming_the_line(tmp_p
         timeout=60,
         check=False,
     )
+
+
+def test_invalid_sources_file_stops_the_bridge_with_exit_2_naming_the_line(tmp_path: Path) -> None:
+    devices = write_registry(tmp_path)
+    sources = write_sources(tmp_path, ttn_source(None).replace("unit: mm", "unit: furlong"))
+    done = run_bridge_to_its_exit(tmp_path, devices, sources)
     assert done.returncode == 2
     assert done.stderr.decode().startswith(
         f"facility-bridge: BRIDGE_SOURCES_FILE: {sources}: line 7: "
@@ -363,16 +372,7 @@ def test_a_missing_broker_secret_stops_the_bridge_with_exit_2_naming_it(tmp_path
         "'}\n", "', username: app@ttn, password_secret: ttn_api_key}\n", 1
     )
     sources = write_sources(tmp_path, source)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MQTT_", "BRIDGE_"))}
-    env.update(bridge_env("mqtt://127.0.0.1:1", devices, sources), SECRETS_DIR=str(tmp_path))
-    done = subprocess.run(
-        [sys.executable, "-m", "services.bridge"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_bridge_to_its_exit(tmp_path, devices, sources)
     assert done.returncode == 2, done.stderr
     assert "password_secret 'ttn_api_key'" in done.stderr.decode()
     assert "BRIDGE_SECRET_TTN_API_KEY" in done.stderr.decode()
