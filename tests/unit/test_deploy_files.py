@@ -127,14 +127,23 @@ def test_compose_without_the_demo_password_is_valid_and_the_broker_gets_no_demo_
     assert checked.returncode == 0, checked.stderr
 
 
-def _simulator_entrypoint() -> list[str]:
-    entry = services()["simulator"]["entrypoint"]
+def _entrypoint(service: str) -> list[str]:
+    entry = services()[service]["entrypoint"]
     # Compose turns $$ into $ before the container's shell sees it.
     return [part.replace("$$", "$") for part in entry]
 
 
-def test_the_demo_simulator_without_its_password_says_how_to_make_one() -> None:
-    entry = _simulator_entrypoint()
+@pytest.mark.parametrize(
+    ("service", "password_variable", "make_env"),
+    [
+        ("simulator", "MQTT_SIMULATOR_PASSWORD", "make env DEMO=1"),
+        ("bridge", "MQTT_BRIDGE_PASSWORD", "make env BRIDGE=1"),
+    ],
+)
+def test_a_service_without_its_optional_password_says_how_to_make_one(
+    service: str, password_variable: str, make_env: str
+) -> None:
+    entry = _entrypoint(service)
     assert entry[:2] == ["sh", "-c"]
     base = {"PATH": os.environ["PATH"]}
     refused = subprocess.run(
@@ -142,8 +151,8 @@ def test_the_demo_simulator_without_its_password_says_how_to_make_one() -> None:
         capture_output=True, text=True, timeout=30, check=False,
     )  # fmt: skip
     assert refused.returncode == 78
-    assert "MQTT_SIMULATOR_PASSWORD is empty" in refused.stderr
-    assert "make env DEMO=1" in refused.stderr
+    assert f"{password_variable} is empty" in refused.stderr
+    assert make_env in refused.stderr
     assert "started" not in refused.stdout
     ran = subprocess.run(
         [*entry, "echo", "started"], env=base | {"MQTT_PASSWORD": "x"},
@@ -475,21 +484,3 @@ def test_make_env_makes_the_bridge_password_only_on_request(tmp_path: Path) -> N
     folder = tmp_path / "b" / "secrets" / "bridge"
     assert folder.is_dir() and folder.stat().st_mode & 0o777 == 0o711
     assert "$(if $(BRIDGE),--bridge)" in (REPO / "Makefile").read_text()
-
-
-def test_the_bridge_without_its_password_says_how_to_make_one() -> None:
-    entry = [part.replace("$$", "$") for part in services()["bridge"]["entrypoint"]]
-    assert entry[:2] == ["sh", "-c"]
-    base = {"PATH": os.environ["PATH"]}
-    refused = subprocess.run(
-        [*entry, "echo", "started"], env=base | {"MQTT_PASSWORD": ""},
-        capture_output=True, text=True, timeout=30, check=False,
-    )  # fmt: skip
-    assert refused.returncode == 78
-    assert "MQTT_BRIDGE_PASSWORD is empty" in refused.stderr
-    assert "make env BRIDGE=1" in refused.stderr
-    ran = subprocess.run(
-        [*entry, "echo", "started"], env=base | {"MQTT_PASSWORD": "x"},
-        capture_output=True, text=True, timeout=30, check=True,
-    )  # fmt: skip
-    assert ran.stdout == "started\n"
