@@ -105,6 +105,23 @@ def bracket_path(loc: Loc) -> str:
     return out
 
 
+def entry_name(
+    data: Mapping[str, Any], loc: Loc, labels: Mapping[str, str], key: str = "id"
+) -> str:
+    """`` (device 'bin-004')`` for an error under ``devices[3]`` when that entry has an ``id``:
+    ``labels`` maps each top-level list (``devices``) to what one entry is called (``device``),
+    ``key`` names the entry's identifying field. ``""`` when there is nothing to name."""
+    if len(loc) < 2 or loc[0] not in labels or not isinstance(loc[1], int):
+        return ""
+    items = data.get(str(loc[0]))
+    if not isinstance(items, list) or not 0 <= loc[1] < len(items):
+        return ""
+    item = items[loc[1]]
+    if not isinstance(item, Mapping) or not isinstance(item.get(key), str):
+        return ""
+    return f" ({labels[str(loc[0])]} {item[key]!r})"
+
+
 def format_errors(
     source: str,
     exc: ValidationError,

@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from common.config_errors import format_errors, load_yaml
+from common.config_errors import entry_name, format_errors, load_yaml
 from common.fields import (
     Id,
     Latitude,
@@ -430,18 +430,8 @@ class Registry(BaseModel):
         return dict(tags) if tags is not None else {}
 
 
-def _entry_name(data: Mapping[str, Any], loc: tuple[int | str, ...]) -> str:
-    """' (device 'bin-004')' for an error under devices[3], when that entry has an id."""
-    labels = {"devices": "device", "sites": "site", "trucks": "truck"}
-    if len(loc) < 2 or loc[0] not in labels or not isinstance(loc[1], int):
-        return ""
-    items = data.get(str(loc[0]))
-    if not isinstance(items, list) or not 0 <= loc[1] < len(items):
-        return ""
-    item = items[loc[1]]
-    if not isinstance(item, Mapping) or not isinstance(item.get("id"), str):
-        return ""
-    return f" ({labels[str(loc[0])]} {item['id']!r})"
+REGISTRY_ENTRIES: Final = {"devices": "device", "sites": "site", "trucks": "truck"}
+"""What an entry of each top-level list is called in an error message."""
 
 
 def load_registry(path: str | Path = DEFAULT_DEVICES_FILE) -> Registry:
@@ -464,5 +454,5 @@ def load_registry(path: str | Path = DEFAULT_DEVICES_FILE) -> Registry:
     try:
         return Registry.model_validate(data)
     except ValidationError as exc:
-        entry = partial(_entry_name, data)
+        entry = partial(entry_name, data, labels=REGISTRY_ENTRIES)
         raise RegistryError(format_errors(source, exc, document, entry=entry)) from None

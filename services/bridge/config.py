@@ -6,10 +6,9 @@ through the shared formatter (``common.config_errors``).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from functools import partial
 from pathlib import Path
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Final, Literal
 
 from pydantic import (
     AfterValidator,
@@ -23,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from common.config_errors import format_errors, load_yaml
+from common.config_errors import entry_name, format_errors, load_yaml
 from common.devices import EXTERNAL_SCHEME_PATTERN
 from common.fields import Id
 from common.kinds import KINDS, KindName
@@ -284,18 +283,6 @@ class SourcesFile(BaseModel):
         return self
 
 
-def _entry_name(data: Mapping[str, Any], loc: tuple[int | str, ...]) -> str:
-    if len(loc) < 2 or loc[0] != "sources" or not isinstance(loc[1], int):
-        return ""
-    items = data.get("sources")
-    if not isinstance(items, list) or not 0 <= loc[1] < len(items):
-        return ""
-    item = items[loc[1]]
-    if not isinstance(item, Mapping) or not isinstance(item.get("name"), str):
-        return ""
-    return f" (source {item['name']!r})"
-
-
 def load_sources(path: str | Path = DEFAULT_SOURCES_FILE) -> SourcesFile:
     """Load and validate the sources file; SourcesError names file, line and source."""
     source = str(path)
@@ -311,7 +298,7 @@ def load_sources(path: str | Path = DEFAULT_SOURCES_FILE) -> SourcesFile:
     try:
         return SourcesFile.model_validate(data)
     except ValidationError as exc:
-        entry = partial(_entry_name, data)
+        entry = partial(entry_name, data, labels={"sources": "source"}, key="name")
         # A URL's user-info is masked even when the error quotes what was written.
         message = format_errors(source, exc, document, entry=entry)
         raise SourcesError(redact_urls(message)) from None
