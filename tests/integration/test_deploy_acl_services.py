@@ -260,6 +260,19 @@ def test_ingest_gets_every_queued_reading_after_a_device_used_its_client_id(
     assert stored == queued
 
 
+def _compose_bridge_env(port: int, sources: Path) -> dict[str, str]:
+    """The bridge's login as compose gives it (user, client id), on a test broker's port."""
+    compose_env = service_environment(services()["bridge"])
+    return {
+        "MQTT_URL": f"mqtt://127.0.0.1:{port}",
+        "MQTT_USERNAME": compose_env["MQTT_USERNAME"],
+        "MQTT_PASSWORD": PASSWORDS["svc.bridge"],
+        "MQTT_CLIENT_ID": compose_env["MQTT_CLIENT_ID"],
+        "DEVICES_FILE": str(REPO / "config" / "devices.yaml"),
+        "BRIDGE_SOURCES_FILE": str(sources),
+    }
+
+
 def test_the_bridge_publishes_a_registered_device_as_svc_bridge_and_passes_its_healthcheck(
     tmp_path: Path, server_factory: Callable[..., MosquittoServer]
 ) -> None:
@@ -273,17 +286,8 @@ def test_the_bridge_publishes_a_registered_device_as_svc_bridge_and_passes_its_h
         "    subscribe: bins/+\n    preset: generic\n    kind: ewaste_bin\n"
         "    device: {topic_level: 1}\n    fields:\n      fill_pct: {path: level}\n",
     )
-    compose_env = service_environment(services()["bridge"])
     with running_broker(tmp_path / "broker") as broker:
-        env = {
-            "MQTT_URL": f"mqtt://127.0.0.1:{broker.port}",
-            "MQTT_USERNAME": compose_env["MQTT_USERNAME"],
-            "MQTT_PASSWORD": PASSWORDS["svc.bridge"],
-            "MQTT_CLIENT_ID": compose_env["MQTT_CLIENT_ID"],
-            "DEVICES_FILE": str(REPO / "config" / "devices.yaml"),
-            "BRIDGE_SOURCES_FILE": str(sources),
-        }
-        bridge = BridgeProcess(tmp_path, env).start()
+        bridge = BridgeProcess(tmp_path, _compose_bridge_env(broker.port, sources)).start()
         try:
             wait_until(lambda: bridge.health()[0] == 200, timeout=WAIT_S)
             with client(broker.port, "svc.operator") as operator:
@@ -327,22 +331,13 @@ def test_a_source_on_our_broker_rides_the_bridges_one_link_and_is_acknowledged(
     # The source's filter is the shipped shelly-meters one, which the generated ACL lets
     # svc.bridge read; the topic's first level names our device.
     sources = write_sources(tmp_path, SHELLY_SOURCE + "    device: {topic_level: 0}\n")
-    compose_env = service_environment(services()["bridge"])
-    client_id = compose_env["MQTT_CLIENT_ID"]
+    client_id = service_environment(services()["bridge"])["MQTT_CLIENT_ID"]
     topic = "nzc-meter-1/events/rpc"
     telemetry = "facility/nzc/energy_meter/nzc-meter-1/telemetry"
     with running_broker(
         tmp_path / "broker", MOSQUITTO_ACL_TEMPLATE=str(acl), MQTT_DEVICE_CREDENTIALS=credentials
     ) as broker:
-        env = {
-            "MQTT_URL": f"mqtt://127.0.0.1:{broker.port}",
-            "MQTT_USERNAME": compose_env["MQTT_USERNAME"],
-            "MQTT_PASSWORD": PASSWORDS["svc.bridge"],
-            "MQTT_CLIENT_ID": compose_env["MQTT_CLIENT_ID"],
-            "DEVICES_FILE": str(REPO / "config" / "devices.yaml"),
-            "BRIDGE_SOURCES_FILE": str(sources),
-        }
-        bridge = BridgeProcess(tmp_path, env).start()
+        bridge = BridgeProcess(tmp_path, _compose_bridge_env(broker.port, sources)).start()
         try:
             wait_until(lambda: bridge.health()[0] == 200, timeout=WAIT_S)
             with (
