@@ -106,15 +106,22 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
+def fill_leaving(disk: Path, free_bytes: int) -> Path:
+    """Fill ``disk`` with one file until about ``free_bytes`` are left; the file, to delete
+    when space is to come back."""
+    filler = disk / "filler"
+    stats = os.statvfs(disk)
+    filler.write_bytes(b"\0" * (stats.f_bavail * stats.f_frsize - free_bytes))
+    return filler
+
+
 def test_a_full_disk_under_the_spool_holds_acks_and_loses_nothing_once_space_returns(
     mosquitto: MosquittoServer,
     influxdb1: InfluxDB1Server,
     ingest_factory: IngestFactory,
     small_disk: Path,
 ) -> None:
-    filler = small_disk / "filler"
-    stats = os.statvfs(small_disk)
-    filler.write_bytes(b"\0" * (stats.f_bavail * stats.f_frsize - 96 * 1024))  # 96 KiB left
+    filler = fill_leaving(small_disk, 96 * 1024)
     expected = readings(3000)  # ~300 KiB of line protocol: far more than fits
     ingest = ingest_factory(
         v1_env(mosquitto, influxdb1.url, INGEST_SPOOL_DIR=str(small_disk / "spool"))
@@ -148,9 +155,7 @@ def test_a_full_disk_under_the_dead_letter_store_holds_acks_and_keeps_every_lett
     ingest_factory: IngestFactory,
     small_disk: Path,
 ) -> None:
-    filler = small_disk / "filler"
-    stats = os.statvfs(small_disk)
-    filler.write_bytes(b"\0" * (stats.f_bavail * stats.f_frsize - 16 * 1024))  # 16 KiB left
+    filler = fill_leaving(small_disk, 16 * 1024)
     bad = [(topic, b"not json " + payload, ts) for topic, payload, ts in readings(200)]
     good = readings(50, start=200)
     ingest = ingest_factory(
